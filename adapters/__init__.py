@@ -1,0 +1,1 @@
+"""Adapters: the transports (HTTP API, federation protocol) and the storage behind one interface."""

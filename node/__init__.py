@@ -1,0 +1,1 @@
+"""Simpul node: the domain (events, tickets, lifecycle, routing, merge) and its services."""

@@ -1,0 +1,1 @@
+"""Wire formats: events, complaints, federation messages, and the OpenAPI document."""
