@@ -1,0 +1,101 @@
+"""Admin and operator JSON endpoints: sync status, dead letters, node enrolment,
+the hub's disposition queue."""
+from __future__ import annotations
+
+from aiohttp import web
+
+from adapters.http.api import json_response, ticket_view
+from adapters.http.auth import require
+from adapters.http.problems import read_json
+from node import directory
+from node.errors import NotFound, ValidationError
+from node.status import sync_status
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/sync/status")
+async def status(request: web.Request) -> web.Response:
+    require(request, "operator", "admin")
+    node = request.app["node"]
+
+    def read():
+        with node.storage.read() as tx:
+            return sync_status(tx, node.node_id)
+    return json_response(await node.db(read))
+
+
+@routes.get("/api/v1/dead-letters")
+async def dead_letters(request: web.Request) -> web.Response:
+    require(request, "admin")
+    node = request.app["node"]
+
+    def read():
+        with node.storage.read() as tx:
+            return tx.dead_letters(include_replayed=request.query.get("all") in ("1", "true"))
+    return json_response({"items": await node.db(read)})
+
+
+@routes.post("/api/v1/dead-letters/replay")
+async def replay(request: web.Request) -> web.Response:
+    require(request, "admin")
+    data = await read_json(request) if request.can_read_body else {}
+    ids = data.get("ids") if isinstance(data, dict) else None
+    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
+        raise ValidationError("ids must be a list of integers (omit it to replay all)")
+    node = request.app["node"]
+    count = await node.db(request.app["sync"].replay, ids)
+    request.app["sync"].wake()
+    return json_response({"replayed": count})
+
+
+@routes.get("/api/v1/admin/nodes")
+async def list_nodes(request: web.Request) -> web.Response:
+    require(request, "admin")
+    node = request.app["node"]
+
+    def read():
+        with node.storage.read() as tx:
+            return directory.snapshot(tx)
+    return json_response(await node.db(read))
+
+
+@routes.post("/api/v1/admin/nodes")
+async def enroll(request: web.Request) -> web.Response:
+    require(request, "admin")
+    node = request.app["node"]
+    if node.role != "hub":
+        raise NotFound("node enrolment happens at the hub")
+    data = await read_json(request)
+
+    def write():
+        with node.storage.transaction() as tx:
+            return directory.enroll(tx, data if isinstance(data, dict) else {})
+    entry = await node.db(write)
+    request.app["keydir"].forget()
+    await request.app["sync"].refresh_peers()
+    return json_response(entry, status=201)
+
+
+@routes.post("/api/v1/admin/nodes/{node_id}/revoke")
+async def revoke(request: web.Request) -> web.Response:
+    require(request, "admin")
+    node = request.app["node"]
+
+    def write():
+        with node.storage.transaction() as tx:
+            if tx.get_node(request.match_info["node_id"]) is None:
+                raise NotFound(f"node {request.match_info['node_id']} is not in the directory")
+            tx.revoke_node(request.match_info["node_id"])
+            return tx.get_node(request.match_info["node_id"])
+    entry = await node.db(write)
+    request.app["keydir"].forget()
+    return json_response(entry)
+
+
+@routes.get("/api/v1/disposition")
+async def disposition_queue(request: web.Request) -> web.Response:
+    require(request, "operator", "admin")
+    node = request.app["node"]
+    items, total = await node.db(node.complaints.list, {"awaiting_disposition": True}, 500, 0)
+    return json_response({"items": [ticket_view(s) for s in items], "total": total})

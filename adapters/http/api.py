@@ -1,0 +1,125 @@
+"""The public JSON API under /api/v1: complaints, their events, health.
+
+Handlers parse and check input, call a node service through the DbRunner and
+render the result. They hold no domain logic.
+"""
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+from adapters.http.auth import require
+from adapters.http.problems import parse, read_json
+from node.errors import BadRequest, ValidationError
+from node.ticket import TicketState
+from schemas.complaints import ActionIn, ComplaintIn
+
+routes = web.RouteTableDef()
+LIST_FILTERS = ("status", "institution", "origin", "category", "report_type", "region", "tracking_id",
+                "awaiting_disposition")
+
+
+def ticket_view(state: TicketState) -> dict:
+    data = state.public_dict()
+    data["ticket_id"] = state.ticket_id
+    data["identity"] = ("anonim" if state.anonim else "sealed" if state.sealed_identity else "pending")
+    data.pop("sealed_identity", None)
+    return data
+
+
+def json_response(data, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=json.dumps(data, ensure_ascii=False).encode(),
+                        content_type="application/json")
+
+
+@routes.post("/api/v1/complaints")
+async def file_complaint(request: web.Request) -> web.Response:
+    require(request, "intake", "operator", "admin")
+    complaint = parse(ComplaintIn, await read_json(request))
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 200):
+        raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+    node = request.app["node"]
+    filed = await node.db(node.complaints.file, complaint, key)
+    request.app["sync"].wake()
+    body = {"ticket_id": filed.state.ticket_id, "tracking_id": filed.state.tracking_id,
+            "status": filed.state.status.value, "redacted": list(filed.redactions)}
+    return json_response(body, status=201 if filed.created else 200)
+
+
+@routes.get("/api/v1/complaints/{ticket_id}")
+async def get_complaint(request: web.Request) -> web.Response:
+    require(request, "intake", "operator", "admin")
+    node = request.app["node"]
+    state = await node.db(node.complaints.get, request.match_info["ticket_id"])
+    return json_response(ticket_view(state))
+
+
+def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ValidationError(f"{name} must be an integer, not {raw!r}") from exc
+    if not lo <= value <= hi:
+        raise ValidationError(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+@routes.get("/api/v1/complaints")
+async def list_complaints(request: web.Request) -> web.Response:
+    require(request, "operator", "admin")
+    unknown = set(request.query) - set(LIST_FILTERS) - {"limit", "offset"}
+    if unknown:
+        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))}; "
+                              f"filters are {', '.join(LIST_FILTERS)}")
+    filters: dict = {k: request.query[k] for k in LIST_FILTERS if k in request.query}
+    if "awaiting_disposition" in filters:
+        filters["awaiting_disposition"] = filters["awaiting_disposition"] in ("1", "true", "yes")
+    limit, offset = _int(request, "limit", 50, 1, 500), _int(request, "offset", 0, 0, 10**9)
+    node = request.app["node"]
+    items, total = await node.db(node.complaints.list, filters, limit, offset)
+    return json_response({"items": [ticket_view(s) for s in items], "total": total, "limit": limit,
+                          "offset": offset})
+
+
+@routes.post("/api/v1/complaints/{ticket_id}/events")
+async def post_action(request: web.Request) -> web.Response:
+    role = require(request, "operator", "admin")
+    action = parse(ActionIn, await read_json(request))
+    if action.action in ("route", "archive", "edit") and role != "admin" and request.app["node"].role == "hub":
+        require(request, "admin")
+    node = request.app["node"]
+    state = await node.db(node.complaints.act, request.match_info["ticket_id"], action, node.institutions())
+    request.app["sync"].wake()
+    return json_response(ticket_view(state), status=201)
+
+
+@routes.get("/api/v1/complaints/{ticket_id}/events")
+async def list_events(request: web.Request) -> web.Response:
+    require(request, "intake", "operator", "admin")
+    node = request.app["node"]
+    raws = await node.db(node.complaints.events_raw, request.match_info["ticket_id"])
+    body = '{"events":[' + ",".join(raws) + "]}"
+    return web.Response(body=body.encode(), content_type="application/json")
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", "node_id": request.app["node"].node_id})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    node = request.app["node"]
+    ok = await node.db(node.storage.ping)
+    return json_response({"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503)
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    from schemas.openapi import document
+    return json_response(document(request.app["node"].settings.url))

@@ -1,0 +1,116 @@
+"""Builds a node's aiohttp application: API, federation, metrics, console, jobs."""
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from adapters.http import admin_api, api, federation
+from adapters.http.metrics import metrics, registry_for
+from adapters.http.problems import problem_middleware
+from adapters.hub_http import HttpTransport
+from node import directory
+from node.core import Node
+from node.errors import PeerError, SimpulError
+from node.federation import KeyDirectory, Receiver
+from node.reactions import district_react, hub_react
+from node.scheduler import build_scheduler
+from node.sync import SyncEngine
+
+log = logging.getLogger(__name__)
+
+
+def build_app(node: Node) -> web.Application:
+    s = node.settings
+    app = web.Application(middlewares=[problem_middleware], client_max_size=max(s.max_body_bytes, 4 * 1024 * 1024))
+    app["node"] = node
+    app["tokens"] = s.tokens
+    app["max_body_bytes"] = s.max_body_bytes
+    keydir = KeyDirectory(node.storage, node.keys)
+    app["keydir"] = keydir
+    identity = None
+    try:
+        from node.identity import IdentityService
+        identity = IdentityService(node)
+        app["identity"] = identity
+    except ImportError:
+        pass
+    react = hub_react(node) if node.role == "hub" else district_react(node, identity)
+    receiver = Receiver(node, keydir, react)
+    app["receiver"] = receiver
+    transport = HttpTransport(node.keys, keydir.resolve, timeout_s=s.sync.request_timeout_s,
+                              attempts=s.sync.retry_attempts, initial_s=s.sync.retry_initial_s)
+    sync = SyncEngine(node, transport, receiver)
+    app["sync"] = sync
+    app["registry"] = registry_for(node)
+    anti_entropy = None
+    try:
+        from node.anti_entropy import AntiEntropy
+        anti_entropy = AntiEntropy(node, transport, receiver, sync)
+        app["anti_entropy"] = anti_entropy
+    except ImportError:
+        pass
+
+    async def refresh_directory():
+        if node.role == "hub" or not s.hub.url:
+            return
+        from adapters.transport import Peer
+        try:
+            snap = await transport.fetch_directory(Peer(s.hub.node_id, s.hub.url))
+        except PeerError as exc:
+            log.info("directory refresh from %s failed: %s", s.hub.node_id, exc)
+            return
+
+        def store():
+            with node.storage.transaction() as tx:
+                directory.apply_snapshot(tx, snap, node.node_id)
+        await node.db(store)
+        keydir.forget()
+
+    app["refresh_directory"] = refresh_directory
+
+    app.router.add_routes(api.routes)
+    app.router.add_routes(admin_api.routes)
+    app.router.add_routes(federation.routes)
+    app.router.add_get("/metrics", metrics)
+    try:
+        from adapters.http import console
+        console.setup(app)
+    except ImportError:
+        pass
+    try:
+        from adapters.http import identity_api
+        app.router.add_routes(identity_api.routes)
+    except ImportError:
+        pass
+    try:
+        from adapters.http import conflicts_api
+        app.router.add_routes(conflicts_api.routes)
+    except ImportError:
+        pass
+
+    async def on_startup(app: web.Application) -> None:
+        await sync.start()
+        scheduler = build_scheduler(node, sync, refresh_directory, anti_entropy)
+        scheduler.start()
+        app["scheduler"] = scheduler
+
+        async def first_contact():
+            try:
+                await refresh_directory()
+                await sync.pull_all()
+                sync.wake()
+            except SimpulError as exc:
+                log.warning("first contact failed: %s", exc)
+        app["first_contact"] = asyncio.create_task(first_contact())
+
+    async def on_cleanup(app: web.Application) -> None:
+        app["scheduler"].shutdown(wait=False)
+        app["first_contact"].cancel()
+        await sync.stop()
+        node.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    return app

@@ -1,0 +1,121 @@
+"""Federation endpoints under /federation/v1/.
+
+Every request but ``GET /keys`` must carry a valid RFC 9421 signature from an
+enrolled, unrevoked node's current key, with a nonce not seen before inside
+the replay window. Every answer (errors included) is signed by this node so
+the caller can trust it. Rejections are logged with the reason.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from aiohttp import web
+
+from adapters import httpsig
+from adapters.http.problems import problem
+from node import directory
+from node.errors import SignatureError, SimpulError, ValidationError
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+
+async def _verified_sender(request: web.Request, body: bytes) -> str:
+    node, keys = request.app["node"], request.app["keydir"]
+    now = time.time()
+    verified = httpsig.verify_request(request.method, str(request.url), request.headers, body,
+                                      resolve_key=keys.resolve, now=now)
+    sender = verified.key_id.split("#", 1)[0]
+    if sender == node.node_id:
+        raise SignatureError("request signed with this node's own key")
+
+    def use_nonce():
+        with node.storage.transaction() as tx:
+            return tx.use_nonce(verified.key_id, verified.nonce, verified.created + 2 * httpsig.REPLAY_WINDOW_S, now)
+    if not await node.db(use_nonce):
+        raise SignatureError(f"replayed request: nonce already used by {verified.key_id}")
+    return sender
+
+
+def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | None = None,
+            content_type: str = "application/json") -> web.Response:
+    node = request.app["node"]
+    body = body_bytes if body_bytes is not None else json.dumps(data, ensure_ascii=False).encode()
+    headers = httpsig.sign_response(status, {"Content-Type": content_type}, body, request_method=request.method,
+                                    request_url=str(request.url),
+                                    request_signature_input=request.headers.get("Signature-Input"),
+                                    key_id=node.keys.signing_key_id, private_key=node.keys.signing_key,
+                                    now=time.time())
+    return web.Response(status=status, body=body, headers=headers)
+
+
+def federation_handler(fn):
+    """Verify the caller, run ``fn(request, sender, body)``, sign whatever comes back."""
+    async def handler(request: web.Request) -> web.Response:
+        try:
+            body = await request.read()
+            sender = await _verified_sender(request, body)
+            request.app["sync"].on_contact(sender)
+            return _signed(request, 200, await fn(request, sender, body))
+        except SimpulError as exc:
+            log.warning("federation %s %s refused: %s", request.method, request.path, exc)
+            resp = problem(exc.status, exc.slug, exc.title, str(exc))
+            return _signed(request, exc.status, {}, resp.body, "application/problem+json")
+    return handler
+
+
+async def _push(request, sender, body) -> dict:
+    try:
+        data = json.loads(body)
+    except ValueError as exc:
+        raise ValidationError("body is not valid JSON") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("after"), int):
+        raise ValidationError("body must be {'after': int, 'items': [...]}")
+    if len(data["items"]) > 5000:
+        raise ValidationError("at most 5000 items per batch")
+    node = request.app["node"]
+    result = await node.db(request.app["receiver"].receive, sender, data["after"], data["items"])
+    if result.fresh:
+        request.app["sync"].wake()
+    return result.to_dict()
+
+
+async def _pull(request, sender, body) -> dict:
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = min(max(int(request.query.get("limit", "500")), 1), 5000)
+    except ValueError as exc:
+        raise ValidationError("after and limit must be integers") from exc
+    node = request.app["node"]
+    return await node.db(request.app["receiver"].outgoing, sender, after, limit)
+
+
+async def _directory(request, sender, body) -> dict:
+    node = request.app["node"]
+
+    def snap():
+        with node.storage.read() as tx:
+            return directory.snapshot(tx)
+    return await node.db(snap)
+
+
+async def _digests(request, sender, body) -> dict:
+    anti_entropy = request.app.get("anti_entropy")
+    if anti_entropy is None:
+        raise ValidationError("anti-entropy is not available on this node")
+    return await anti_entropy.answer(sender, json.loads(body))
+
+
+routes.post("/federation/v1/events")(federation_handler(_push))
+routes.get("/federation/v1/events")(federation_handler(_pull))
+routes.get("/federation/v1/directory")(federation_handler(_directory))
+routes.post("/federation/v1/digests")(federation_handler(_digests))
+
+
+@routes.get("/federation/v1/keys")
+async def keys(request: web.Request) -> web.Response:
+    node = request.app["node"]
+    return web.json_response({"node_id": node.node_id, "role": node.role,
+                              "keys": [k.__dict__ for k in node.keys.public_keys()]})

@@ -1,0 +1,81 @@
+"""RFC 9457 problem details: every error the HTTP side returns.
+
+The middleware turns ``SimpulError`` (and aiohttp's own HTTP errors, such as an
+oversized body) into ``application/problem+json`` with a type URI, a title, the
+status and a ``detail`` that says what is wrong. Anything unexpected is logged
+with its traceback and answered as a 500 problem without internals.
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import pydantic
+from aiohttp import web
+
+from node.errors import BadRequest, PayloadTooLarge, SimpulError, ValidationError
+
+log = logging.getLogger(__name__)
+PROBLEM_BASE = "https://simpul.example/problems/"
+CONTENT_TYPE = "application/problem+json"
+
+
+def problem(status: int, slug: str, title: str, detail: str, **extra) -> web.Response:
+    body = {"type": PROBLEM_BASE + slug, "title": title, "status": status, "detail": detail, **extra}
+    return web.Response(status=status, body=json.dumps(body, ensure_ascii=False).encode(),
+                        content_type=CONTENT_TYPE)
+
+
+def from_error(exc: SimpulError) -> web.Response:
+    extra = {"errors": exc.errors} if isinstance(exc, ValidationError) and exc.errors else {}
+    return problem(exc.status, exc.slug, exc.title, str(exc), **extra)
+
+
+def validation_error(exc: pydantic.ValidationError) -> ValidationError:
+    errors = [{"field": ".".join(str(p) for p in e["loc"]) or "(body)", "message": e["msg"]} for e in exc.errors()]
+    summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
+    return ValidationError(summary, errors)
+
+
+async def read_json(request: web.Request) -> object:
+    """The request body as JSON, or a clear 400/413/415."""
+    if request.content_length is not None and request.content_length > request.app["max_body_bytes"]:
+        raise PayloadTooLarge(f"body of {request.content_length} bytes exceeds the limit of "
+                              f"{request.app['max_body_bytes']} bytes")
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/merge-patch+json"):
+        raise BadRequest(f"Content-Type must be application/json, not {ctype or 'missing'}")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise PayloadTooLarge(f"body exceeds the limit of {request.app['max_body_bytes']} bytes") from exc
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def parse(model: type[pydantic.BaseModel], data: object):
+    if not isinstance(data, dict):
+        raise ValidationError("body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler):
+    try:
+        return await handler(request)
+    except SimpulError as exc:
+        if exc.status >= 500:
+            log.error("request %s %s failed: %s", request.method, request.path, exc)
+        return from_error(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, "http-" + str(exc.status), exc.reason, exc.text or exc.reason)
+    except Exception:  # noqa: BLE001 - last line of defence: log it, never leak internals
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return problem(500, "internal", "Internal error", "an unexpected error occurred; see the node's log")

@@ -1,0 +1,108 @@
+"""The native hub protocol over HTTP (``/federation/v1/``): a Transport.
+
+Every request is signed (RFC 9421, adapters.httpsig) with the node's current
+Ed25519 key and a fresh nonce; every response must carry the peer's signature
+bound to our request, or the answer is refused. Short retries use tenacity
+(exponential backoff with jitter) for timeouts, 408, 429 and 5xx only.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+
+import aiohttp
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+
+from adapters import httpsig
+from adapters.transport import Peer, PullResult, PushResult
+from node.backoff import is_retryable_status
+from node.errors import PeerError, SignatureError
+from node.keys import KeyRing
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+
+class HttpTransport:
+    def __init__(self, keys: KeyRing, resolve_key: Callable[[str], object], *, timeout_s: float = 15.0,
+                 attempts: int = 3, initial_s: float = 0.2, now: Callable[[], float] = time.time):
+        self.keys = keys
+        self.resolve_key = resolve_key
+        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.attempts = attempts
+        self.initial_s = initial_s
+        self.now = now
+        self._session: aiohttp.ClientSession | None = None
+
+    async def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def _once(self, method: str, url: str, body: bytes, peer: Peer) -> dict:
+        headers = {"Content-Type": "application/json"} if body else {}
+        headers = httpsig.sign_request(method, url, headers, body, key_id=self.keys.signing_key_id,
+                                       private_key=self.keys.signing_key, now=self.now(),
+                                       nonce=secrets.token_urlsafe(16))
+        session = await self._client()
+        try:
+            async with session.request(method, url, data=body or None, headers=headers) as resp:
+                payload = await resp.read()
+                status, resp_headers = resp.status, resp.headers
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            raise PeerError(f"{peer.node_id} unreachable at {url}: {exc.__class__.__name__}: {exc}",
+                            status=None, retryable=True) from exc
+        try:
+            httpsig.verify_response(status, resp_headers, payload, request_method=method, request_url=url,
+                                    request_headers=headers, resolve_key=self.resolve_key, now=self.now())
+        except SignatureError as exc:
+            retry = is_retryable_status(status) and status != 200
+            raise PeerError(f"{peer.node_id} answered {status} without a valid signature: {exc}",
+                            status=status, retryable=retry) from exc
+        if status >= 400:
+            detail = payload[:300].decode("utf-8", "replace")
+            raise PeerError(f"{peer.node_id} answered {status}: {detail}", status=status,
+                            retryable=is_retryable_status(status))
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise PeerError(f"{peer.node_id} sent a body that is not JSON", status=status, retryable=True) from exc
+
+    async def _call(self, method: str, path: str, peer: Peer, body: bytes = b"") -> dict:
+        url = peer.url.rstrip("/") + path
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.attempts),
+            wait=wait_exponential_jitter(initial=self.initial_s, max=5.0),
+            retry=retry_if_exception(lambda e: isinstance(e, PeerError) and e.retryable),
+            reraise=True)
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(method, url, body, peer)
+        raise AssertionError("unreachable")
+
+    async def push(self, peer: Peer, after: int, items: Sequence[tuple[int, Event]]) -> PushResult:
+        body = json.dumps({"after": after, "items": [{"pos": pos, "event": e.to_wire()} for pos, e in items]},
+                          ensure_ascii=False, separators=(",", ":")).encode()
+        data = await self._call("POST", "/federation/v1/events", peer, body)
+        return PushResult(accepted=int(data.get("accepted", 0)), duplicates=int(data.get("duplicates", 0)),
+                          rejected=tuple((r["id"], r["reason"]) for r in data.get("rejected", [])),
+                          cursor=int(data.get("cursor", 0)))
+
+    async def pull(self, peer: Peer, after: int, limit: int) -> PullResult:
+        data = await self._call("GET", f"/federation/v1/events?after={after}&limit={limit}", peer)
+        return PullResult(items=tuple((int(i["pos"]), i["event"]) for i in data.get("items", [])),
+                          last=int(data.get("last", 0)))
+
+    async def fetch_directory(self, peer: Peer) -> dict:
+        return await self._call("GET", "/federation/v1/directory", peer)
+
+    async def digests(self, peer: Peer, request: dict) -> dict:
+        return await self._call("POST", "/federation/v1/digests", peer, json.dumps(request).encode())

@@ -1,0 +1,80 @@
+"""The hub's node directory (nodes, their keys with validity), institutions and regions.
+
+District nodes keep a copy of the directory, fetched from the hub, so that they
+know other nodes' sealing keys and which institutions they host.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from sqlalchemy import select, update
+
+from adapters.storage.common import upsert
+from adapters.storage.tables import InstitutionRow, NodeKeyRow, NodeRow, RegionRow
+
+N, K, INS, R = NodeRow.__table__, NodeKeyRow.__table__, InstitutionRow.__table__, RegionRow.__table__
+
+
+class DirectoryRepo:
+    conn: object
+    dialect: str
+
+    def put_node(self, node_id: str, *, role: str, name: str = "", url: str = "", region: str | None = None,
+                 enrolled_at: float | None = None) -> None:
+        values = {"node_id": node_id, "role": role, "name": name, "url": url, "region": region}
+        if enrolled_at is not None:
+            values["enrolled_at"] = enrolled_at
+            values["revoked_at"] = None
+        self.conn.execute(upsert(self.dialect, N, ["node_id"], values))
+
+    def get_node(self, node_id: str) -> dict | None:
+        row = self.conn.execute(select(N).where(N.c.node_id == node_id)).first()
+        return dict(row._mapping) if row else None
+
+    def nodes(self) -> list[dict]:
+        return [dict(r._mapping) for r in self.conn.execute(select(N).order_by(N.c.node_id))]
+
+    def revoke_node(self, node_id: str, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        self.conn.execute(update(N).where(N.c.node_id == node_id).values(revoked_at=now))
+        self.conn.execute(update(K).where(K.c.node_id == node_id, K.c.valid_until.is_(None)).values(valid_until=now))
+
+    def put_key(self, key_id: str, *, node_id: str, kind: str, public: str, valid_from: float,
+                valid_until: float | None = None) -> None:
+        self.conn.execute(upsert(self.dialect, K, ["key_id"], {
+            "key_id": key_id, "node_id": node_id, "kind": kind, "public": public,
+            "valid_from": valid_from, "valid_until": valid_until}))
+
+    def get_key(self, key_id: str) -> dict | None:
+        row = self.conn.execute(select(K).where(K.c.key_id == key_id)).first()
+        return dict(row._mapping) if row else None
+
+    def node_keys(self, node_id: str | None = None) -> list[dict]:
+        q = select(K).order_by(K.c.key_id)
+        if node_id:
+            q = q.where(K.c.node_id == node_id)
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def put_institution(self, inst: dict) -> None:
+        values = {k: inst.get(k) for k in ("id", "name", "node_id", "region", "ppid", "sealing_key_id",
+                                            "sealing_public", "wrapped_private")}
+        values["competences"] = json.dumps(list(inst.get("competences", [])))
+        values["ppid"] = bool(values["ppid"])
+        values = {k: v for k, v in values.items() if v is not None or k in ("region",)}
+        self.conn.execute(upsert(self.dialect, INS, ["id"], values))
+
+    def institutions(self) -> list[dict]:
+        out = []
+        for r in self.conn.execute(select(INS).order_by(INS.c.id)):
+            d = dict(r._mapping)
+            d["competences"] = json.loads(d["competences"])
+            out.append(d)
+        return out
+
+    def put_region(self, code: str, name: str, level: str, parent: str | None) -> None:
+        self.conn.execute(upsert(self.dialect, R, ["code"], {"code": code, "name": name, "level": level,
+                                                              "parent": parent}))
+
+    def regions(self) -> list[dict]:
+        return [dict(r._mapping) for r in self.conn.execute(select(R).order_by(R.c.code))]

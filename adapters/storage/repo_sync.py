@@ -1,0 +1,142 @@
+"""Outbox, inbox, per-peer checkpoints and backoff, dead letters, replay nonces."""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import and_, func, or_, select, update
+
+from adapters.storage.common import insert_ignore
+from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow
+from schemas.events import Event
+
+O, P, D, E = OutboxRow.__table__, PeerRow.__table__, DeadLetterRow.__table__, EventRow.__table__
+
+PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attempt_at", "last_error",
+               "lease_owner", "lease_until", "repairs", "anti_entropy_at")
+
+
+class SyncRepo:
+    conn: object
+    dialect: str
+
+    # -- outbox ---------------------------------------------------------------
+    def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
+        if event_ids:
+            now = time.time() if now is None else now
+            self.conn.execute(O.insert(), [{"dest": dest, "event_id": e, "enqueued_at": now} for e in event_ids])
+
+    def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
+        rows = self.conn.execute(select(O.c.id, E.c.raw).join(E, E.c.id == O.c.event_id)
+                                 .where(O.c.dest == dest, O.c.id > after).order_by(O.c.id).limit(limit))
+        return [(r.id, Event.from_wire(json.loads(r.raw))) for r in rows]
+
+    def outbox_depth(self, dest: str, after: int) -> int:
+        return self.conn.execute(select(func.count()).select_from(O).where(O.c.dest == dest, O.c.id > after)).scalar_one()
+
+    def outbox_last_id(self, dest: str) -> int:
+        return self.conn.execute(select(func.max(O.c.id)).where(O.c.dest == dest)).scalar_one() or 0
+
+    def outbox_dests(self) -> list[str]:
+        return list(self.conn.execute(select(O.c.dest).distinct()).scalars())
+
+    def prune_outbox(self, dest: str, upto: int, keep_after: float) -> int:
+        """Forget delivered entries older than ``keep_after`` (pull needs the recent ones)."""
+        res = self.conn.execute(O.delete().where(O.c.dest == dest, O.c.id <= upto, O.c.enqueued_at < keep_after))
+        return res.rowcount or 0
+
+    def queued_for(self, dest: str, event_ids: Iterable[str]) -> set[str]:
+        ids = list(event_ids)
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            out.update(self.conn.execute(select(O.c.event_id).where(O.c.dest == dest, O.c.event_id.in_(ids[i:i + 500])))
+                       .scalars())
+        return out
+
+    # -- inbox ------------------------------------------------------------------
+    def inbox_add(self, origin: str, event_ids: Sequence[str], now: float | None = None) -> None:
+        if event_ids:
+            now = time.time() if now is None else now
+            self.conn.execute(insert_ignore(self.dialect, InboxRow.__table__),
+                              [{"origin": origin, "event_id": e, "received_at": now} for e in event_ids])
+
+    def inbox_count(self, origin: str | None = None) -> int:
+        I = InboxRow.__table__
+        q = select(func.count()).select_from(I)
+        if origin:
+            q = q.where(I.c.origin == origin)
+        return self.conn.execute(q).scalar_one()
+
+    # -- peers ------------------------------------------------------------------
+    def peer(self, node_id: str) -> dict:
+        row = self.conn.execute(select(P).where(P.c.node_id == node_id)).first()
+        if row is None:
+            self.conn.execute(insert_ignore(self.dialect, P).values(node_id=node_id, last_error=""))
+            row = self.conn.execute(select(P).where(P.c.node_id == node_id)).first()
+        return dict(row._mapping)
+
+    def peers(self) -> list[dict]:
+        return [dict(r._mapping) for r in self.conn.execute(select(P).order_by(P.c.node_id))]
+
+    def update_peer(self, node_id: str, **values) -> None:
+        unknown = set(values) - set(PEER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown peer fields {unknown}")
+        self.peer(node_id)
+        self.conn.execute(update(P).where(P.c.node_id == node_id).values(**values))
+
+    def advance_peer(self, node_id: str, *, acked: int | None = None, cursor: int | None = None) -> None:
+        """Move checkpoints forward only (never back)."""
+        self.peer(node_id)
+        if acked is not None:
+            self.conn.execute(update(P).where(P.c.node_id == node_id, P.c.acked < acked).values(acked=acked))
+        if cursor is not None:
+            self.conn.execute(update(P).where(P.c.node_id == node_id, P.c.cursor < cursor).values(cursor=cursor))
+
+    def take_lease(self, node_id: str, owner: str, now: float, ttl: float) -> bool:
+        """One transmission loop per destination across every process sharing the database."""
+        self.peer(node_id)
+        res = self.conn.execute(update(P).where(
+            P.c.node_id == node_id,
+            or_(P.c.lease_owner == "", P.c.lease_owner == owner, P.c.lease_until < now),
+        ).values(lease_owner=owner, lease_until=now + ttl))
+        return (res.rowcount or 0) == 1
+
+    def release_lease(self, node_id: str, owner: str) -> None:
+        self.conn.execute(update(P).where(P.c.node_id == node_id, P.c.lease_owner == owner)
+                          .values(lease_owner="", lease_until=0.0))
+
+    # -- dead letters -----------------------------------------------------------
+    def add_dead_letters(self, dest: str, items: Sequence[tuple[str, str]], now: float | None = None) -> None:
+        if items:
+            now = time.time() if now is None else now
+            self.conn.execute(D.insert(), [{"dest": dest, "event_id": e, "reason": r, "created_at": now}
+                                           for e, r in items])
+
+    def dead_letters(self, *, include_replayed: bool = False) -> list[dict]:
+        q = select(D).order_by(D.c.id)
+        if not include_replayed:
+            q = q.where(D.c.replayed_at.is_(None))
+        return [dict(r._mapping) for r in self.conn.execute(q)]
+
+    def dead_letter_count(self, dest: str) -> int:
+        return self.conn.execute(select(func.count()).select_from(D)
+                                 .where(D.c.dest == dest, D.c.replayed_at.is_(None))).scalar_one()
+
+    def mark_replayed(self, ids: Sequence[int], now: float | None = None) -> list[dict]:
+        now = time.time() if now is None else now
+        rows = [dict(r._mapping) for r in self.conn.execute(select(D).where(D.c.id.in_(list(ids)),
+                                                                             D.c.replayed_at.is_(None)))]
+        if rows:
+            self.conn.execute(update(D).where(D.c.id.in_([r["id"] for r in rows])).values(replayed_at=now))
+        return rows
+
+    # -- replay protection ------------------------------------------------------
+    def use_nonce(self, key_id: str, nonce: str, expires_at: float, now: float) -> bool:
+        """Record a request nonce; False if it was already used (a replay)."""
+        N = NonceRow.__table__
+        self.conn.execute(N.delete().where(N.c.expires_at < now))
+        res = self.conn.execute(insert_ignore(self.dialect, N).values(key_id=key_id, nonce=nonce,
+                                                                      expires_at=expires_at))
+        return (res.rowcount or 0) == 1

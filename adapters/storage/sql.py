@@ -1,0 +1,94 @@
+"""``SqlStorage``: the one storage implementation, on SQLite or PostgreSQL.
+
+Queries use SQLAlchemy Core over the SQLModel tables, which keeps hot paths
+(batched event inserts, outbox reads) fast. A ``Tx`` is one database
+transaction; the services put an event, its ticket projection, its outbox rows
+and its inbox row in the same ``Tx`` so that they commit or vanish together.
+
+SQLite runs in WAL mode, and write transactions start with ``BEGIN IMMEDIATE``
+so that two writers queue on the lock instead of failing on an upgrade.
+PostgreSQL locks the author's chain head row (``SELECT ... FOR UPDATE``) so that
+several hub processes can append to one log.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
+
+from adapters.storage.repo_events import EventRepo
+from adapters.storage.repo_sync import SyncRepo
+from adapters.storage.repo_directory import DirectoryRepo
+from node.errors import StorageError
+
+log = logging.getLogger(__name__)
+
+
+class Tx(EventRepo, SyncRepo, DirectoryRepo):
+    """One transaction; the methods come from the repository mixins."""
+
+    def __init__(self, conn: Connection, dialect: str):
+        self.conn = conn
+        self.dialect = dialect
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write", True) else "BEGIN")
+
+    return engine
+
+
+class SqlStorage:
+    def __init__(self, url: str):
+        self.url = url
+        try:
+            if url.startswith("sqlite"):
+                self.engine = _sqlite_engine(url)
+            else:
+                self.engine = create_engine(url, pool_size=5, max_overflow=5, pool_pre_ping=True)
+        except (SQLAlchemyError, ValueError, ImportError) as exc:
+            raise StorageError(f"database_url: cannot use {url!r}: {exc}") from exc
+        self.dialect = self.engine.dialect.name
+
+    @contextlib.contextmanager
+    def transaction(self, write: bool = True) -> Iterator[Tx]:
+        try:
+            with self.engine.connect() as conn:
+                conn.info["write"] = write
+                with conn.begin():
+                    yield Tx(conn, self.dialect)
+        except (OperationalError, DBAPIError) as exc:
+            raise StorageError(f"database error: {exc.orig if exc.orig else exc}") from exc
+
+    def read(self) -> contextlib.AbstractContextManager[Tx]:
+        return self.transaction(write=False)
+
+    def ping(self) -> bool:
+        try:
+            with self.engine.connect() as conn:
+                conn.info["write"] = False
+                conn.execute(text("SELECT 1"))
+            return True
+        except SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,124 @@
+"""Node configuration: a TOML file, every key overridable by a SIMPUL_ variable.
+
+Nested keys use a double underscore: ``SIMPUL_SYNC__PULL_INTERVAL_S=5``
+overrides ``[sync] pull_interval_s``. Environment beats the file. Any bad or
+missing setting raises ConfigError with a one-line message naming the key.
+"""
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import pydantic
+from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from node.errors import ConfigError
+
+DEFAULT_CONFIG = "simpul.toml"
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+
+
+class Tokens(BaseModel):
+    model_config = {"extra": "forbid"}
+    intake: str = Field(min_length=16)
+    operator: str = Field(min_length=16)
+    admin: str = Field(min_length=16)
+
+
+class HubLink(BaseModel):
+    """A district node's link to its hub."""
+    model_config = {"extra": "forbid"}
+    node_id: str = "nasional"
+    url: str = ""
+    signing_key_id: str = ""
+    signing_public: str = ""
+
+
+class SyncSettings(BaseModel):
+    model_config = {"extra": "forbid"}
+    batch_size: int = Field(500, ge=1, le=5000)
+    wake_interval_s: float = Field(5.0, gt=0)
+    pull_interval_s: float = Field(30.0, gt=0)
+    anti_entropy_interval_s: float = Field(120.0, gt=0)
+    request_timeout_s: float = Field(15.0, gt=0)
+    retry_attempts: int = Field(3, ge=1, le=10)
+    retry_initial_s: float = Field(0.2, gt=0)
+    backoff_base_s: float = Field(1.0, gt=0)
+    backoff_cap_s: float = Field(300.0, gt=0)
+    lease_ttl_s: float = Field(30.0, gt=0)
+    outbox_retention_s: float = Field(7 * 86400, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SIMPUL_", env_nested_delimiter="__", extra="forbid")
+
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
+    role: Literal["district", "hub"]
+    name: str = ""
+    region: str | None = None
+    data_dir: Path
+    database_url: str = ""
+    host: str = "127.0.0.1"
+    port: int = Field(8700, ge=1, le=65535)
+    public_url: str = ""
+    max_body_bytes: int = Field(256 * 1024, ge=1024)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    tokens: Tokens
+    admin_password: str = Field(min_length=8)
+    hub: HubLink = HubLink()
+    sync: SyncSettings = SyncSettings()
+    auto_return_out_of_competence: bool = True
+    federation_file: Path | None = None
+
+    @field_validator("database_url")
+    @classmethod
+    def _db(cls, v: str) -> str:
+        if v and not (v.startswith("sqlite:") or v.startswith("postgresql")):
+            raise ValueError("must start with sqlite: or postgresql")
+        return v
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (env_settings, init_settings)
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'simpul.db'}"
+
+    @property
+    def url(self) -> str:
+        return self.public_url or f"http://{self.host}:{self.port}"
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"]) or "config"
+    return f"{where}: {err['msg']}"
+
+
+def load_settings(path: str | Path | None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Read the TOML file (``--config``, else $SIMPUL_CONFIG, else ./simpul.toml)."""
+    path = Path(path or os.environ.get("SIMPUL_CONFIG") or DEFAULT_CONFIG)
+    if not path.is_file():
+        raise ConfigError(f"config: file {path} not found (create one with 'simpul init')")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
+    data.setdefault("data_dir", str(path.parent))
+    if not Path(data["data_dir"]).is_absolute():
+        data["data_dir"] = str((path.parent / data["data_dir"]).resolve())
+    try:
+        settings = Settings(**data)
+    except pydantic.ValidationError as exc:
+        raise ConfigError(_first_error(exc)) from exc
+    # Command-line flags (--host, --port) beat both the file and the environment.
+    return settings.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})

@@ -1,0 +1,60 @@
+"""``Node``: one node's parts, wired together from its Settings.
+
+Roles differ only in policy (who receives events, what reacts to arrivals);
+storage, log, keys and services are the same code on a district and the hub.
+"""
+from __future__ import annotations
+
+import logging
+
+from adapters.storage import SqlStorage
+from adapters.storage import migrate
+from node.clock import HybridClock
+from node.complaints import ComplaintService
+from node.config import Settings
+from node.fanout import district_fanout, hub_fanout
+from node.keys import KeyRing
+from node.lifecycle import Status
+from node.log import EventLog
+from node.runner import DbRunner
+from node.ticket import TicketState
+
+log = logging.getLogger(__name__)
+
+UNROUTED = {Status.RECEIVED, Status.VERIFIED, Status.RETURNED}
+
+
+class Node:
+    def __init__(self, settings: Settings, *, check_schema: bool = True):
+        self.settings = settings
+        self.node_id = settings.node_id
+        self.role = settings.role
+        self.hub_id = settings.node_id if settings.role == "hub" else settings.hub.node_id
+        self.storage = SqlStorage(settings.db_url)
+        if check_schema:
+            migrate.check(self.storage)
+        self.keys = KeyRing.load(settings.node_id, settings.keys_dir)
+        self.clock = HybridClock(last=self._last_hlc())
+        fanout = hub_fanout(self.node_id) if self.role == "hub" else district_fanout(self.node_id, self.hub_id)
+        self.log = EventLog(self.node_id, self.keys, self.clock, fanout, self._projection)
+        self.complaints = ComplaintService(self.storage, self.log, self.node_id, self.role)
+        self.db = DbRunner(1 if self.storage.dialect == "sqlite" else 4)
+
+    def _last_hlc(self) -> str | None:
+        from sqlalchemy import func, select
+        from adapters.storage.tables import EventRow
+        with self.storage.read() as tx:
+            return tx.conn.execute(select(func.max(EventRow.__table__.c.hlc))).scalar_one_or_none()
+
+    def _projection(self, tx, state: TicketState) -> dict:
+        awaiting = self.role == "hub" and state.institution is None and state.status in UNROUTED
+        return {"awaiting_disposition": awaiting,
+                "open_conflicts": sum(1 for c in state.conflicts if c.get("status") == "open")}
+
+    def institutions(self) -> dict[str, dict]:
+        with self.storage.read() as tx:
+            return {i["id"]: i for i in tx.institutions()}
+
+    def close(self) -> None:
+        self.db.close()
+        self.storage.dispose()

@@ -1,0 +1,109 @@
+"""The node directory: enrolment at the hub, loading the federation file, and
+the copy a district keeps of the hub's directory.
+
+Enrolling is an explicit admin step (``simpul nodes enroll`` or
+``POST /api/v1/admin/nodes``): the hub records the node's URL and public keys
+(signing and sealing, each with a validity start). Revoking closes the
+validity of its keys; a revoked or unknown node's requests are refused.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError
+
+from node.errors import ConfigError, ValidationError
+from node.keys import load_sealing_public, load_signing_public
+
+
+class KeyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    key_id: str = Field(pattern=r"^[a-z0-9-]+#(sig|seal)-\d+$")
+    kind: str = Field(pattern=r"^(signing|sealing)$")
+    public: str = Field(min_length=40, max_length=60)
+    current: bool = True
+
+
+class EnrollIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    role: str = Field(default="district", pattern=r"^(district|hub)$")
+    url: str = Field(pattern=r"^https?://")
+    name: str = ""
+    region: str | None = None
+    keys: list[KeyIn] = Field(min_length=1)
+
+
+def enroll(tx, data: dict, now: float | None = None) -> dict:
+    try:
+        req = EnrollIn.model_validate(data)
+    except PydanticError as exc:
+        err = exc.errors()[0]
+        raise ValidationError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+    now = time.time() if now is None else now
+    for key in req.keys:
+        if not key.key_id.startswith(req.node_id + "#"):
+            raise ValidationError(f"key {key.key_id} does not belong to node {req.node_id}")
+        try:
+            (load_signing_public if key.kind == "signing" else load_sealing_public)(key.public)
+        except ValueError as exc:
+            raise ValidationError(f"key {key.key_id} is not a valid {key.kind} public key") from exc
+    existing = tx.get_node(req.node_id) or {}
+    tx.put_node(req.node_id, role=req.role, name=req.name or existing.get("name", ""), url=req.url,
+                region=req.region or existing.get("region"), enrolled_at=now)
+    for key in req.keys:
+        known = tx.get_key(key.key_id)
+        tx.put_key(key.key_id, node_id=req.node_id, kind=key.kind, public=key.public,
+                   valid_from=known["valid_from"] if known else now)
+    return tx.get_node(req.node_id)
+
+
+def load_federation(tx, path: Path) -> dict:
+    """Load nodes (not enrolled: that stays an admin step), regions and institutions."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"federation_file: cannot read {path}: {exc}") from exc
+    for node in data.get("nodes", []):
+        if tx.get_node(node["node_id"]) is None:
+            tx.put_node(node["node_id"], role=node.get("role", "district"), name=node.get("name", ""),
+                        region=node.get("region"))
+    for region in data.get("regions", []):
+        tx.put_region(region["code"], region["name"], region["level"], region.get("parent"))
+    for inst in data.get("institutions", []):
+        tx.put_institution({"id": inst["id"], "name": inst["name"], "node_id": inst["node"],
+                            "region": inst.get("region"), "competences": inst.get("competences", []),
+                            "ppid": inst.get("ppid", False)})
+    return {"nodes": len(data.get("nodes", [])), "regions": len(data.get("regions", [])),
+            "institutions": len(data.get("institutions", []))}
+
+
+def snapshot(tx) -> dict:
+    """The directory as the hub publishes it to enrolled nodes."""
+    nodes = [{k: n[k] for k in ("node_id", "role", "name", "url", "region", "enrolled_at", "revoked_at")}
+             for n in tx.nodes()]
+    keys = [{k: r[k] for k in ("key_id", "node_id", "kind", "public", "valid_from", "valid_until")}
+            for r in tx.node_keys()]
+    insts = [{k: i.get(k) for k in ("id", "name", "node_id", "region", "competences", "ppid", "sealing_key_id",
+                                     "sealing_public")} for i in tx.institutions()]
+    return {"nodes": nodes, "keys": keys, "institutions": insts, "regions": tx.regions()}
+
+
+def apply_snapshot(tx, snap: dict, self_id: str) -> None:
+    """A district stores the hub's directory (its own entry is left alone)."""
+    for n in snap.get("nodes", []):
+        if n["node_id"] != self_id:
+            tx.put_node(n["node_id"], role=n["role"], name=n.get("name", ""), url=n.get("url", ""),
+                        region=n.get("region"), enrolled_at=n.get("enrolled_at"))
+            if n.get("revoked_at"):
+                tx.revoke_node(n["node_id"], n["revoked_at"])
+    for k in snap.get("keys", []):
+        if not k["key_id"].startswith(self_id + "#"):
+            tx.put_key(k["key_id"], node_id=k["node_id"], kind=k["kind"], public=k["public"],
+                       valid_from=k["valid_from"], valid_until=k.get("valid_until"))
+    for r in snap.get("regions", []):
+        tx.put_region(r["code"], r["name"], r["level"], r.get("parent"))
+    for i in snap.get("institutions", []):
+        tx.put_institution(i)

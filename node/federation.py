@@ -1,0 +1,138 @@
+"""Receiving federation batches: check everything, then apply once.
+
+Before anything is stored, each event is parsed, checked for authority (a
+district may only send its own events; only the hub forwards others'), and
+verified: its id must be the hash of its content and its signature must
+verify with the author's key from the node directory. An event that claims an
+(author, seq) already taken by a different event is equivocation and refused.
+What passes is ingested in one transaction together with its inbox rows, the
+role's reactions (routing at the hub; competence checks and sealing at a
+district) and the sender's checkpoint. Rejections are logged and returned to
+the sender, which dead-letters them; they are never applied.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from node.errors import IntegrityError, ValidationError
+from node.keys import load_signing_public
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Received:
+    accepted: int
+    duplicates: int
+    rejected: tuple[tuple[str, str], ...]
+    cursor: int
+    fresh: tuple[Event, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "cursor": self.cursor,
+                "rejected": [{"id": i, "reason": r} for i, r in self.rejected]}
+
+
+class KeyDirectory:
+    """Public signing keys by key id: ours, and the directory's (cached)."""
+
+    def __init__(self, storage, ring):
+        self.storage = storage
+        self.ring = ring
+        self._cache: dict[str, tuple[str, object]] = {}
+
+    def resolve(self, key_id: str):
+        entry = self.lookup(key_id)
+        return entry[1] if entry else None
+
+    def lookup(self, key_id: str) -> tuple[str, object] | None:
+        """(node id, public key) for a valid signing key, else None."""
+        if key_id in self.ring.signing:
+            return self.ring.node_id, self.ring.signing[key_id].public_key()
+        if key_id in self._cache:
+            return self._cache[key_id]
+        with self.storage.read() as tx:
+            row = tx.get_key(key_id)
+            node = tx.get_node(row["node_id"]) if row else None
+        if row is None or row["kind"] != "signing" or node is None or node.get("revoked_at"):
+            return None
+        if row["valid_until"] is not None and row["valid_until"] < time.time():
+            return None
+        entry = (row["node_id"], load_signing_public(row["public"]))
+        self._cache[key_id] = entry
+        return entry
+
+    def forget(self) -> None:
+        self._cache.clear()
+
+
+class Receiver:
+    def __init__(self, node, keys: KeyDirectory, react: Callable[[object, dict, list[Event]], None],
+                 now: Callable[[], float] = time.time):
+        self.node = node
+        self.keys = keys
+        self.react = react
+        self.now = now
+
+    def _check(self, sender: str, item) -> tuple[int, Event]:
+        if not isinstance(item, dict) or "event" not in item or not isinstance(item.get("pos"), int):
+            raise ValidationError("item must be an object with 'pos' (integer) and 'event'")
+        event = Event.from_wire(item["event"])
+        if self.node.role == "hub" and event.author != sender:
+            raise ValidationError(f"{sender} may only send its own events, not {event.author}'s")
+        if self.node.role != "hub" and sender != self.node.hub_id:
+            raise ValidationError(f"only the hub may forward events, not {sender}")
+        entry = self.keys.lookup(event.key)
+        if entry is None:
+            raise IntegrityError(f"event {event.id}: unknown or revoked signing key {event.key}")
+        if entry[0] != event.author:
+            raise IntegrityError(f"event {event.id}: key {event.key} does not belong to author {event.author}")
+        event.verify(entry[1])
+        return item["pos"], event
+
+    def verify_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
+        good, rejected = [], []
+        for item in items:
+            try:
+                good.append(self._check(sender, item))
+            except (ValidationError, IntegrityError) as exc:
+                ident = item.get("event", {}).get("id", "?") if isinstance(item, dict) and isinstance(
+                    item.get("event"), dict) else "?"
+                log.warning("rejected event %s from %s: %s", ident, sender, exc)
+                rejected.append((str(ident), str(exc)))
+        return good, rejected
+
+    def receive(self, sender: str, after: int, items: Sequence) -> Received:
+        good, rejected = self.verify_items(sender, items)
+        with self.node.storage.transaction() as tx:
+            events = []
+            for author in {e.author for _, e in good}:
+                mine = [e for _, e in good if e.author == author]
+                taken = tx.author_seq_ids(author, [e.seq for e in mine])
+                for e in mine:
+                    if e.seq in taken and taken[e.seq] != e.id:
+                        log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
+                        rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
+                    else:
+                        events.append(e)
+            fresh, states = self.node.log.ingest(tx, sender, events)
+            if states:
+                self.react(tx, states, fresh)
+            peer = tx.peer(sender)
+            if items and after <= peer["cursor"]:
+                tx.advance_peer(sender, cursor=max(int(i.get("pos", 0)) for i in items if isinstance(i, dict)))
+            tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0)
+            cursor = tx.peer(sender)["cursor"]
+        return Received(accepted=len(fresh), duplicates=len(events) - len(fresh), rejected=tuple(rejected),
+                        cursor=cursor, fresh=tuple(fresh))
+
+    def outgoing(self, dest: str, after: int, limit: int) -> dict:
+        """What we have queued for ``dest`` after its cursor (for its pull)."""
+        with self.node.storage.read() as tx:
+            batch = tx.outbox_batch(dest, after, limit)
+            last = tx.outbox_last_id(dest)
+        return {"items": [{"pos": pos, "event": e.to_wire()} for pos, e in batch], "last": last}

@@ -1,0 +1,122 @@
+"""The node's key ring: Ed25519 signing keys and X25519 sealing keys.
+
+Keys live as PEM files under ``<data_dir>/keys/``: ``signing-<n>.pem`` and
+``sealing-<n>.pem`` (PKCS#8, mode 0600). The highest ``n`` is current; older
+keys are kept so that history still verifies and identities sealed to an old
+key can still be opened. Key ids are ``<node_id>#sig-<n>`` and
+``<node_id>#seal-<n>``.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+
+from node.errors import ConfigError
+from schemas.events import b64u, unb64u
+
+_FILE = re.compile(r"^(signing|sealing)-(\d+)\.pem$")
+
+
+def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> str:
+    return b64u(key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw))
+
+
+def load_signing_public(text: str) -> Ed25519PublicKey:
+    return Ed25519PublicKey.from_public_bytes(unb64u(text))
+
+
+def load_sealing_public(text: str) -> X25519PublicKey:
+    return X25519PublicKey.from_public_bytes(unb64u(text))
+
+
+def _write_private(path: Path, key) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+
+
+@dataclass(frozen=True)
+class PublicKeyInfo:
+    key_id: str
+    kind: str          # "signing" | "sealing"
+    public: str        # base64url raw key
+    current: bool
+
+
+class KeyRing:
+    def __init__(self, node_id: str, keys_dir: Path):
+        self.node_id = node_id
+        self.dir = Path(keys_dir)
+        self.signing: dict[str, Ed25519PrivateKey] = {}
+        self.sealing: dict[str, X25519PrivateKey] = {}
+        self.signing_key_id = ""
+        self.sealing_key_id = ""
+
+    @classmethod
+    def create(cls, node_id: str, keys_dir: Path) -> "KeyRing":
+        Path(keys_dir).mkdir(parents=True, exist_ok=True)
+        os.chmod(keys_dir, 0o700)
+        ring = cls(node_id, keys_dir)
+        if not any(_FILE.match(p.name) for p in Path(keys_dir).iterdir()):
+            ring.rotate("signing")
+            ring.rotate("sealing")
+        return cls.load(node_id, keys_dir)
+
+    @classmethod
+    def load(cls, node_id: str, keys_dir: Path) -> "KeyRing":
+        ring = cls(node_id, keys_dir)
+        if not ring.dir.is_dir():
+            raise ConfigError(f"keys_dir: {ring.dir} does not exist (run 'simpul init' first)")
+        found: dict[str, list[int]] = {"signing": [], "sealing": []}
+        for path in ring.dir.iterdir():
+            m = _FILE.match(path.name)
+            if not m:
+                continue
+            kind, n = m.group(1), int(m.group(2))
+            try:
+                key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+            except ValueError as exc:
+                raise ConfigError(f"keys_dir: {path} is not a readable private key") from exc
+            found[kind].append(n)
+            if kind == "signing":
+                ring.signing[f"{node_id}#sig-{n}"] = key
+            else:
+                ring.sealing[f"{node_id}#seal-{n}"] = key
+        if not found["signing"] or not found["sealing"]:
+            raise ConfigError(f"keys_dir: {ring.dir} holds no signing or no sealing key")
+        ring.signing_key_id = f"{node_id}#sig-{max(found['signing'])}"
+        ring.sealing_key_id = f"{node_id}#seal-{max(found['sealing'])}"
+        return ring
+
+    def rotate(self, kind: str) -> str:
+        """Create the next key of ``kind``; the old ones stay on disk."""
+        existing = [int(m.group(2)) for p in self.dir.iterdir() if (m := _FILE.match(p.name)) and m.group(1) == kind]
+        n = max(existing, default=0) + 1
+        key = Ed25519PrivateKey.generate() if kind == "signing" else X25519PrivateKey.generate()
+        _write_private(self.dir / f"{kind}-{n}.pem", key)
+        tag = "sig" if kind == "signing" else "seal"
+        key_id = f"{self.node_id}#{tag}-{n}"
+        if kind == "signing":
+            self.signing[key_id], self.signing_key_id = key, key_id
+        else:
+            self.sealing[key_id], self.sealing_key_id = key, key_id
+        return key_id
+
+    @property
+    def signing_key(self) -> Ed25519PrivateKey:
+        return self.signing[self.signing_key_id]
+
+    def public_keys(self) -> list[PublicKeyInfo]:
+        out = [PublicKeyInfo(k, "signing", raw_public(v.public_key()), k == self.signing_key_id)
+               for k, v in sorted(self.signing.items())]
+        out += [PublicKeyInfo(k, "sealing", raw_public(v.public_key()), k == self.sealing_key_id)
+                for k, v in sorted(self.sealing.items())]
+        return out

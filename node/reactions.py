@@ -1,0 +1,76 @@
+"""What a node does when events arrive, by role. Runs inside the receive transaction.
+
+Hub: a ticket that has no holder and is waiting (received, verified, or
+returned as bukan wewenang) is routed by node.routing; if no rule decides, it
+stays in the disposition queue for a hub admin. Routing never guesses.
+
+District: a ticket routed here for an institution whose competences do not
+cover it is returned at once as bukan wewenang, with the reason (when
+``auto_return_out_of_competence`` is on; operators can always return by hand).
+The origin node re-seals the reporter's identity for each new holder
+(node.identity).
+"""
+from __future__ import annotations
+
+import logging
+
+from node import routing
+from node.lifecycle import Status
+from node.ticket import TicketState
+from schemas.events import Event
+
+log = logging.getLogger(__name__)
+WAITING = {Status.RECEIVED, Status.VERIFIED, Status.RETURNED}
+
+
+class Topology:
+    """The directory as the routing policy sees it, read once per transaction."""
+
+    def __init__(self, tx):
+        rows = tx.institutions()
+        self.institutions = routing.institutions_from_rows(rows)
+        self.by_id = {i.id: i for i in self.institutions}
+        self.regions = routing.regions_from_rows(tx.regions())
+
+
+def route_ticket(node, tx, state: TicketState, topo: Topology) -> None:
+    decision = routing.route(category=state.category, topic=state.topic, region=state.region,
+                             chosen_institution=state.chosen_institution, excluded=set(state.returned_by),
+                             institutions=topo.institutions, regions=topo.regions)
+    if decision.institution is None:
+        log.info("ticket %s waits for manual disposition: %s", state.tracking_id, decision.reason)
+        return
+    node.log.append(tx, state.ticket_id, "routed", {"institution": decision.institution, "node": decision.node,
+                                                    "reason": decision.reason, "rule": decision.rule})
+    log.info("ticket %s routed to %s (%s)", state.tracking_id, decision.institution, decision.reason)
+
+
+def hub_react(node):
+    def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
+        topo = None
+        for state in states.values():
+            if state.institution is None and state.status in WAITING:
+                topo = topo or Topology(tx)
+                route_ticket(node, tx, state, topo)
+    return react
+
+
+def district_react(node, identity=None):
+    def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
+        routed_now = {e.ticket for e in fresh if e.type == "routed"}
+        topo = None
+        for state in states.values():
+            if (node.settings.auto_return_out_of_competence and state.ticket_id in routed_now
+                    and state.holder_node == node.node_id and state.status == Status.DISPOSITIONED):
+                topo = topo or Topology(tx)
+                inst = topo.by_id.get(state.institution or "")
+                if inst is not None and not routing.matches(inst, state.category, state.topic):
+                    what = f"{state.category}/{state.topic or '-'}"
+                    node.log.append(tx, state.ticket_id, "returned", {
+                        "institution": inst.id, "auto": True,
+                        "reason": f"bukan wewenang: {inst.name} tidak menangani {what}"})
+                    log.info("ticket %s returned as bukan wewenang by %s", state.tracking_id, inst.id)
+                    continue
+            if identity is not None and state.origin == node.node_id:
+                identity.reseal_if_needed(tx, state)
+    return react

@@ -1,0 +1,213 @@
+"""The sync engine: one queue per destination, one transmission loop each.
+
+Design (after Synapse's federation sender):
+
+- The queue for a destination is the outbox rows for it, written in the same
+  transaction as the events they carry. A loop per destination wakes on new
+  work (``wake``) or on the scheduler's tick, and sends bounded batches in
+  order, starting after the destination's durable checkpoint (``acked``).
+- A loop only transmits while it holds the destination's lease in the
+  database, so several processes sharing one database (hubs on PostgreSQL)
+  never send the same queue twice.
+- Short failures are retried inside the transport (tenacity). When those give
+  up, the destination's failure count and next attempt time are stored
+  (node.backoff: exponential, capped, jittered) and the loop waits; contact
+  from the peer resets them. A permanent refusal (400, 401, 403, 422) or a
+  per-event rejection moves the items to the dead-letter list, from which an
+  admin can replay them.
+- Pull is the catch-up path: the receiver asks for what the peer has queued
+  for it after its own cursor, and applies it through the same Receiver as a
+  push. Pushes and pulls move the same checkpoints, so neither repeats work.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import time
+import uuid
+from collections.abc import Callable
+
+from adapters.transport import Peer
+from node.backoff import next_delay
+from node.errors import PeerError, SimpulError
+
+log = logging.getLogger(__name__)
+
+
+class SyncEngine:
+    def __init__(self, node, transport, receiver, *, now: Callable[[], float] = time.time,
+                 rand: Callable[[], float] = random.random):
+        self.node = node
+        self.transport = transport
+        self.receiver = receiver
+        self.cfg = node.settings.sync
+        self.now = now
+        self.rand = rand
+        self.owner = f"{node.node_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._wakers: dict[str, asyncio.Event] = {}
+        self._tasks: dict[str, asyncio.Task] = {}
+        self._running = False
+        self.sent = 0
+
+    # -- peers -------------------------------------------------------------------------
+    def _peers_sync(self) -> list[Peer]:
+        s = self.node.settings
+        if self.node.role != "hub":
+            return [Peer(s.hub.node_id, s.hub.url)] if s.hub.url else []
+        with self.node.storage.read() as tx:
+            return [Peer(n["node_id"], n["url"]) for n in tx.nodes()
+                    if n["role"] == "district" and n["enrolled_at"] and not n["revoked_at"] and n["url"]]
+
+    async def peers(self) -> list[Peer]:
+        return await self.node.db(self._peers_sync)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    async def start(self) -> None:
+        self._running = True
+        await self.refresh_peers()
+
+    async def refresh_peers(self) -> None:
+        for peer in await self.peers():
+            if peer.node_id not in self._tasks or self._tasks[peer.node_id].done():
+                self._wakers[peer.node_id] = asyncio.Event()
+                self._tasks[peer.node_id] = asyncio.create_task(self._loop(peer), name=f"sync-{peer.node_id}")
+
+    async def stop(self) -> None:
+        self._running = False
+        for task in self._tasks.values():
+            task.cancel()
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        owner = self.owner
+        for dest in list(self._tasks):
+            try:
+                await self.node.db(self._release, dest, owner)
+            except SimpulError:
+                pass
+        await self.transport.close()
+
+    def _release(self, dest: str, owner: str) -> None:
+        with self.node.storage.transaction() as tx:
+            tx.release_lease(dest, owner)
+
+    def on_contact(self, peer: str) -> None:
+        """The peer reached us: it is up, so stop backing off and send now."""
+        self.wake(peer)
+
+    def wake(self, dest: str | None = None) -> None:
+        for name, event in self._wakers.items():
+            if dest is None or name == dest:
+                event.set()
+
+    async def _loop(self, peer: Peer) -> None:
+        waker = self._wakers[peer.node_id]
+        while self._running:
+            try:
+                await self.drain(peer)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a loop must outlive any one failure; it is logged
+                log.exception("sync loop for %s failed; retrying at the next wake", peer.node_id)
+            try:
+                await asyncio.wait_for(waker.wait(), timeout=self.cfg.wake_interval_s)
+            except asyncio.TimeoutError:
+                pass
+            waker.clear()
+
+    # -- push --------------------------------------------------------------------------
+    def _next_batch(self, dest: str):
+        now = self.now()
+        with self.node.storage.transaction() as tx:
+            peer = tx.peer(dest)
+            if peer["next_attempt_at"] > now:
+                return None, None
+            if not tx.take_lease(dest, self.owner, now, self.cfg.lease_ttl_s):
+                return None, None
+            after = peer["acked"]
+            return after, tx.outbox_batch(dest, after, self.cfg.batch_size)
+
+    async def drain(self, peer: Peer) -> int:
+        """Send everything queued for ``peer`` now; return how many items went."""
+        sent = 0
+        while self._running or not self._tasks:
+            after, batch = await self.node.db(self._next_batch, peer.node_id)
+            if not batch:
+                return sent
+            try:
+                result = await self.transport.push(peer, after, batch)
+            except PeerError as exc:
+                if exc.retryable:
+                    await self.node.db(self._failed, peer.node_id, str(exc))
+                    return sent
+                log.error("push to %s refused permanently: %s", peer.node_id, exc)
+                await self.node.db(self._settle, peer.node_id, batch, [(e.id, str(exc)) for _, e in batch], 0)
+                continue
+            await self.node.db(self._settle, peer.node_id, batch, list(result.rejected), result.cursor)
+            sent += len(batch)
+            self.sent += len(batch)
+        return sent
+
+    def _failed(self, dest: str, error: str) -> None:
+        with self.node.storage.transaction() as tx:
+            failures = tx.peer(dest)["failures"] + 1
+            delay = next_delay(failures, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rand=self.rand)
+            tx.update_peer(dest, failures=failures, next_attempt_at=self.now() + delay, last_error=error[:500])
+        log.warning("push to %s failed (%d in a row), next attempt in %.1fs: %s", dest, failures, delay, error)
+
+    def _settle(self, dest: str, batch, rejected: list[tuple[str, str]], peer_cursor: int) -> None:
+        last = batch[-1][0]
+        with self.node.storage.transaction() as tx:
+            tx.add_dead_letters(dest, rejected)
+            tx.advance_peer(dest, acked=max(last, min(peer_cursor, tx.outbox_last_id(dest))))
+            tx.update_peer(dest, last_contact=self.now(), failures=0, next_attempt_at=0.0, last_error="")
+        for event_id, reason in rejected:
+            log.error("event %s dead-lettered for %s: %s", event_id, dest, reason)
+
+    # -- pull --------------------------------------------------------------------------
+    async def pull(self, peer: Peer) -> int:
+        got = 0
+        while True:
+            cursor = (await self.node.db(self._peer_row, peer.node_id))["cursor"]
+            try:
+                result = await self.transport.pull(peer, cursor, self.cfg.batch_size)
+            except PeerError as exc:
+                log.info("pull from %s failed: %s", peer.node_id, exc)
+                await self.node.db(self._note_error, peer.node_id, str(exc))
+                return got
+            if result.items:
+                received = await self.node.db(self.receiver.receive, peer.node_id, cursor, list(
+                    {"pos": pos, "event": ev} for pos, ev in result.items))
+                got += received.accepted
+            else:
+                await self.node.db(self._contact, peer.node_id)
+            if len(result.items) < self.cfg.batch_size:
+                return got
+
+    async def pull_all(self) -> None:
+        for peer in await self.peers():
+            await self.pull(peer)
+
+    def _peer_row(self, dest: str) -> dict:
+        with self.node.storage.transaction() as tx:
+            return tx.peer(dest)
+
+    def _contact(self, dest: str) -> None:
+        with self.node.storage.transaction() as tx:
+            tx.update_peer(dest, last_contact=self.now(), failures=0, next_attempt_at=0.0)
+
+    def _note_error(self, dest: str, error: str) -> None:
+        with self.node.storage.transaction() as tx:
+            tx.update_peer(dest, last_error=error[:500])
+
+    # -- dead letters --------------------------------------------------------------------
+    def replay(self, ids: list[int] | None = None) -> int:
+        """Queue dead letters again (all unreplayed ones when ``ids`` is None)."""
+        with self.node.storage.transaction() as tx:
+            rows = tx.dead_letters()
+            chosen = [r["id"] for r in rows if ids is None or r["id"] in ids]
+            replayed = tx.mark_replayed(chosen, self.now())
+            for row in replayed:
+                tx.enqueue(row["dest"], [row["event_id"]])
+                tx.update_peer(row["dest"], failures=0, next_attempt_at=0.0)
+        return len(replayed)

@@ -1,0 +1,88 @@
+"""Wire formats of the public API: filing a complaint and an operator's action."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.taxonomy import CATEGORIES
+
+REPORT_TYPES = ("pengaduan", "aspirasi", "permintaan_informasi")
+CHANNELS = ("web", "sms", "whatsapp", "lapor-app", "walk-in", "email", "phone", "open311", "bundle", "api")
+SLUG = r"^[a-z0-9_]{1,64}$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+
+class Reporter(Strict):
+    name: str = Field(min_length=1, max_length=200)
+    nik: str | None = Field(default=None, pattern=r"^\d{16}$", description="16-digit national identity number")
+    phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{6,32}$")
+    email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+    address: str | None = Field(default=None, max_length=500)
+
+
+class ComplaintIn(Strict):
+    """A complaint as a channel (web form, SMS gateway, walk-in desk...) files it."""
+    type: Literal["pengaduan", "aspirasi", "permintaan_informasi"]
+    category: str = Field(pattern=SLUG)
+    topic: str | None = Field(default=None, pattern=SLUG)
+    region: str = Field(pattern=r"^\d{2}(\d{2}(\d{3}(\d{3})?)?)?$", description="Kemendagri region code")
+    kecamatan: str | None = Field(default=None, max_length=100)
+    title: str = Field(min_length=3, max_length=200)
+    body: str = Field(min_length=10, max_length=20000)
+    incident_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
+    anonim: bool = False
+    rahasia: bool = False
+    channel: Literal[CHANNELS] = "web"  # type: ignore[valid-type]
+    chosen_institution: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
+    reporter: Reporter | None = None
+    ref: str | None = Field(default=None, max_length=64, description="the channel's own reference")
+
+    @field_validator("category")
+    @classmethod
+    def _known_category(cls, v: str) -> str:
+        if v not in CATEGORIES:
+            raise ValueError(f"unknown category {v!r}; known: {', '.join(sorted(CATEGORIES))}")
+        return v
+
+    @field_validator("incident_date")
+    @classmethod
+    def _real_date(cls, v: str | None) -> str | None:
+        if v is not None:
+            date.fromisoformat(v)
+        return v
+
+    @model_validator(mode="after")
+    def _reporter_needed(self) -> "ComplaintIn":
+        if self.reporter is None:
+            raise ValueError("reporter is required (use anonim=true to hide the identity from handlers)")
+        return self
+
+
+ACTIONS = ("verify", "accept", "follow_up", "status", "close", "reopen", "return", "reply", "archive", "route", "edit")
+
+
+class ActionIn(Strict):
+    """An operator's (or hub admin's) action on a ticket."""
+    action: Literal[ACTIONS]  # type: ignore[valid-type]
+    text: str | None = Field(default=None, max_length=20000)
+    reason: str | None = Field(default=None, max_length=2000)
+    status: Literal["in_progress"] | None = None
+    institution: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
+    title: str | None = Field(default=None, min_length=3, max_length=200)
+    body: str | None = Field(default=None, min_length=10, max_length=20000)
+    actor: str | None = Field(default=None, max_length=100, description="operator name, for the record")
+
+    @model_validator(mode="after")
+    def _fields_for_action(self) -> "ActionIn":
+        need = {"follow_up": "text", "reply": "text", "return": "reason", "status": "status", "route": "institution"}
+        field = need.get(self.action)
+        if field and getattr(self, field) in (None, ""):
+            raise ValueError(f"action '{self.action}' needs '{field}'")
+        if self.action == "edit" and not (self.title or self.body):
+            raise ValueError("action 'edit' needs 'title' or 'body'")
+        return self

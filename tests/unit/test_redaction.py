@@ -1,0 +1,197 @@
+"""Unit tests for node.redaction: masking personal data in complaint text."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from node.redaction import Finding, Redaction, redact
+
+SAMPLES = Path("/work/shared/data/complaints.jsonl")
+
+SRI = {
+    "name": "Sri Wahyuningsih",
+    "nik": "6401044511820001",
+    "phone": "+62 812 0000 0101",
+    "email": "sri.w@example.id",
+}
+RAHMAT = {"name": "Rahmat Hidayat", "nik": "6401061203790002", "phone": "+62 812 0000 0102"}
+ERNA = {"name": "Ernawati", "nik": "6401015107750039", "phone": "+62 812 0000 0139"}
+
+NIK = "[NIK disamarkan]"
+TEL = "[nomor telepon disamarkan]"
+MAIL = "[email disamarkan]"
+NAMA = "[nama disamarkan]"
+
+
+def load_samples() -> list[dict]:
+    if not SAMPLES.exists():
+        pytest.skip(f"sample data not found at {SAMPLES}")
+    return [json.loads(line) for line in SAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+# (id, text, reporter, expected text, expected kinds in order)
+CASES = [
+    # --- the reporter's own data, in the spellings people actually type ---
+    ("own-nik-plain", "Saya sudah merekam KTP dengan NIK 6401044511820001 pada bulan Juli.", SRI,
+     f"Saya sudah merekam KTP dengan NIK {NIK} pada bulan Juli.", ["reporter_nik"]),
+    ("own-nik-spaced", "NIK saya 6401 0445 1182 0001, mohon dicek.", SRI,
+     f"NIK saya {NIK}, mohon dicek.", ["reporter_nik"]),
+    ("own-nik-dotted", "Nomor induk kependudukan: 64.01.04.451182.0001.", SRI,
+     f"Nomor induk kependudukan: {NIK}.", ["reporter_nik"]),
+    ("own-phone-0", "Silakan hubungi saya di 0812-0000-0101 pada jam kerja.", SRI,
+     f"Silakan hubungi saya di {TEL} pada jam kerja.", ["reporter_phone"]),
+    ("own-phone-62", "WA saya 6281200000101 aktif setiap hari.", SRI,
+     f"WA saya {TEL} aktif setiap hari.", ["reporter_phone"]),
+    ("own-phone-plus62", "Nomor HP: +62 812 0000 0101.", SRI, f"Nomor HP: {TEL}.", ["reporter_phone"]),
+    ("own-phone-parens", "Telepon (0812) 0000 0101 kalau ada petugas yang datang.", SRI,
+     f"Telepon {TEL} kalau ada petugas yang datang.", ["reporter_phone"]),
+    ("own-phone-dots", "Kontak 0812.0000.0101 (WhatsApp).", SRI, f"Kontak {TEL} (WhatsApp).", ["reporter_phone"]),
+    ("own-phone-no-prefix", "nomor saya 812 0000 0101", SRI, f"nomor saya {TEL}", ["reporter_phone"]),
+    ("own-email-case", "Balasan mohon dikirim ke Sri.W@Example.ID saja.", SRI,
+     f"Balasan mohon dikirim ke {MAIL} saja.", ["email"]),
+    ("own-name", "Saya, Sri Wahyuningsih, orang tua murid kelas VII.", SRI,
+     f"Saya, {NAMA}, orang tua murid kelas VII.", ["reporter_name"]),
+    ("own-name-case-and-spacing", "ttd.\nSRI   wahyuningsih", SRI, f"ttd.\n{NAMA}", ["reporter_name"]),
+    ("own-name-single-word", "Saya Ernawati, penerima bantuan tunai di desa.", ERNA,
+     f"Saya {NAMA}, penerima bantuan tunai di desa.", ["reporter_name"]),
+    ("name-part-only-kept", "Bu Sri guru kelas sudah menjelaskan.", SRI,
+     "Bu Sri guru kelas sudah menjelaskan.", []),
+    ("name-inside-word-kept", "Rahmat Hidayatullah adalah nama kepala sekolah.", RAHMAT,
+     "Rahmat Hidayatullah adalah nama kepala sekolah.", []),
+    ("all-together",
+     "Saya Rahmat Hidayat, NIK 6401061203790002, HP 0812 0000 0102. Listrik padam sejak pukul 19.00.",
+     RAHMAT, f"Saya {NAMA}, NIK {NIK}, HP {TEL}. Listrik padam sejak pukul 19.00.",
+     ["reporter_name", "reporter_nik", "reporter_phone"]),
+    # --- other people's data, by shape ---
+    ("other-nik", "Kepala desa dengan NIK 6401041111710010 menahan bantuan.", None,
+     f"Kepala desa dengan NIK {NIK} menahan bantuan.", ["nik"]),
+    ("other-nik-grouped", "KK nomor 6401-0411-1171-0010 belum diperbarui.", None,
+     f"KK nomor {NIK} belum diperbarui.", ["nik"]),
+    ("other-phone-0", "Oknum itu bisa dihubungi di 0813-4567-8910.", None,
+     f"Oknum itu bisa dihubungi di {TEL}.", ["phone"]),
+    ("other-phone-plus62", "Pendamping PKH (+62 857 1234 5678) meminta uang.", None,
+     f"Pendamping PKH ({TEL}) meminta uang.", ["phone"]),
+    ("other-phone-62", "Nomor 6285212345678 mengirim pesan penipuan.", None,
+     f"Nomor {TEL} mengirim pesan penipuan.", ["phone"]),
+    ("other-email", "Saya sudah mengirim surel ke admin.desa@gmail.com tanpa balasan.", None,
+     f"Saya sudah mengirim surel ke {MAIL} tanpa balasan.", ["email"]),
+    ("phone-and-nik-adjacent", "Data: 081345678910 6401041111710010", None, f"Data: {TEL} {NIK}", ["phone", "nik"]),
+    ("other-data-with-reporter", "Nomor petugas 0821-1111-2222, nomor saya 0812 0000 0101.", SRI,
+     f"Nomor petugas {TEL}, nomor saya {TEL}.", ["phone", "reporter_phone"]),
+    # --- ordinary numbers that must survive ---
+    ("money", "Kami diminta membayar Rp750.000 untuk seragam dan Rp 1.250.000 untuk buku.", None,
+     "Kami diminta membayar Rp750.000 untuk seragam dan Rp 1.250.000 untuk buku.", []),
+    ("big-money", "Anggaran proyek Rp1.500.000.000.000.000 tidak masuk akal.", None,
+     "Anggaran proyek Rp1.500.000.000.000.000 tidak masuk akal.", []),
+    ("money-16-digits-after-rp", "Nilai kontrak Rp1234567890123456 dipertanyakan.", None,
+     "Nilai kontrak Rp1234567890123456 dipertanyakan.", []),
+    ("times", "Padam setiap malam antara pukul 19.00 sampai 22.00 WITA.", None,
+     "Padam setiap malam antara pukul 19.00 sampai 22.00 WITA.", []),
+    ("dates", "Kejadian pada 06-10-2026 dan berulang 14/10/2026.", None,
+     "Kejadian pada 06-10-2026 dan berulang 14/10/2026.", []),
+    ("distance-rt-rw-year", "Jalan rusak sepanjang 2 km di RT 003/RW 005 sejak tahun 2024, 50 orang per hari.", None,
+     "Jalan rusak sepanjang 2 km di RT 003/RW 005 sejak tahun 2024, 50 orang per hari.", []),
+    ("year-range", "Data banjir untuk tahun 2026-2027 dan anggaran 2025.", None,
+     "Data banjir untuk tahun 2026-2027 dan anggaran 2025.", []),
+    ("not-a-mobile", "Kantor desa 0543 21234 buka pagi.", None, "Kantor desa 0543 21234 buka pagi.", []),
+    ("too-long-for-a-phone", "Kode 62-812-3456-7890-1234 tertera di kuitansi.", None,
+     "Kode 62-812-3456-7890-1234 tertera di kuitansi.", []),
+    ("too-many-digits-for-a-phone", "Nomor meter 081234567890123 tercatat.", None,
+     "Nomor meter 081234567890123 tercatat.", []),
+    ("seventeen-digits", "Nomor resi 64010444511820001 belum sampai.", None,
+     "Nomor resi 64010444511820001 belum sampai.", []),
+    ("other-person-name-kept", "Pak Joko Susilo sudah menandatangani.", SRI,
+     "Pak Joko Susilo sudah menandatangani.", []),
+]
+
+
+@pytest.mark.parametrize(("text", "reporter", "expected", "kinds"),
+                         [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_redaction_table(text, reporter, expected, kinds):
+    result = redact(text, reporter=reporter)
+    assert result.text == expected
+    assert [f.kind for f in result.findings] == kinds
+
+
+@pytest.mark.parametrize(("text", "reporter"), [c[1:3] for c in CASES], ids=[c[0] for c in CASES])
+def test_findings_point_into_the_original_text(text, reporter):
+    result = redact(text, reporter=reporter)
+    starts = [f.start for f in result.findings]
+    assert starts == sorted(starts)
+    rebuilt, cursor = [], 0
+    for f in result.findings:
+        assert 0 <= f.start < f.end <= len(text) and f.start >= cursor
+        rebuilt += [text[cursor:f.start], "\0"]
+        cursor = f.end
+    rebuilt.append(text[cursor:])
+    # replacing every finding's span by its mask reproduces the masked text
+    masks = iter(re.findall(r"\[[^\]]+ disamarkan\]", result.text))
+    assert "".join(next(masks) if part == "\0" else part for part in rebuilt) == result.text
+
+
+def test_result_is_frozen_value():
+    result = redact("NIK 6401041111710010", reporter=None)
+    assert result == Redaction(f"NIK {NIK}", (Finding("nik", 4, 20),))
+    assert result.changed
+    with pytest.raises(AttributeError):
+        result.text = "x"  # type: ignore[misc]
+
+
+def test_reporter_with_missing_or_empty_fields():
+    text = "Saya warga Long Kali, nomor 0812 0000 0101."
+    assert redact(text, reporter={}).text == f"Saya warga Long Kali, nomor {TEL}."
+    assert redact(text, reporter={"name": "", "nik": "", "phone": ""}).text == f"Saya warga Long Kali, nomor {TEL}."
+    assert redact("", reporter=SRI) == Redaction("", ())
+
+
+def test_idempotent():
+    once = redact("Saya Sri Wahyuningsih, HP 0812-0000-0101, NIK 6401044511820001.", reporter=SRI)
+    assert redact(once.text, reporter=SRI) == Redaction(once.text, ())
+
+
+def _reporter_digit_sequences(reporter: dict) -> list[str]:
+    seqs = [re.sub(r"\D", "", reporter["nik"])]
+    phone = re.sub(r"\D", "", reporter["phone"])
+    seqs.append(phone[2:] if phone.startswith("62") else phone.lstrip("0"))  # national number
+    return seqs
+
+
+def _variants(reporter: dict) -> list[str]:
+    """The reporter's own data written into a body the ways reporters write it."""
+    nik = reporter["nik"]
+    national = re.sub(r"\D", "", reporter["phone"])[2:]
+    spaced_nik = " ".join(nik[i:i + 4] for i in range(0, 16, 4))
+    return [
+        f" Saya {reporter['name']}, NIK {nik}, HP 0{national}.",
+        f" NIK: {spaced_nik}. Hubungi {reporter['phone']} atau 0{national[:3]}-{national[3:7]}-{national[7:]}.",
+        f" Nomor WA 62{national}, KTP {nik[:6]}.{nik[6:12]}.{nik[12:]}",
+    ]
+
+
+def test_all_sample_bodies():
+    """Every sample body: unchanged as is; with the reporter's data woven in,
+    no digit sequence of the reporter's NIK or phone survives."""
+    samples = load_samples()
+    assert len(samples) == 40
+    for s in samples:
+        body, reporter = s["body"], s["reporter"]
+        plain = redact(body, reporter=reporter)
+        assert plain.text == body, s["ref"]
+        assert plain.findings == (), s["ref"]
+        for extra in _variants(reporter):
+            out = redact(body + extra, reporter=reporter).text
+            digits_left = re.sub(r"\D", "", out)
+            for seq in _reporter_digit_sequences(reporter):
+                assert seq not in digits_left, (s["ref"], extra, out)
+            assert out.startswith(body), s["ref"]
+            assert reporter["name"].lower() not in out.lower(), s["ref"]
+            if reporter.get("email"):
+                assert reporter["email"] not in redact(body + " " + reporter["email"], reporter=reporter).text
+
+
+def test_sample_titles_unchanged():
+    for s in load_samples():
+        assert redact(s["title"], reporter=s["reporter"]).text == s["title"], s["ref"]
