@@ -37,7 +37,8 @@ def request_hash(complaint: ComplaintIn) -> str:
 
 
 class ComplaintService:
-    def __init__(self, storage, log: EventLog, node_id: str, role: str, now=time.time):
+    def __init__(self, storage, log: EventLog, node_id: str, role: str, hub_id: str | None = None, now=time.time):
+        self.hub_id = hub_id
         self.storage = storage
         self.log = log
         self.node_id = node_id
@@ -65,7 +66,7 @@ class ComplaintService:
                 "topic": complaint.topic, "region": complaint.region, "kecamatan": complaint.kecamatan,
                 "title": title.text, "body": body.text, "incident_date": complaint.incident_date,
                 "anonim": complaint.anonim, "rahasia": complaint.rahasia, "channel": complaint.channel,
-                "chosen_institution": complaint.chosen_institution,
+                "chosen_institution": complaint.chosen_institution, "hub": self.hub_id,
                 "filed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
             }
             appended = self.log.append(tx, ticket_id, "created", payload)

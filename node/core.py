@@ -12,6 +12,7 @@ from adapters.storage import migrate
 from node.clock import HybridClock
 from node.complaints import ComplaintService
 from node.config import Settings
+from node.conflicts import ConflictService, projection_rows
 from node.fanout import district_fanout, hub_fanout
 from node.keys import KeyRing
 from node.lifecycle import Status
@@ -37,7 +38,8 @@ class Node:
         self.clock = HybridClock(last=self._last_hlc())
         fanout = hub_fanout(self.node_id) if self.role == "hub" else district_fanout(self.node_id, self.hub_id)
         self.log = EventLog(self.node_id, self.keys, self.clock, fanout, self._projection)
-        self.complaints = ComplaintService(self.storage, self.log, self.node_id, self.role)
+        self.complaints = ComplaintService(self.storage, self.log, self.node_id, self.role, self.hub_id)
+        self.conflicts = ConflictService(self)
         self.db = DbRunner(1 if self.storage.dialect == "sqlite" else 4)
 
     def _last_hlc(self) -> str | None:
@@ -47,6 +49,10 @@ class Node:
             return tx.conn.execute(select(func.max(EventRow.__table__.c.hlc))).scalar_one_or_none()
 
     def _projection(self, tx, state: TicketState) -> dict:
+        if state.conflicts:  # conflicts only appear or grow as events arrive; they never vanish
+            tx.delete_conflicts(state.ticket_id)
+            for row in projection_rows(state):
+                tx.put_conflict(row)
         awaiting = self.role == "hub" and state.institution is None and state.status in UNROUTED
         return {"awaiting_disposition": awaiting,
                 "open_conflicts": sum(1 for c in state.conflicts if c.get("status") == "open")}

@@ -62,7 +62,7 @@ def decide(current: Status | None, event_type: str) -> Decision:
     if current is None:
         return Decision(False, None, "ticket does not exist yet")
     if event_type == "conflict_resolved":
-        return Decision(True, None)
+        return Decision(True, current)
     rule = TRANSITIONS.get(event_type)
     if rule is None:
         return Decision(False, None, f"unknown event type {event_type!r}")

@@ -18,9 +18,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from node.clock import HybridClock
-from node.errors import IllegalTransition
+from node.errors import Forbidden, IllegalTransition
 from node.keys import KeyRing
 from node.lifecycle import decide
+from node.merge import authorised
 from node.ticket import TicketState, fold, heads
 from schemas.events import Event, make_event
 
@@ -50,14 +51,18 @@ class EventLog:
     def append(self, tx, ticket_id: str, type: str, payload: dict, *, check: bool = True) -> Appended:
         events = tx.ticket_events(ticket_id)
         before = fold(events)
-        if check:
-            decision = decide(before.status if before else None, type)
-            if not decision.allowed:
-                raise IllegalTransition(decision.reason)
         seq, prev = tx.chain_head(self.node_id, lock=True)
         event = make_event(ticket=ticket_id, author=self.node_id, seq=seq + 1, prev=prev,
                            parents=heads(events), hlc=self.clock.tick(), type=type, payload=payload,
                            key_id=self.keys.signing_key_id, private_key=self.keys.signing_key)
+        if check:
+            decision = decide(before.status if before else None, type)
+            if not decision.allowed:
+                raise IllegalTransition(decision.reason)
+            if before is not None:
+                refusal = authorised(event, hub=before.hub, origin=before.origin, holder=before.holder_node)
+                if refusal:
+                    raise Forbidden(refusal)
         tx.insert_events([event])
         tx.set_chain_head(self.node_id, event.seq, event.id)
         after = self._project(tx, events + [event])

@@ -4,8 +4,11 @@ Events are applied in one deterministic order: by hybrid logical clock, then
 author, then id. Causality is respected because an event's clock is always
 later than its parents'. Any node holding the same set of events computes the
 same state, whatever the order in which they arrived. An event that the
-lifecycle forbids at its place in that order is kept in the log but skipped,
-and listed in ``ignored``; node.merge refines what concurrent events do.
+lifecycle forbids at its place in that order, or whose author does not own it
+(node.merge), is kept in the log but skipped and listed in ``ignored``.
+Conflicts that no rule settles are found first (node.merge.find_conflicts);
+the losing side of each (provisional, or chosen by a resolution) is left out
+of the state and the conflicts are listed in ``conflicts``.
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from node import merge
 from node.lifecycle import Status, decide
 from schemas.events import Event, canonical
 
@@ -36,6 +40,7 @@ class TicketState:
     channel: str
     chosen_institution: str | None
     filed_at: str
+    hub: str | None = None
     status: Status = Status.RECEIVED
     institution: str | None = None
     holder_node: str | None = None
@@ -58,8 +63,7 @@ class TicketState:
         return hashlib.sha256(canonical(self.public_dict())).hexdigest()
 
 
-def order_key(event: Event) -> tuple[str, str, str]:
-    return (event.hlc, event.author, event.id)
+order_key = merge.order_key
 
 
 def _created(event: Event) -> TicketState:
@@ -69,7 +73,7 @@ def _created(event: Event) -> TicketState:
         category=p["category"], topic=p.get("topic"), region=p["region"], kecamatan=p.get("kecamatan"),
         title=p["title"], body=p["body"], incident_date=p.get("incident_date"), anonim=bool(p["anonim"]),
         rahasia=bool(p["rahasia"]), channel=p["channel"], chosen_institution=p.get("chosen_institution"),
-        filed_at=p["filed_at"], last_hlc=event.hlc, event_count=1)
+        filed_at=p["filed_at"], hub=p.get("hub"), last_hlc=event.hlc, event_count=1)
 
 
 def _effect(state: TicketState, event: Event) -> dict[str, Any]:
@@ -97,11 +101,25 @@ def _effect(state: TicketState, event: Event) -> dict[str, Any]:
     return {}
 
 
+def check(state: TicketState | None, event: Event) -> str | None:
+    """None if ``event`` may apply to ``state`` now, else why not (lifecycle or ownership)."""
+    decision = decide(state.status if state else None, event.type)
+    if not decision.allowed:
+        return decision.reason
+    if state is None:
+        return None
+    return merge.authorised(event, hub=state.hub, origin=state.origin, holder=state.holder_node)
+
+
 def apply(state: TicketState | None, event: Event) -> TicketState | None:
     """Apply one event; return the new state (None only before 'created')."""
     if state is None:
         return _created(event) if event.type == "created" else None
+    reason = check(state, event)
     decision = decide(state.status, event.type)
+    if reason is not None:
+        return replace(state, ignored=state.ignored + ((event.id, reason),),
+                       event_count=state.event_count + 1, last_hlc=max(state.last_hlc, event.hlc))
     if not decision.allowed:
         return replace(state, ignored=state.ignored + ((event.id, decision.reason),),
                        event_count=state.event_count + 1, last_hlc=max(state.last_hlc, event.hlc))
@@ -112,10 +130,31 @@ def apply(state: TicketState | None, event: Event) -> TicketState | None:
 
 
 def fold(events: Iterable[Event]) -> TicketState | None:
+    ordered = sorted({e.id: e for e in events}.values(), key=order_key)
+    created = next((e for e in ordered if e.type == "created"), None)
+    if created is None:
+        return None
+    specs = merge.find_conflicts(ordered, created.payload.get("hub"))
+    settled = merge.resolutions(ordered)
+    left_out = merge.excluded_events(specs, settled)
     state = None
-    for event in sorted(events, key=order_key):
+    for event in ordered:
+        if event.id in left_out:
+            state = replace(state, event_count=state.event_count + 1) if state else state
+            continue
         state = apply(state, event)
+    if specs and state is not None:
+        state = replace(state, conflicts=tuple(_conflict_record(spec, settled.get(spec.id)) for spec in specs))
     return state
+
+
+def _conflict_record(spec: merge.ConflictSpec, resolution: Event | None) -> dict:
+    return {"id": spec.id, "kind": spec.kind, "sides": [list(spec.sides[0]), list(spec.sides[1])],
+            "provisional_winner": spec.provisional_winner, "detected_hlc": spec.detected_hlc,
+            "status": "resolved" if resolution is not None else "open",
+            "resolution": None if resolution is None else {
+                "event": resolution.id, "winner": resolution.payload.get("winner"),
+                "reason": resolution.payload.get("reason", ""), "author": resolution.author}}
 
 
 def heads(events: Iterable[Event]) -> tuple[str, ...]:

@@ -78,6 +78,10 @@ class EventRepo:
         return list(self.conn.execute(select(E.c.raw).where(E.c.ticket == ticket_id)
                                       .order_by(E.c.hlc, E.c.author, E.c.id)).scalars())
 
+    def author_seq_ids(self, author: str, seqs) -> dict[int, str]:
+        rows = self.conn.execute(select(E.c.seq, E.c.id).where(E.c.author == author, E.c.seq.in_(list(seqs))))
+        return {r.seq: r.id for r in rows}
+
     def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """(pos, raw) of ``author``'s events in chain order."""
         rows = self.conn.execute(select(E.c.seq, E.c.raw).where(E.c.author == author, E.c.seq > after_seq)
@@ -211,10 +215,3 @@ class EventRepo:
         self.meta_set(key, str(value))
         return value
 
-
-def _author_seq_ids(conn, author: str, seqs: list[int]) -> dict[int, str]:
-    rows = conn.execute(select(E.c.seq, E.c.id).where(E.c.author == author, E.c.seq.in_(seqs)))
-    return {r.seq: r.id for r in rows}
-
-
-EventRepo.author_seq_ids = lambda self, author, seqs: _author_seq_ids(self.conn, author, list(seqs))

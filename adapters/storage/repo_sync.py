@@ -8,10 +8,11 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import and_, func, or_, select, update
 
 from adapters.storage.common import insert_ignore
-from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow
+from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
 
 O, P, D, E = OutboxRow.__table__, PeerRow.__table__, DeadLetterRow.__table__, EventRow.__table__
+T = TicketRow.__table__
 
 PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attempt_at", "last_error",
                "lease_owner", "lease_until", "repairs", "anti_entropy_at")
@@ -137,6 +138,27 @@ class SyncRepo:
         """Record a request nonce; False if it was already used (a replay)."""
         N = NonceRow.__table__
         self.conn.execute(N.delete().where(N.c.expires_at < now))
+        # RETURNING, not rowcount: psycopg reports rowcount -1 for INSERT ... ON CONFLICT DO NOTHING
         res = self.conn.execute(insert_ignore(self.dialect, N).values(key_id=key_id, nonce=nonce,
-                                                                      expires_at=expires_at))
-        return (res.rowcount or 0) == 1
+                                                                      expires_at=expires_at).returning(N.c.nonce))
+        return res.first() is not None
+
+
+    # -- anti-entropy -----------------------------------------------------------------
+    def tickets_for_node(self, node_id: str, after: str, limit: int) -> list[str]:
+        """Tickets a node should hold in full: it is their origin or current holder."""
+        q = select(T.c.ticket_id).where(or_(T.c.origin == node_id, T.c.holder_node == node_id),
+                                        T.c.ticket_id > after).order_by(T.c.ticket_id).limit(limit)
+        return list(self.conn.execute(q).scalars())
+
+    def event_ids_by_ticket(self, ticket_ids: Sequence[str]) -> dict[str, list[str]]:
+        ticket_ids = list(ticket_ids)
+        out: dict[str, list[str]] = {t: [] for t in ticket_ids}
+        for i in range(0, len(ticket_ids), 500):
+            for r in self.conn.execute(select(E.c.ticket, E.c.id).where(E.c.ticket.in_(ticket_ids[i:i + 500]))):
+                out[r.ticket].append(r.id)
+        return out
+
+    def pending_ids(self, dest: str, after: int) -> set[str]:
+        """Event ids still queued for ``dest`` (in flight, not yet acknowledged)."""
+        return set(self.conn.execute(select(O.c.event_id).where(O.c.dest == dest, O.c.id > after)).scalars())

@@ -1,0 +1,139 @@
+"""Anti-entropy: compare per-ticket digests with the hub and repair the difference.
+
+A district asks its hub, page by page, for the digest of every ticket it
+should hold in full (it is the origin or the current holder): the SHA-256 of
+the ticket's sorted event ids. Events still queued on either side (in flight,
+not yet acknowledged) are left out of both digests so that ordinary delivery is
+not mistaken for loss. Only tickets whose digests differ are compared event by
+event: the hub sends the events the district lacks, and the district queues
+again its own events that the hub lacks. Nothing else is resent. Repairs are
+counted per peer and shown in sync status.
+
+The pass runs as an APScheduler job on districts; the hub answers.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+from adapters.transport import Peer
+from node.errors import PeerError, ValidationError
+
+log = logging.getLogger(__name__)
+PAGE = 1000
+
+
+def digest(event_ids) -> str:
+    return hashlib.sha256(",".join(sorted(event_ids)).encode()).hexdigest()
+
+
+class AntiEntropy:
+    def __init__(self, node, transport, receiver, sync, now=time.time):
+        self.node = node
+        self.transport = transport
+        self.receiver = receiver
+        self.sync = sync
+        self.now = now
+
+    # -- the hub's side ------------------------------------------------------------
+    async def answer(self, sender: str, request: dict) -> dict:
+        if not isinstance(request, dict) or request.get("op") not in ("list", "diff"):
+            raise ValidationError("digest request must have op 'list' or 'diff'")
+        return await self.node.db(self._answer, sender, request)
+
+    def _answer(self, sender: str, request: dict) -> dict:
+        with self.node.storage.read() as tx:
+            pending = tx.pending_ids(sender, tx.peer(sender)["acked"])
+            if request["op"] == "list":
+                after = str(request.get("after") or "")
+                tickets = tx.tickets_for_node(sender, after, PAGE)
+                ids = tx.event_ids_by_ticket(tickets)
+                return {"tickets": [[t, digest(set(ids[t]) - pending)] for t in tickets],
+                        "next": tickets[-1] if len(tickets) == PAGE else None}
+            theirs = request.get("tickets")
+            if not isinstance(theirs, dict) or len(theirs) > PAGE:
+                raise ValidationError(f"'tickets' must map at most {PAGE} ticket ids to event id lists")
+            ours = tx.event_ids_by_ticket(list(theirs))
+            send, missing_here = [], []
+            for ticket, their_ids in theirs.items():
+                mine, their_set = set(ours.get(ticket, [])) - pending, set(their_ids)
+                send += sorted(mine - their_set)
+                missing_here += sorted(their_set - set(ours.get(ticket, [])))
+            events = [e.to_wire() for e in tx.get_events(send)]
+        if events:
+            self._count(sender, len(events))
+        return {"events": events, "missing_here": missing_here}
+
+    def _count(self, peer: str, repairs: int) -> None:
+        with self.node.storage.transaction() as tx:
+            row = tx.peer(peer)
+            tx.update_peer(peer, repairs=row["repairs"] + repairs, anti_entropy_at=self.now())
+
+    # -- the district's side ---------------------------------------------------------
+    async def run_all(self) -> int:
+        if self.node.role == "hub":
+            return 0
+        total = 0
+        for peer in await self.sync.peers():
+            try:
+                total += await self.run(peer)
+            except PeerError as exc:
+                log.info("anti-entropy with %s skipped: %s", peer.node_id, exc)
+        return total
+
+    async def run(self, peer: Peer) -> int:
+        after, mismatched, seen = "", [], set()
+        while True:
+            page = await self.transport.digests(peer, {"op": "list", "after": after})
+            listed = {t: d for t, d in page.get("tickets", [])}
+            seen |= set(listed)
+            mismatched += await self.node.db(self._compare, peer.node_id, listed)
+            if not page.get("next"):
+                break
+            after = page["next"]
+        mismatched += await self.node.db(self._unlisted_own, seen)
+        repaired = 0
+        for i in range(0, len(mismatched), PAGE):
+            chunk = await self.node.db(self._local_ids, mismatched[i:i + PAGE])
+            answer = await self.transport.digests(peer, {"op": "diff", "tickets": chunk})
+            repaired += await self.node.db(self._repair, peer.node_id, answer)
+        await self.node.db(self._finish, peer.node_id, repaired)
+        if repaired:
+            log.warning("anti-entropy with %s repaired %d event(s)", peer.node_id, repaired)
+            self.sync.wake(peer.node_id)
+        return repaired
+
+    def _compare(self, peer: str, listed: dict[str, str]) -> list[str]:
+        with self.node.storage.read() as tx:
+            pending = tx.pending_ids(peer, tx.peer(peer)["acked"])
+            ids = tx.event_ids_by_ticket(list(listed))
+        return [t for t, d in listed.items() if digest(set(ids[t]) - pending) != d]
+
+    def _unlisted_own(self, listed: set[str]) -> list[str]:
+        """Our own tickets the hub did not list at all (it lost them)."""
+        with self.node.storage.read() as tx:
+            own, after = [], ""
+            while True:
+                page = tx.tickets_for_node(self.node.node_id, after, PAGE)
+                own += [t for t in page if t not in listed]
+                if len(page) < PAGE:
+                    return own
+                after = page[-1]
+
+    def _local_ids(self, tickets: list[str]) -> dict[str, list[str]]:
+        with self.node.storage.read() as tx:
+            return tx.event_ids_by_ticket(tickets)
+
+    def _repair(self, peer: str, answer: dict) -> int:
+        events = answer.get("events", [])
+        got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events]).accepted if events else 0
+        with self.node.storage.transaction() as tx:
+            ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]
+            tx.enqueue(peer, ours)
+        return got + len(ours)
+
+    def _finish(self, peer: str, repaired: int) -> None:
+        with self.node.storage.transaction() as tx:
+            row = tx.peer(peer)
+            tx.update_peer(peer, repairs=row["repairs"] + repaired, anti_entropy_at=self.now())

@@ -1,0 +1,219 @@
+"""Merge rules: a table of concurrent cases, and a property test over random histories."""
+import random
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from node.clock import format_hlc
+from node.lifecycle import Status
+from node.ticket import fold, heads
+from schemas.events import make_event
+
+KEY = Ed25519PrivateKey.generate()
+HUB, ORIGIN, HOLDER, OTHER = "nasional", "kab-paser", "kab-ppu", "kota-balikpapan"
+CREATED = {"tracking_id": "T-1", "type": "pengaduan", "category": "infrastruktur", "topic": "jalan_kabupaten",
+           "region": "6409", "title": "Jalan rusak", "body": "Jalan rusak berat sejak lama.", "anonim": False,
+           "rahasia": False, "channel": "web", "filed_at": "2026-11-01T00:00:00Z", "hub": HUB}
+PAYLOADS = {"routed": {"institution": "ppu-pupr", "node": HOLDER}, "followed_up": {"text": "Sedang ditangani"},
+            "closed": {"text": "Selesai"}, "archived": {"reason": "duplikat"}, "reporter_replied": {"text": "Terima kasih"},
+            "accepted": {}, "status_changed": {"status": "in_progress"}, "edited": {"title": "Jalan kabupaten rusak"},
+            "returned": {"reason": "bukan wewenang"}, "reopened": {"reason": "belum selesai"}, "verified": {}}
+
+
+class Replica:
+    """One node's view: it authors events on what it has seen."""
+
+    def __init__(self, name):
+        self.name, self.events, self.seq, self.clock = name, {}, 0, 0
+
+    def author(self, type, payload=None, wall=None):
+        self.seq += 1
+        self.clock = max(self.clock + 1, wall or 0)
+        event = make_event(ticket="t1", author=self.name, seq=self.seq, prev=None,
+                           parents=heads(self.events.values()), hlc=format_hlc(self.clock, 0), type=type,
+                           payload=payload if payload is not None else PAYLOADS.get(type, {}),
+                           key_id=f"{self.name}#sig-1", private_key=KEY)
+        self.receive([event])
+        return event
+
+    def receive(self, events):
+        for e in events:
+            self.events[e.id] = e
+            self.clock = max(self.clock, int(e.hlc.split(".")[0]))
+
+    def state(self):
+        return fold(self.events.values())
+
+
+def routed_ticket():
+    hub, origin, holder = Replica(HUB), Replica(ORIGIN), Replica(HOLDER)
+    created = origin.author("created", CREATED)
+    hub.receive([created])
+    routed = hub.author("routed")
+    for r in (origin, holder):
+        r.receive([created, routed])
+    return hub, origin, holder
+
+
+def exchange(*replicas):
+    everything = [e for r in replicas for e in r.events.values()]
+    for r in replicas:
+        r.receive(everything)
+
+
+# (hub's concurrent action, holder's concurrent actions, expected conflict kind or None, expected status)
+CASES = [
+    ("archived", ["accepted", "followed_up", "closed"], "archive_vs_progress", None),
+    ("archived", ["followed_up"], "archive_vs_progress", None),
+    ("routed:other", ["accepted"], "reroute_vs_progress", None),
+    ("edited", ["followed_up"], None, Status.FOLLOWED_UP),
+    ("edited", ["accepted", "followed_up", "closed"], None, Status.CLOSED),
+    (None, ["accepted", "followed_up", "closed"], None, Status.CLOSED),
+]
+
+
+@pytest.mark.parametrize("hub_action,holder_actions,kind,status", CASES)
+def test_concurrent_cases(hub_action, holder_actions, kind, status):
+    hub, origin, holder = routed_ticket()
+    if hub_action == "routed:other":
+        hub.author("routed", {"institution": "bpp-pu", "node": OTHER})
+    elif hub_action:
+        hub.author(hub_action)
+    for action in holder_actions:
+        holder.author(action)
+    exchange(hub, origin, holder)
+    states = [r.state() for r in (hub, origin, holder)]
+    assert len({s.state_hash() for s in states}) == 1
+    conflicts = states[0].conflicts
+    if kind is None:
+        assert conflicts == ()
+        assert states[0].status == status
+    else:
+        assert [c["kind"] for c in conflicts] == [kind]
+        assert conflicts[0]["status"] == "open"
+        assert conflicts[0]["provisional_winner"] in ("A", "B")
+
+
+def test_resolution_picks_a_side_everywhere():
+    hub, origin, holder = routed_ticket()
+    hub.author("archived")
+    holder.author("followed_up")
+    holder.author("closed")
+    exchange(hub, origin, holder)
+    conflict = hub.state().conflicts[0]
+    side_of_holder = "B" if any(holder.events[i].author == HOLDER for i in conflict["sides"][1]) else "A"
+    hub.author("conflict_resolved", {"conflict": conflict["id"], "winner": side_of_holder, "reason": "tindak lanjut sah"})
+    exchange(hub, origin, holder)
+    for r in (hub, origin, holder):
+        s = r.state()
+        assert s.status == Status.CLOSED
+        assert s.conflicts[0]["status"] == "resolved"
+    assert len({r.state().state_hash() for r in (hub, origin, holder)}) == 1
+
+
+def test_merged_resolution_sets_the_written_state():
+    hub, origin, holder = routed_ticket()
+    hub.author("archived")
+    holder.author("followed_up")
+    exchange(hub, origin, holder)
+    conflict = hub.state().conflicts[0]
+    origin.author("conflict_resolved", {"conflict": conflict["id"], "winner": "merged", "reason": "gabungan",
+                                        "state": {"status": "followed_up", "title": "Judul baru"}})
+    exchange(hub, origin, holder)
+    s = holder.state()
+    assert (s.status, s.title, s.conflicts[0]["status"]) == (Status.FOLLOWED_UP, "Judul baru", "resolved")
+
+
+@pytest.mark.parametrize("author,type,applied", [
+    (HUB, "archived", True), (HOLDER, "archived", False), (ORIGIN, "archived", False),
+    (HOLDER, "followed_up", True), (HUB, "followed_up", False), (ORIGIN, "followed_up", False),
+    (ORIGIN, "reporter_replied", True), (HUB, "reporter_replied", False),
+    (HUB, "edited", True), (HOLDER, "edited", False),
+])
+def test_ownership(author, type, applied):
+    hub, origin, holder = routed_ticket()
+    actor = {HUB: hub, ORIGIN: origin, HOLDER: holder}[author]
+    event = actor.author(type)
+    state = actor.state()
+    assert (event.id not in {i for i, _ in state.ignored}) is applied
+
+
+def test_stale_update_never_overwrites_newer_state():
+    hub, origin, holder = routed_ticket()
+    holder.author("accepted")
+    holder.author("followed_up")
+    stale = make_event(ticket="t1", author=HOLDER, seq=99, prev=None, parents=[], hlc=format_hlc(10**6, 0),
+                       type="status_changed", payload={"status": "in_progress"}, key_id="x", private_key=KEY)
+    holder.receive([stale])
+    assert holder.state().status == Status.FOLLOWED_UP
+    assert stale.id in {i for i, _ in holder.state().ignored}
+
+
+# -- property: random concurrent histories, reordered and duplicated delivery -------------------
+ACTIONS = {HUB: ["archived", "edited", "routed:other", "verified"],
+           ORIGIN: ["reporter_replied", "reopened"],
+           HOLDER: ["accepted", "status_changed", "followed_up", "closed", "returned", "reopened"]}
+
+
+def vector_concurrent(a, b, clocks):
+    va, vb = clocks[a.id], clocks[b.id]
+    le = all(va.get(k, 0) <= vb.get(k, 0) for k in set(va) | set(vb))
+    ge = all(va.get(k, 0) >= vb.get(k, 0) for k in set(va) | set(vb))
+    return not le and not ge
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from([HUB, ORIGIN, HOLDER]), st.integers(0, 5), st.booleans()),
+                      min_size=1, max_size=14),
+       seed=st.integers(0, 10**6))
+def test_replicas_converge_and_agree_on_conflicts(steps, seed):
+    rnd = random.Random(seed)
+    hub, origin, holder = routed_ticket()
+    replicas = {HUB: hub, ORIGIN: origin, HOLDER: holder}
+    vclock = {name: {} for name in replicas}          # independent oracle: vector clocks
+    clocks = {e.id: {} for e in hub.events.values()}
+    inflight = []                                      # (destination, event)
+    for who, choice, deliver_now in steps:
+        r = replicas[who]
+        state = r.state()
+        action = ACTIONS[who][choice % len(ACTIONS[who])]
+        if action == "routed:other":
+            payload = {"institution": "bpp-pu", "node": OTHER}
+            action = "routed"
+        else:
+            payload = None
+        from node.ticket import check
+        probe = make_event(ticket="t1", author=who, seq=0, prev=None, parents=[], hlc=format_hlc(0, 0), type=action,
+                           payload=payload or PAYLOADS.get(action, {}), key_id="x", private_key=KEY)
+        if check(state, probe) is not None:
+            continue                                   # the real service would refuse this action
+        vclock[who] = {**vclock[who], who: vclock[who].get(who, 0) + 1}
+        event = r.author(action, payload)
+        clocks[event.id] = dict(vclock[who])
+        for dest in replicas:
+            if dest != who:
+                inflight.append((dest, event))
+        if deliver_now and inflight:
+            rnd.shuffle(inflight)
+            for _ in range(rnd.randint(1, len(inflight))):
+                dest, ev = inflight.pop()
+                replicas[dest].receive([ev])
+                vclock[dest] = {k: max(vclock[dest].get(k, 0), clocks[ev.id].get(k, 0))
+                                for k in set(vclock[dest]) | set(clocks[ev.id])}
+                if rnd.random() < 0.3:
+                    inflight.append((dest, ev))       # duplicate delivery
+    rnd.shuffle(inflight)
+    for dest, ev in inflight:                          # the link heals: everything arrives, in any order
+        replicas[dest].receive([ev])
+    states = [r.state() for r in replicas.values()]
+    assert len({s.state_hash() for s in states}) == 1
+    assert len({tuple(c["id"] for c in s.conflicts) for s in states}) == 1
+    # each unsettleable case yields exactly one conflict: one per hub action concurrent with holder progress
+    events = list(hub.events.values())
+    progress = [e for e in events if e.author == HOLDER and e.type in ("accepted", "status_changed", "followed_up", "closed")
+                and e.id not in {i for i, _ in fold([x for x in events if x.hlc <= e.hlc]).ignored}]
+    anchors = [e for e in events if e.author == HUB and e.type in ("archived", "routed") and e.seq > 1]
+    expected = sum(1 for a in anchors if any(vector_concurrent(a, p, clocks) for p in progress))
+    kinds = [c for c in states[0].conflicts if c["kind"] in ("archive_vs_progress", "reroute_vs_progress")]
+    assert len(kinds) == expected
