@@ -131,6 +131,10 @@ def run(config_path, host, port):
     from adapters.http.app import build_app
     node = open_node(config_path, host=host, port=port)
     s = node.settings
+    if s.federation_file:
+        from node import directory
+        with node.storage.transaction() as tx:
+            directory.load_federation(tx, s.federation_file)
     logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
