@@ -47,6 +47,7 @@ class SyncEngine:
         self.rand = rand
         self.owner = f"{node.node_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._wakers: dict[str, asyncio.Event] = {}
+        self._peers: dict[str, Peer] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = False
         self.sent = 0
@@ -70,9 +71,10 @@ class SyncEngine:
 
     async def refresh_peers(self) -> None:
         for peer in await self.peers():
+            self._peers[peer.node_id] = peer          # a re-enrolled peer's new URL applies at once
             if peer.node_id not in self._tasks or self._tasks[peer.node_id].done():
                 self._wakers[peer.node_id] = asyncio.Event()
-                self._tasks[peer.node_id] = asyncio.create_task(self._loop(peer), name=f"sync-{peer.node_id}")
+                self._tasks[peer.node_id] = asyncio.create_task(self._loop(peer.node_id), name=f"sync-{peer.node_id}")
 
     async def stop(self) -> None:
         self._running = False
@@ -100,15 +102,15 @@ class SyncEngine:
             if dest is None or name == dest:
                 event.set()
 
-    async def _loop(self, peer: Peer) -> None:
-        waker = self._wakers[peer.node_id]
+    async def _loop(self, name: str) -> None:
+        waker = self._wakers[name]
         while self._running:
             try:
-                await self.drain(peer)
+                await self.drain(self._peers[name])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a loop must outlive any one failure; it is logged
-                log.exception("sync loop for %s failed; retrying at the next wake", peer.node_id)
+                log.exception("sync loop for %s failed; retrying at the next wake", name)
             try:
                 await asyncio.wait_for(waker.wait(), timeout=self.cfg.wake_interval_s)
             except asyncio.TimeoutError:

@@ -23,6 +23,8 @@ LIST_FILTERS = ("status", "institution", "origin", "category", "report_type", "r
 def ticket_view(state: TicketState) -> dict:
     data = state.public_dict()
     data["ticket_id"] = state.ticket_id
+    data["state_hash"] = state.state_hash()
+    data["type"] = state.report_type  # the name it was filed under (ComplaintIn.type)
     data["identity"] = ("anonim" if state.anonim else "sealed" if state.sealed_identity else "pending")
     data.pop("sealed_identity", None)
     return data
