@@ -44,6 +44,12 @@ class PayloadTooLarge(SimpulError):
     title = "Request body too large"
 
 
+class UnsupportedMediaType(SimpulError):
+    status = 415
+    slug = "unsupported-media-type"
+    title = "Unsupported media type"
+
+
 class NotFound(SimpulError):
     status = 404
     slug = "not-found"

@@ -6,10 +6,11 @@ from what the handlers accept.
 from __future__ import annotations
 
 from schemas.complaints import ActionIn, ComplaintIn
+from schemas.identity import IdentityOpenIn
 
 PROBLEM = {"description": "RFC 9457 problem details",
            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
-ERRORS = {str(s): PROBLEM for s in (400, 401, 403, 404, 409, 413, 422)}
+ERRORS = {str(s): PROBLEM for s in (400, 401, 403, 404, 409, 413, 415, 422)}
 
 
 def _op(summary: str, roles: str, ok: dict, body: str | None = None, params: list | None = None) -> dict:
@@ -51,7 +52,16 @@ def document(server_url: str) -> dict:
                 "post": _op("An operator's action", "operator, admin", {"201": JSON_OK}, "ActionIn", [TICKET_ID]),
             },
             "/api/v1/complaints/{ticket_id}/identity": {
-                "post": _op("Open the reporter's identity (audited)", "operator", {"200": JSON_OK}, params=[TICKET_ID])},
+                "post": _op("Open the reporter's identity (audited)", "operator", {"200": JSON_OK}, "IdentityOpenIn",
+                            [TICKET_ID])},
+            "/api/v1/complaints/{ticket_id}/audit": {
+                "get": _op("Who opened the identity, when and why", "admin", {"200": JSON_OK}, params=[TICKET_ID])},
+            "/api/v1/complaints/{ticket_id}/messages": {
+                "get": _op("Follow-ups for the reporter (origin node)", "intake, operator, admin", {"200": JSON_OK},
+                           params=[TICKET_ID])},
+            "/api/v1/public/complaints": {
+                "get": {"summary": "Public listing: never rahasia reports, never identities", "security": [],
+                        "responses": {"200": JSON_OK, "422": PROBLEM}}},
             "/api/v1/sync/status": {"get": _op("Per-peer sync state", "operator, admin", {"200": JSON_OK})},
             "/api/v1/dead-letters": {"get": _op("Dead letters", "admin", {"200": JSON_OK})},
             "/api/v1/dead-letters/replay": {"post": _op("Replay dead letters", "admin", {"200": JSON_OK})},
@@ -70,6 +80,7 @@ def document(server_url: str) -> dict:
             "schemas": {
                 "ComplaintIn": ComplaintIn.model_json_schema(ref_template="#/components/schemas/{model}"),
                 "ActionIn": ActionIn.model_json_schema(ref_template="#/components/schemas/{model}"),
+                "IdentityOpenIn": IdentityOpenIn.model_json_schema(ref_template="#/components/schemas/{model}"),
                 "Reporter": ComplaintIn.model_json_schema(ref_template="#/components/schemas/{model}")["$defs"]["Reporter"],
                 "Problem": {"type": "object", "required": ["type", "title", "status", "detail"],
                             "properties": {"type": {"type": "string"}, "title": {"type": "string"},

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from adapters.http.auth import require
 from adapters.http.problems import parse, read_json
-from node.errors import BadRequest, ValidationError
+from node.errors import BadRequest, Forbidden, ValidationError
 from node.ticket import TicketState
 from schemas.complaints import ActionIn, ComplaintIn
 
@@ -25,7 +25,8 @@ def ticket_view(state: TicketState) -> dict:
     data["ticket_id"] = state.ticket_id
     data["state_hash"] = state.state_hash()
     data["type"] = state.report_type  # the name it was filed under (ComplaintIn.type)
-    data["identity"] = ("anonim" if state.anonim else "sealed" if state.sealed_identity else "pending")
+    data["identity"] = ("anonim" if state.anonim else "local" if state.holder_node == state.origin
+                        else "sealed" if state.sealed_identity else "pending")
     data.pop("sealed_identity", None)
     return data
 
@@ -38,6 +39,9 @@ def json_response(data, status: int = 200) -> web.Response:
 @routes.post("/api/v1/complaints")
 async def file_complaint(request: web.Request) -> web.Response:
     require(request, "intake", "operator", "admin")
+    if request.app["node"].role == "hub":
+        raise Forbidden("complaints are filed at a district node: the hub routes and relays, and never holds "
+                        "a reporter's identity in clear")
     complaint = parse(ComplaintIn, await read_json(request))
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
@@ -95,7 +99,8 @@ async def post_action(request: web.Request) -> web.Response:
     if action.action in ("route", "archive", "edit") and role != "admin" and request.app["node"].role == "hub":
         require(request, "admin")
     node = request.app["node"]
-    state = await node.db(node.complaints.act, request.match_info["ticket_id"], action, node.institutions())
+    institutions = await node.db(node.institutions)
+    state = await node.db(node.complaints.act, request.match_info["ticket_id"], action, institutions)
     request.app["sync"].wake()
     return json_response(ticket_view(state), status=201)
 

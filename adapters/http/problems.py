@@ -13,7 +13,7 @@ import logging
 import pydantic
 from aiohttp import web
 
-from node.errors import BadRequest, PayloadTooLarge, SimpulError, ValidationError
+from node.errors import BadRequest, PayloadTooLarge, SimpulError, UnsupportedMediaType, ValidationError
 
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://simpul.example/problems/"
@@ -44,11 +44,13 @@ async def read_json(request: web.Request) -> object:
                               f"{request.app['max_body_bytes']} bytes")
     ctype = request.content_type
     if ctype not in ("application/json", "application/merge-patch+json"):
-        raise BadRequest(f"Content-Type must be application/json, not {ctype or 'missing'}")
+        raise UnsupportedMediaType(f"Content-Type must be application/json, not {ctype or 'missing'}")
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body exceeds the limit of {request.app['max_body_bytes']} bytes") from exc
+    if len(raw) > request.app["max_body_bytes"]:  # chunked: no Content-Length to check up front
+        raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds the limit of {request.app['max_body_bytes']} bytes")
     try:
         return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

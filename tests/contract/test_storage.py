@@ -1,0 +1,362 @@
+"""The storage contract: one suite, run against every backend.
+
+SQLite always; PostgreSQL whenever $SIMPUL_TEST_PG_URL names a server (scripts/test
+starts a throwaway one, so CI always runs both). Each test gets a fresh, migrated
+database.
+"""
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from adapters.storage import SqlStorage, migrate
+from node.errors import ConfigError, StorageError
+from node.lifecycle import Status
+from node.ticket import fold
+from schemas.events import make_event
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def hlc(ms: int, counter: int = 0) -> str:
+    return f"{ms:016d}.{counter:04d}"
+
+
+def ev(ticket="t1", author="kab-paser", seq=1, prev=None, parents=(), at=1000, type="created", payload=None):
+    if payload is None and type == "created":
+        payload = created_payload(ticket)
+    return make_event(ticket=ticket, author=author, seq=seq, prev=prev, parents=parents, hlc=hlc(at), type=type,
+                      payload=payload or {}, key_id=f"{author}#sig-1", private_key=KEY)
+
+
+def created_payload(ticket, **over):
+    p = {"tracking_id": f"KAB-PASER-2610-{ticket}", "type": "pengaduan", "category": "pendidikan", "topic": "smp",
+         "region": "6401", "kecamatan": "Tanah Grogot", "title": "Pungutan seragam", "body": "Sekolah meminta biaya.",
+         "incident_date": "2026-10-06", "anonim": False, "rahasia": False, "channel": "web",
+         "chosen_institution": None, "filed_at": "2026-10-07T01:02:03Z", "hub": "nasional"}
+    p.update(over)
+    return p
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_storage(request, tmp_path):
+    """An un-migrated database on each backend."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'contract.db'}"
+    else:
+        url = request.getfixturevalue("pg_database")()
+    storage = SqlStorage(url)
+    yield storage
+    storage.dispose()
+
+
+@pytest.fixture
+def storage(empty_storage):
+    migrate.upgrade(empty_storage)
+    return empty_storage
+
+
+# ------------------------------------------------------------------ migrations
+def test_migrations_apply_and_check_passes(empty_storage):
+    with pytest.raises(ConfigError, match="database_url"):
+        migrate.check(empty_storage)
+    migrate.upgrade(empty_storage)
+    migrate.check(empty_storage)
+    assert migrate.current_revision(empty_storage) == migrate.head_revision()
+    migrate.upgrade(empty_storage)  # idempotent
+    migrate.check(empty_storage)
+    assert empty_storage.ping()
+
+
+def test_dialect_matches_backend(storage):
+    assert storage.dialect in ("sqlite", "postgresql")
+
+
+# ---------------------------------------------------------------------- events
+def test_insert_events_is_idempotent(storage):
+    a, b = ev(seq=1), ev(ticket="t2", seq=2, at=1001)
+    with storage.transaction() as tx:
+        assert [e.id for e in tx.insert_events([a, b, a])] == [a.id, b.id]
+    with storage.transaction() as tx:
+        assert tx.insert_events([a, b]) == []
+        assert tx.insert_events([]) == []
+        assert tx.count_events() == 2
+    with storage.read() as tx:
+        assert {e.id for e in tx.get_events([a.id, b.id, "0" * 64])} == {a.id, b.id}
+        assert tx.existing_event_ids([a.id, "f" * 64]) == {a.id}
+        assert tx.get_events([a.id])[0] == a
+
+
+def test_unique_author_seq(storage):
+    with storage.transaction() as tx:
+        tx.insert_events([ev(seq=1)])
+    other = ev(ticket="t9", seq=1, at=5000)  # a different event claiming the same (author, seq)
+    with pytest.raises(StorageError):
+        with storage.transaction() as tx:
+            tx.insert_events([other])
+    with storage.read() as tx:
+        assert tx.count_events() == 1
+    with storage.transaction() as tx:  # another author may use the same seq
+        assert len(tx.insert_events([ev(ticket="t9", author="nasional", seq=1, at=5000)])) == 1
+
+
+def test_ticket_events_in_clock_author_id_order(storage):
+    c = ev(seq=1, at=1000)
+    x = ev(type="verified", author="nasional", seq=1, parents=[c.id], at=2000, payload={})
+    y = ev(type="verified", author="kab-paser", seq=2, prev=c.id, parents=[c.id], at=2000, payload={})
+    z = ev(type="followed_up", author="kab-paser", seq=3, prev=y.id, parents=[x.id, y.id], at=3000,
+           payload={"text": "ok"})
+    with storage.transaction() as tx:
+        tx.insert_events([z, x, c, y])
+    with storage.read() as tx:
+        got = tx.ticket_events("t1")
+        raws = tx.ticket_events_raw("t1")
+        assert tx.ticket_events("nope") == []
+    assert [e.id for e in got] == [c.id, y.id, x.id, z.id]  # same hlc: "kab-paser" < "nasional"
+    assert raws == [e.canonical_wire() for e in got]
+    assert got == [c, y, x, z]
+
+
+def test_events_by_author_and_page(storage):
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 6)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+    with storage.read() as tx:
+        assert [s for s, _ in tx.events_by_author("kab-paser", after_seq=2, limit=2)] == [3, 4]
+        page = tx.events_page(0, 3)
+        assert len(page) == 3 and page[0][0] < page[1][0] < page[2][0]
+        assert len(tx.events_page(page[-1][0], 10)) == 2
+        assert tx.event_authors() == ["kab-paser"]
+
+
+def test_chain_head(storage):
+    with storage.transaction() as tx:
+        assert tx.chain_head("kab-paser") == (0, None)
+        assert tx.chain_head("kab-paser", lock=True) == (0, None)
+        tx.set_chain_head("kab-paser", 1, "a" * 64)
+    with storage.transaction() as tx:
+        assert tx.chain_head("kab-paser", lock=True) == (1, "a" * 64)
+        tx.set_chain_head("kab-paser", 2, "b" * 64)
+    with storage.read() as tx:
+        assert tx.chain_head("kab-paser") == (2, "b" * 64)
+        assert tx.chain_head("nasional") == (0, None)
+
+
+# --------------------------------------------------------------------- tickets
+def _state(ticket, at, **payload):
+    return fold([make_event(ticket=ticket, author="kab-paser", seq=1, prev=None, parents=(), hlc=hlc(at),
+                            type="created", payload=created_payload(ticket, **payload),
+                            key_id="kab-paser#sig-1", private_key=KEY)])
+
+
+def test_put_get_ticket_round_trip(storage):
+    state = _state("t1", 1000, anonim=True)
+    with storage.transaction() as tx:
+        tx.put_ticket(state)
+    with storage.read() as tx:
+        assert tx.get_ticket("t1") == state
+        assert tx.get_ticket("missing") is None
+    moved = fold([ev(seq=1), ev(type="routed", author="nasional", seq=1, at=2000,
+                                payload={"institution": "paser-disdikbud", "node": "kab-paser"})])
+    with storage.transaction() as tx:  # put again: an upsert
+        tx.put_ticket(moved, awaiting_disposition=False, open_conflicts=0)
+    with storage.read() as tx:
+        got = tx.get_ticket("t1")
+        assert got.status is Status.DISPOSITIONED and got.institution == "paser-disdikbud"
+        assert tx.ticket_ids() == ["t1"]
+
+
+def test_list_tickets_filters_and_paging(storage):
+    with storage.transaction() as tx:
+        for i in range(7):
+            state = _state(f"t{i}", 1000 + i, category="kesehatan" if i % 2 else "pendidikan",
+                           filed_at=f"2026-10-0{i + 1}T00:00:00Z")
+            tx.put_ticket(state, awaiting_disposition=(i < 3))
+    with storage.read() as tx:
+        items, total = tx.list_tickets(filters={}, limit=3, offset=0)
+        assert total == 7 and [s.ticket_id for s in items] == ["t6", "t5", "t4"]  # newest first
+        items, total = tx.list_tickets(filters={}, limit=3, offset=6)
+        assert total == 7 and [s.ticket_id for s in items] == ["t0"]
+        items, total = tx.list_tickets(filters={"category": "kesehatan"}, limit=10, offset=0)
+        assert total == 3 and {s.ticket_id for s in items} == {"t1", "t3", "t5"}
+        items, total = tx.list_tickets(filters={"awaiting_disposition": True, "category": "pendidikan"},
+                                       limit=10, offset=0)
+        assert total == 2 and {s.ticket_id for s in items} == {"t0", "t2"}
+        items, total = tx.list_tickets(filters={"status": "closed"}, limit=10, offset=0)
+        assert (items, total) == ([], 0)
+        assert tx.count_tickets_by("status") == {"received": 7}
+
+
+# ----------------------------------------------------------------- idempotency
+def test_idempotency(storage):
+    with storage.transaction() as tx:
+        assert tx.idempotency_get("intake:k1") is None
+        tx.idempotency_put("intake:k1", "h" * 64, "t1")
+    with storage.read() as tx:
+        assert tx.idempotency_get("intake:k1") == ("h" * 64, "t1")
+    with pytest.raises(StorageError):
+        with storage.transaction() as tx:
+            tx.idempotency_put("intake:k1", "x" * 64, "t2")
+    with storage.read() as tx:
+        assert tx.idempotency_get("intake:k1") == ("h" * 64, "t1")
+
+
+def test_private_meta_audit(storage):
+    with storage.transaction() as tx:
+        tx.put_private("t1", {"name": "Sri"}, "original body", ["reporter_name"])
+        tx.meta_set("k", "v1")
+        tx.meta_set("k", "v2")
+        assert tx.next_counter("c") == 1 and tx.next_counter("c") == 2
+        tx.audit("t1", "operator", "open_identity", "why")
+    with storage.read() as tx:
+        assert tx.get_private("t1") == {"identity": {"name": "Sri"}, "original_body": "original body",
+                                        "redactions": ["reporter_name"]}
+        assert tx.get_private("t2") is None
+        assert tx.meta_get("k") == "v2" and tx.meta_get("none", "d") == "d"
+        assert [a["action"] for a in tx.audit_log("t1")] == ["open_identity"]
+
+
+# ---------------------------------------------------------------------- outbox
+def test_outbox_and_checkpoints(storage):
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 6)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        tx.enqueue("nasional", [e.id for e in evs])
+        tx.enqueue("kab-ppu", [evs[0].id])
+        tx.enqueue("nasional", [])
+    with storage.read() as tx:
+        batch = tx.outbox_batch("nasional", 0, 3)
+        assert [e.id for _, e in batch] == [e.id for e in evs[:3]]
+        assert batch[0][1] == evs[0]
+        pos = batch[-1][0]
+        assert [e.id for _, e in tx.outbox_batch("nasional", pos, 10)] == [e.id for e in evs[3:]]
+        assert tx.outbox_depth("nasional", 0) == 5 and tx.outbox_depth("nasional", pos) == 2
+        assert tx.outbox_depth("kab-ppu", 0) == 1
+        assert sorted(tx.outbox_dests()) == ["kab-ppu", "nasional"]
+        assert tx.queued_for("nasional", [evs[0].id, "x" * 64]) == {evs[0].id}
+    with storage.transaction() as tx:
+        tx.advance_peer("nasional", acked=pos, cursor=7)
+        tx.advance_peer("nasional", acked=1, cursor=2)      # never back
+        peer = tx.peer("nasional")
+        assert (peer["acked"], peer["cursor"]) == (pos, 7)
+        tx.advance_peer("nasional", acked=pos + 1)
+        assert tx.peer("nasional")["acked"] == pos + 1
+        tx.update_peer("nasional", failures=3, last_error="boom")
+        assert tx.peer("nasional")["failures"] == 3
+        with pytest.raises(ValueError):
+            tx.update_peer("nasional", bogus=1)
+    with storage.read() as tx:
+        assert [p["node_id"] for p in tx.peers()] == ["nasional"]
+
+
+def test_lease_excludes_second_owner_until_expiry(storage):
+    with storage.transaction() as tx:
+        assert tx.take_lease("nasional", "proc-a", now=100.0, ttl=30.0)
+    with storage.transaction() as tx:
+        assert not tx.take_lease("nasional", "proc-b", now=110.0, ttl=30.0)
+        assert tx.take_lease("nasional", "proc-a", now=120.0, ttl=30.0)  # renewal by the owner
+    with storage.transaction() as tx:
+        assert not tx.take_lease("nasional", "proc-b", now=149.0, ttl=30.0)
+        assert tx.take_lease("nasional", "proc-b", now=151.0, ttl=30.0)  # expired: taken over
+        assert not tx.take_lease("nasional", "proc-a", now=152.0, ttl=30.0)
+        tx.release_lease("nasional", "proc-a")  # not the owner: no effect
+        assert not tx.take_lease("nasional", "proc-a", now=153.0, ttl=30.0)
+        tx.release_lease("nasional", "proc-b")
+        assert tx.take_lease("nasional", "proc-a", now=154.0, ttl=30.0)
+
+
+def test_dead_letters(storage):
+    with storage.transaction() as tx:
+        tx.add_dead_letters("nasional", [("e1", "rejected: bad signature"), ("e2", "422")], now=10.0)
+        tx.add_dead_letters("kab-ppu", [("e3", "403")], now=11.0)
+        tx.add_dead_letters("kab-ppu", [])
+    with storage.transaction() as tx:
+        rows = tx.dead_letters()
+        assert [(r["dest"], r["event_id"], r["reason"]) for r in rows] == [
+            ("nasional", "e1", "rejected: bad signature"), ("nasional", "e2", "422"), ("kab-ppu", "e3", "403")]
+        assert tx.dead_letter_count("nasional") == 2
+        replayed = tx.mark_replayed([rows[0]["id"], rows[2]["id"]], now=20.0)
+        assert sorted(r["event_id"] for r in replayed) == ["e1", "e3"]
+        assert tx.mark_replayed([rows[0]["id"]], now=21.0) == []  # already replayed
+    with storage.read() as tx:
+        assert [r["event_id"] for r in tx.dead_letters()] == ["e2"]
+        assert len(tx.dead_letters(include_replayed=True)) == 3
+        assert tx.dead_letter_count("nasional") == 1 and tx.dead_letter_count("kab-ppu") == 0
+
+
+def test_nonce_reuse_rejected(storage):
+    with storage.transaction() as tx:
+        assert tx.use_nonce("kab-paser#sig-1", "n1", expires_at=200.0, now=100.0)
+    with storage.transaction() as tx:
+        assert not tx.use_nonce("kab-paser#sig-1", "n1", expires_at=200.0, now=150.0)
+        assert tx.use_nonce("kab-ppu#sig-1", "n1", expires_at=200.0, now=150.0)  # other key
+        assert tx.use_nonce("kab-paser#sig-1", "n2", expires_at=200.0, now=150.0)
+
+
+def test_inbox_ignores_duplicates(storage):
+    with storage.transaction() as tx:
+        tx.inbox_add("nasional", ["e1", "e2"])
+    with storage.transaction() as tx:
+        tx.inbox_add("nasional", ["e2", "e3", "e3"])
+        tx.inbox_add("kab-ppu", ["e1"])
+        tx.inbox_add("kab-ppu", [])
+    with storage.read() as tx:
+        assert tx.inbox_count("nasional") == 3
+        assert tx.inbox_count() == 4
+
+
+def test_directory(storage):
+    with storage.transaction() as tx:
+        tx.put_node("kab-paser", role="district", name="Kabupaten Paser", url="http://127.0.0.1:1",
+                    region="6401", enrolled_at=50.0)
+        tx.put_key("kab-paser#sig-1", node_id="kab-paser", kind="signing", public="A" * 43, valid_from=50.0)
+        tx.put_key("kab-paser#seal-1", node_id="kab-paser", kind="sealing", public="B" * 43, valid_from=50.0)
+        tx.put_institution({"id": "paser-disdikbud", "name": "Disdikbud", "node_id": "kab-paser", "region": "6401",
+                            "competences": [{"category": "pendidikan"}], "ppid": False})
+        tx.put_region("6401", "Kabupaten Paser", "kabupaten", "64")
+    with storage.read() as tx:
+        node = tx.get_node("kab-paser")
+        assert (node["role"], node["url"], node["enrolled_at"], node["revoked_at"]) == \
+            ("district", "http://127.0.0.1:1", 50.0, None)
+        assert tx.get_node("nobody") is None
+        assert tx.get_key("kab-paser#sig-1")["public"] == "A" * 43
+        assert [k["key_id"] for k in tx.node_keys("kab-paser")] == ["kab-paser#seal-1", "kab-paser#sig-1"]
+        assert tx.institutions()[0]["competences"] == [{"category": "pendidikan"}]
+        assert tx.regions()[0]["code"] == "6401"
+    with storage.transaction() as tx:
+        tx.revoke_node("kab-paser", now=99.0)
+    with storage.read() as tx:
+        assert tx.get_node("kab-paser")["revoked_at"] == 99.0
+        assert {k["valid_until"] for k in tx.node_keys("kab-paser")} == {99.0}
+        assert [n["node_id"] for n in tx.nodes()] == ["kab-paser"]
+    with storage.transaction() as tx:  # re-enrolment clears the revocation
+        tx.put_node("kab-paser", role="district", url="http://127.0.0.1:2", enrolled_at=200.0)
+    with storage.read() as tx:
+        assert tx.get_node("kab-paser")["revoked_at"] is None
+
+
+def test_failed_transaction_leaves_nothing(storage):
+    a = ev(seq=1)
+    with pytest.raises(RuntimeError):
+        with storage.transaction() as tx:
+            tx.insert_events([a])
+            tx.set_chain_head("kab-paser", 1, a.id)
+            tx.put_ticket(fold([a]))
+            tx.enqueue("nasional", [a.id])
+            tx.idempotency_put("intake:k", "h" * 64, "t1")
+            tx.inbox_add("nasional", [a.id])
+            raise RuntimeError("the service failed half-way")
+    with storage.read() as tx:
+        assert tx.count_events() == 0
+        assert tx.chain_head("kab-paser") == (0, None)
+        assert tx.get_ticket("t1") is None
+        assert tx.outbox_depth("nasional", 0) == 0
+        assert tx.idempotency_get("intake:k") is None
+        assert tx.inbox_count() == 0
+
+
+def test_database_errors_become_storage_errors(storage):
+    from sqlalchemy import text
+    with pytest.raises(StorageError):
+        with storage.transaction() as tx:
+            tx.conn.execute(text("SELECT * FROM no_such_table"))

@@ -1,0 +1,502 @@
+"""The node's HTTP API against a real database (SQLite file; PostgreSQL when available).
+
+Real aiohttp application (build_app) through pytest-aiohttp's test client, a node
+made by the real ``simpul init`` code path, and the sample data in ../shared/data.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+
+import pytest
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from adapters.http.app import build_app
+
+PUBLIC_FIELDS = ("title", "body", "category", "topic", "region", "kecamatan", "type", "anonim", "rahasia",
+                 "channel", "incident_date", "chosen_institution")
+PROBLEM_BASE = "https://simpul.example/problems/"
+
+
+def auth(token: str) -> dict:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# ------------------------------------------------------------------ fixtures
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_node(request, tmp_path, make_node, sample_dir):
+    """A district node on each backend, with the sample federation loaded."""
+    url = request.getfixturevalue("pg_database")() if request.param == "postgresql" else None
+    return make_node(tmp_path, database_url=url, federation=sample_dir / "federation.json")
+
+
+@pytest.fixture
+def node(tmp_path, make_node, sample_dir):
+    return make_node(tmp_path, federation=sample_dir / "federation.json")
+
+
+@pytest.fixture
+def tokens(node):
+    return node.settings.tokens
+
+
+@pytest.fixture
+async def client(aiohttp_client, node):
+    return await aiohttp_client(build_app(node))
+
+
+@pytest.fixture
+def complaint(sample_complaints):
+    """S001: a school-fee complaint for paser-disdikbud, hosted on kab-paser."""
+    return next(c for c in sample_complaints if c["ref"] == "S001")
+
+
+async def file(client, token, body, **headers):
+    resp = await client.post("/api/v1/complaints", json=body, headers={**auth(token), **headers})
+    return resp, await resp.json()
+
+
+def counts(node) -> dict:
+    with node.storage.read() as tx:
+        return {"events": tx.count_events(), "tickets": len(tx.ticket_ids()),
+                "outbox": tx.outbox_depth(node.hub_id, 0)}
+
+
+async def assert_problem(resp, status: int, *mentions: str) -> dict:
+    assert resp.status == status, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    data = await resp.json()
+    assert data["status"] == status
+    assert data["type"].startswith(PROBLEM_BASE) and len(data["type"]) > len(PROBLEM_BASE)
+    assert isinstance(data["title"], str) and data["title"]
+    assert isinstance(data["detail"], str) and data["detail"]
+    for word in mentions:
+        assert word.lower() in data["detail"].lower(), (word, data["detail"])
+    return data
+
+
+def identity_strings(reporter: dict) -> list[str]:
+    out = [v for v in reporter.values() if isinstance(v, str) and len(v) >= 5]
+    if reporter.get("phone"):
+        digits = "".join(ch for ch in reporter["phone"] if ch.isdigit())
+        out += [digits, "0" + digits[2:] if digits.startswith("62") else digits]
+    return out
+
+
+def assert_no_identity(text: str, reporter: dict) -> None:
+    low = text.lower()
+    for value in identity_strings(reporter):
+        assert value.lower() not in low, f"reporter identity {value!r} leaked"
+
+
+# ---------------------------------------------------------- the 40 samples
+async def test_all_sample_complaints_filed_and_read_back(aiohttp_client, any_node, sample_complaints):
+    client = await aiohttp_client(build_app(any_node))
+    tokens = any_node.settings.tokens
+    assert len(sample_complaints) == 40
+    filed = {}
+    for c in sample_complaints:
+        resp, data = await file(client, tokens.intake, c)
+        assert resp.status == 201, data
+        assert len(data["ticket_id"]) >= 16 and data["tracking_id"].startswith("KAB-PASER-")
+        assert data["status"] == "received" and data["redacted"] == []
+        filed[c["ref"]] = data
+    assert len({d["ticket_id"] for d in filed.values()}) == 40
+    assert len({d["tracking_id"] for d in filed.values()}) == 40
+
+    for c in sample_complaints:
+        ids = filed[c["ref"]]
+        resp = await client.get(f"/api/v1/complaints/{ids['ticket_id']}", headers=auth(tokens.intake))
+        assert resp.status == 200
+        text = await resp.text()
+        got = json.loads(text)
+        for field in PUBLIC_FIELDS:
+            assert got[field] == c.get(field), (c["ref"], field)
+        assert got["report_type"] == c["type"]
+        assert got["ticket_id"] == ids["ticket_id"] and got["tracking_id"] == ids["tracking_id"]
+        assert got["status"] == "received" and got["origin"] == "kab-paser"
+        assert "reporter" not in got
+        assert_no_identity(text, c["reporter"])
+
+        resp = await client.get(f"/api/v1/complaints/{ids['ticket_id']}/events", headers=auth(tokens.operator))
+        assert resp.status == 200
+        text = await resp.text()
+        events = json.loads(text)["events"]
+        assert [e["type"] for e in events] == ["created"]
+        assert events[0]["payload"]["title"] == c["title"] and events[0]["payload"]["body"] == c["body"]
+        assert_no_identity(text, c["reporter"])
+
+    resp = await client.get("/api/v1/complaints?limit=15&offset=30", headers=auth(tokens.operator))
+    page = await resp.json()
+    assert resp.status == 200 and page["total"] == 40 and len(page["items"]) == 10
+    resp = await client.get("/api/v1/complaints?category=pendidikan&limit=500", headers=auth(tokens.operator))
+    page = await resp.json()
+    expected = {filed[c["ref"]]["ticket_id"] for c in sample_complaints if c["category"] == "pendidikan"}
+    assert {i["ticket_id"] for i in page["items"]} == expected and page["total"] == len(expected)
+    with any_node.storage.read() as tx:
+        assert tx.count_events() == 40 and len(tx.ticket_ids()) == 40
+        private = tx.get_private(filed["S001"]["ticket_id"])
+    s001 = next(c for c in sample_complaints if c["ref"] == "S001")
+    assert private["identity"] == s001["reporter"]  # the identity stays here, on the origin, only
+
+
+async def test_identity_in_body_is_redacted(client, tokens, complaint, node):
+    c = dict(complaint, body=complaint["body"] + " Hubungi saya, Sri Wahyuningsih, di 0812-0000-0101 "
+                                                 "atau sri.w@example.id, NIK 6401044511820001.")
+    resp, data = await file(client, tokens.intake, c)
+    assert resp.status == 201 and set(data["redacted"]) >= {"reporter_name", "reporter_phone", "email"}
+    for path in (f"/api/v1/complaints/{data['ticket_id']}", f"/api/v1/complaints/{data['ticket_id']}/events"):
+        resp = await client.get(path, headers=auth(tokens.operator))
+        text = await resp.text()
+        assert_no_identity(text, c["reporter"])
+        assert "0812-0000-0101" not in text and "[nomor telepon disamarkan]" in text
+    with node.storage.read() as tx:
+        assert tx.get_private(data["ticket_id"])["original_body"] == c["body"]
+
+
+# ------------------------------------------------------------ idempotency
+async def test_idempotency_key_retry_returns_same_ticket(client, tokens, complaint, node, db_snapshot):
+    resp1, d1 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "sms-gw-0001"})
+    resp2, d2 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "sms-gw-0001"})
+    assert (resp1.status, resp2.status) == (201, 200)
+    assert d1["ticket_id"] == d2["ticket_id"] and d1["tracking_id"] == d2["tracking_id"]
+    assert counts(node)["tickets"] == 1 and counts(node)["events"] == 1
+
+    before = db_snapshot(node.storage)
+    changed = dict(complaint, title="Pungutan buku LKS di SMP negeri")
+    resp3 = await client.post("/api/v1/complaints", json=changed,
+                              headers={**auth(tokens.intake), "Idempotency-Key": "sms-gw-0001"})
+    await assert_problem(resp3, 409, "Idempotency-Key")
+    assert db_snapshot(node.storage) == before
+
+    resp4, d4 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "sms-gw-0002"})
+    assert resp4.status == 201 and d4["ticket_id"] != d1["ticket_id"]
+    assert counts(node)["tickets"] == 2
+
+
+# -------------------------------------------------------------- bad input
+def _without(key):
+    def f(c):
+        c = dict(c)
+        del c[key]
+        return c
+    return f
+
+
+def _with(**over):
+    return lambda c: {**c, **over}
+
+
+BAD_INPUT = [
+    # id, body transform (None: raw bytes given), raw bytes, content type, status, words the detail mentions
+    ("invalid-json", None, b'{"type": "pengaduan", "title": ', "application/json", 400, ["JSON"]),
+    ("not-utf8", None, b'{"title": "\xff\xfe"}', "application/json", 400, ["JSON"]),
+    ("body-is-a-list", None, b'[{"type": "pengaduan"}]', "application/json", 422, ["object"]),
+    ("body-is-a-string", None, b'"pengaduan"', "application/json", 422, ["object"]),
+    ("missing-title", _without("title"), None, "application/json", 422, ["title"]),
+    ("missing-reporter", _without("reporter"), None, "application/json", 422, ["reporter"]),
+    ("unknown-field", _with(priority="tinggi"), None, "application/json", 422, ["priority"]),
+    ("unknown-reporter-field", _with(reporter={"name": "Sri", "ktp": "1"}), None, "application/json", 422,
+     ["reporter.ktp"]),
+    ("unknown-category", _with(category="astrologi"), None, "application/json", 422, ["category", "astrologi"]),
+    ("unknown-type", _with(type="keluhan"), None, "application/json", 422, ["type"]),
+    ("anonim-not-bool", _with(anonim="yes"), None, "application/json", 422, ["anonim"]),
+    ("rahasia-int", _with(rahasia=1), None, "application/json", 422, ["rahasia"]),
+    ("title-not-string", _with(title=["Pungutan"]), None, "application/json", 422, ["title"]),
+    ("bad-region", _with(region="64-01"), None, "application/json", 422, ["region"]),
+    ("bad-incident-date", _with(incident_date="2026-02-30"), None, "application/json", 422, ["incident_date"]),
+    ("bad-nik", _with(reporter={"name": "Sri", "nik": "123"}), None, "application/json", 422, ["nik"]),
+    ("body-too-short", _with(body="tolong"), None, "application/json", 422, ["body"]),
+    ("bad-channel", _with(channel="telegram"), None, "application/json", 422, ["channel"]),
+    ("oversized", "oversized", None, "application/json", 413, ["bytes"]),
+    ("text-plain", "as-text", None, "text/plain", 415, ["Content-Type"]),
+    ("form-encoded", "as-form", None, "application/x-www-form-urlencoded", 415, ["Content-Type"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+async def test_bad_input_is_a_problem_and_changes_nothing(client, tokens, complaint, node, db_snapshot, case):
+    _, transform, raw, ctype, status, mentions = case
+    await file(client, tokens.intake, complaint)  # a non-empty database to compare
+    if callable(transform):
+        raw = json.dumps(transform(complaint)).encode()
+    elif transform == "oversized":
+        raw = json.dumps(dict(complaint, body="x" * (node.settings.max_body_bytes + 10))).encode()
+    elif transform in ("as-text", "as-form"):
+        raw = json.dumps(complaint).encode()
+    before_counts, before = counts(node), db_snapshot(node.storage)
+    resp = await client.post("/api/v1/complaints", data=raw,
+                             headers={**auth(tokens.intake), "Content-Type": ctype, "Idempotency-Key": "k-bad"})
+    await assert_problem(resp, status, *mentions)
+    assert counts(node) == before_counts
+    assert db_snapshot(node.storage) == before
+
+
+async def test_oversized_chunked_body_is_refused(client, tokens, complaint, node, db_snapshot):
+    """No Content-Length: the limit still holds once the body is read."""
+    body = json.dumps(dict(complaint, body="x" * (node.settings.max_body_bytes + 10))).encode()
+
+    async def chunks():
+        for i in range(0, len(body), 65536):
+            yield body[i:i + 65536]
+    before = db_snapshot(node.storage)
+    resp = await client.post("/api/v1/complaints", data=chunks(),
+                             headers={**auth(tokens.intake), "Content-Type": "application/json"})
+    await assert_problem(resp, 413, "bytes")
+    assert db_snapshot(node.storage) == before
+
+
+BAD_ACTIONS = [
+    ("unknown-action", {"action": "delete"}, 422, ["action"]),
+    ("follow-up-without-text", {"action": "follow_up"}, 422, ["text"]),
+    ("unknown-field", {"action": "verify", "urgent": True}, 422, ["urgent"]),
+    ("route-unknown-institution", {"action": "route", "institution": "paser-astrologi"}, 422, ["institution"]),
+    ("route-to-other-node", {"action": "route", "institution": "ppu-disdik"}, 403, ["institution"]),
+    ("reopen-received", {"action": "reopen"}, 422, ["reopened", "received"]),
+    ("close-unrouted", {"action": "close"}, 403, ["holder"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_ACTIONS, ids=[c[0] for c in BAD_ACTIONS])
+async def test_bad_action_is_a_problem_and_changes_nothing(client, tokens, complaint, node, db_snapshot, case):
+    _, action, status, mentions = case
+    _, filed = await file(client, tokens.intake, complaint)
+    before = db_snapshot(node.storage)
+    resp = await client.post(f"/api/v1/complaints/{filed['ticket_id']}/events", json=action,
+                             headers=auth(tokens.operator))
+    await assert_problem(resp, status, *mentions)
+    assert db_snapshot(node.storage) == before
+
+
+async def test_lifecycle_forbids_illegal_status_changes(client, tokens, complaint, node, db_snapshot):
+    _, filed = await file(client, tokens.intake, complaint)
+    url = f"/api/v1/complaints/{filed['ticket_id']}/events"
+    resp = await client.post(url, json={"action": "route", "institution": "paser-disdikbud"},
+                             headers=auth(tokens.operator))
+    assert resp.status == 201
+    # now held by this node, in 'dispositioned': closing, reopening, verifying are all out of order
+    for action, words in [({"action": "close"}, ["closed", "dispositioned"]),
+                          ({"action": "reopen"}, ["reopened", "dispositioned"]),
+                          ({"action": "verify"}, ["verified", "dispositioned"])]:
+        before = db_snapshot(node.storage)
+        resp = await client.post(url, json=action, headers=auth(tokens.operator))
+        data = await assert_problem(resp, 422, *words)
+        assert data["type"] == PROBLEM_BASE + "illegal-transition"
+        assert db_snapshot(node.storage) == before
+    resp = await client.get(url, headers=auth(tokens.operator))
+    assert [e["type"] for e in (await resp.json())["events"]] == ["created", "routed"]
+
+
+async def test_unknown_ticket_is_404(client, tokens):
+    resp = await client.get("/api/v1/complaints/" + "0" * 32, headers=auth(tokens.operator))
+    await assert_problem(resp, 404, "not found")
+    resp = await client.get("/api/v1/complaints/" + "0" * 32 + "/events", headers=auth(tokens.operator))
+    await assert_problem(resp, 404, "not found")
+    resp = await client.post("/api/v1/complaints/" + "0" * 32 + "/events", json={"action": "verify"},
+                             headers=auth(tokens.operator))
+    await assert_problem(resp, 404, "not found")
+
+
+async def test_bad_list_parameters(client, tokens):
+    resp = await client.get("/api/v1/complaints?limit=0", headers=auth(tokens.operator))
+    await assert_problem(resp, 422, "limit")
+    resp = await client.get("/api/v1/complaints?offset=abc", headers=auth(tokens.operator))
+    await assert_problem(resp, 422, "offset")
+    resp = await client.get("/api/v1/complaints?colour=red", headers=auth(tokens.operator))
+    await assert_problem(resp, 422, "colour")
+
+
+# ------------------------------------------------------- operator actions
+async def test_operator_actions_happy_path(client, tokens, complaint, node):
+    _, filed = await file(client, tokens.intake, complaint)
+    url = f"/api/v1/complaints/{filed['ticket_id']}/events"
+    steps = [
+        ({"action": "route", "institution": "paser-disdikbud", "actor": "Admin Paser"}, "dispositioned"),
+        ({"action": "accept", "actor": "Operator Disdikbud"}, "in_progress"),
+        ({"action": "follow_up", "text": "Sekolah diminta mengembalikan pungutan seragam."}, "followed_up"),
+        ({"action": "close", "reason": "selesai ditindaklanjuti"}, "closed"),
+        ({"action": "reopen", "reason": "pelapor belum menerima pengembalian"}, "reopened"),
+        ({"action": "follow_up", "text": "Pengembalian dana sudah diterima orang tua."}, "followed_up"),
+    ]
+    for action, status in steps:
+        resp = await client.post(url, json=action, headers=auth(tokens.operator))
+        assert resp.status == 201, await resp.text()
+        state = await resp.json()
+        assert state["status"] == status
+    assert state["institution"] == "paser-disdikbud" and state["holder_node"] == "kab-paser"
+    assert [f["text"] for f in state["followups"]] == [steps[2][0]["text"], steps[5][0]["text"]]
+
+    resp = await client.get(url, headers=auth(tokens.operator))
+    events = (await resp.json())["events"]
+    assert [e["type"] for e in events] == ["created", "routed", "accepted", "followed_up", "closed", "reopened",
+                                           "followed_up"]
+    assert [e["seq"] for e in events] == list(range(1, 8))
+    assert all(e["author"] == "kab-paser" and e["key"] == node.keys.signing_key_id for e in events)
+    for earlier, later in zip(events, events[1:]):
+        assert later["prev"] == earlier["id"] and later["parents"] == [earlier["id"]]
+        assert later["hlc"] > earlier["hlc"]
+    assert events[1]["payload"] == {"actor": "Admin Paser", "institution": "paser-disdikbud", "node": "kab-paser",
+                                    "reason": "manual"}
+
+    resp = await client.get(f"/api/v1/complaints?status=followed_up&institution=paser-disdikbud",
+                            headers=auth(tokens.operator))
+    assert [i["ticket_id"] for i in (await resp.json())["items"]] == [filed["ticket_id"]]
+    with node.storage.read() as tx:  # every event queued for the hub, in the same transactions
+        assert [e.id for _, e in tx.outbox_batch(node.hub_id, 0, 100)] == [e["id"] for e in events]
+
+
+# ----------------------------------------------------------------- auth
+@pytest.mark.parametrize("method,path", [
+    ("POST", "/api/v1/complaints"), ("GET", "/api/v1/complaints"), ("GET", "/api/v1/complaints/x"),
+    ("GET", "/api/v1/complaints/x/events"), ("POST", "/api/v1/complaints/x/events"),
+])
+@pytest.mark.parametrize("header", [None, "Bearer wrong-token-wrong-token", "Basic Zm9vOmJhcg==", "Bearer "])
+async def test_missing_or_wrong_token_is_401(client, node, db_snapshot, method, path, header):
+    before = db_snapshot(node.storage)
+    headers = {"Authorization": header} if header else {}
+    resp = await client.request(method, path, json={"action": "verify"}, headers=headers)
+    await assert_problem(resp, 401, "token")
+    assert db_snapshot(node.storage) == before
+
+
+async def test_intake_token_on_operator_endpoints_is_403(client, tokens, complaint, node, db_snapshot):
+    _, filed = await file(client, tokens.intake, complaint)
+    before = db_snapshot(node.storage)
+    resp = await client.get("/api/v1/complaints", headers=auth(tokens.intake))
+    await assert_problem(resp, 403, "intake")
+    resp = await client.post(f"/api/v1/complaints/{filed['ticket_id']}/events", json={"action": "verify"},
+                             headers=auth(tokens.intake))
+    await assert_problem(resp, 403, "intake")
+    assert db_snapshot(node.storage) == before
+    for token in (tokens.operator, tokens.admin):
+        resp = await client.get("/api/v1/complaints", headers=auth(token))
+        assert resp.status == 200
+
+
+# --------------------------------------------- openapi, health, metrics
+async def test_openapi_document(client):
+    resp = await client.get("/api/openapi.json")
+    assert resp.status == 200 and resp.content_type == "application/json"
+    doc = await resp.json()
+    assert doc["openapi"].startswith("3.1")
+    assert doc["info"]["title"] and doc["info"]["version"]
+    paths = doc["paths"]
+    for path, methods in {"/api/v1/complaints": {"get", "post"}, "/api/v1/complaints/{ticket_id}": {"get"},
+                          "/api/v1/complaints/{ticket_id}/events": {"get", "post"},
+                          "/api/v1/sync/status": {"get"}, "/healthz": {"get"}, "/readyz": {"get"},
+                          "/metrics": {"get"}, "/federation/v1/keys": {"get"}}.items():
+        assert methods <= set(paths[path]), path
+    for path, ops in paths.items():
+        for method, op in ops.items():
+            assert "responses" in op and op["responses"], (path, method)
+    complaint_schema = doc["components"]["schemas"]["ComplaintIn"]
+    assert set(PUBLIC_FIELDS) <= set(complaint_schema["properties"])
+    assert {"type", "category", "region", "title", "body"} <= set(complaint_schema["required"])
+    assert "additionalProperties" in complaint_schema and complaint_schema["additionalProperties"] is False
+
+    def refs(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k == "$ref":
+                    yield v
+                else:
+                    yield from refs(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                yield from refs(v)
+    for ref in refs(doc):
+        assert ref.startswith("#/components/schemas/"), ref
+        assert ref.rsplit("/", 1)[1] in doc["components"]["schemas"], ref
+
+
+async def test_health_ready_metrics(client, tokens, complaint):
+    resp = await client.get("/healthz")
+    assert resp.status == 200 and (await resp.json())["status"] == "ok"
+    resp = await client.get("/readyz")
+    assert resp.status == 200 and (await resp.json())["status"] == "ready"
+    await file(client, tokens.intake, complaint)
+    resp = await client.get("/metrics")
+    assert resp.status == 200
+    text = await resp.text()
+    assert "simpul_events" in text
+    value = next(line for line in text.splitlines() if line.startswith("simpul_events "))
+    assert float(value.split()[1]) == 1.0
+
+
+# ------------------------------------------- independent verification
+def jcs(value) -> str:
+    """RFC 8785 for the JSON subset events use (no floats), written independently of the
+    ``rfc8785`` package: object keys sorted by UTF-16 code units, no whitespace, strings
+    as ECMAScript's JSON.stringify writes them (which json.dumps with ensure_ascii=False matches)."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ",".join(jcs(v) for v in value) + "]"
+    if isinstance(value, dict):
+        keys = sorted(value, key=lambda k: k.encode("utf-16-be"))
+        return "{" + ",".join(jcs(k) + ":" + jcs(value[k]) for k in keys) + "}"
+    raise TypeError(f"not in the event JSON subset: {value!r}")
+
+
+def test_jcs_matches_rfc8785_examples():
+    # RFC 8785 section 3.2.3: property sorting by UTF-16 code units
+    data = {"\u20ac": "Euro Sign", "\r": "Carriage Return", "\ufb33": "Hebrew Letter Dalet With Dagesh",
+            "1": "One", "\U0001F600": "Emoji: Grinning Face", "\u0080": "Control",
+            "\u00f6": "Latin Small Letter O With Diaeresis"}
+    order = list(json.loads(jcs(data)).values())
+    assert order == ["Carriage Return", "One", "Control", "Latin Small Letter O With Diaeresis", "Euro Sign",
+                     "Emoji: Grinning Face", "Hebrew Letter Dalet With Dagesh"]
+    assert jcs(data).startswith('{"\\r":"Carriage Return","1":"One","\u0080":"Control"')
+    # section 3.2.2.2: only ", \\ and controls are escaped; controls use the short forms or lowercase \\u00xx
+    assert jcs(["\u20ac$\u000f\nA'B\"\\\\\"/", True, False, None, [], {}, 0, -12]) == \
+        '["\u20ac$\\u000f\\nA\'B\\"\\\\\\\\\\"/",true,false,null,[],{},0,-12]'
+
+
+def unb64u(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+async def test_events_verify_independently(client, tokens, complaint, sample_complaints):
+    tricky = dict(complaint, title="Pungutan “seragam” — SMP \\ Tanah Grogot 😀", body=complaint["body"] + "\n\tDST.")
+    ticket_ids = []
+    for c in (complaint, tricky, sample_complaints[5]):
+        _, filed = await file(client, tokens.intake, c)
+        ticket_ids.append(filed["ticket_id"])
+    url = f"/api/v1/complaints/{ticket_ids[0]}/events"
+    for action in ({"action": "route", "institution": "paser-disdikbud"}, {"action": "accept"},
+                   {"action": "follow_up", "text": "Ditangani — “segera”."}):
+        assert (await client.post(url, json=action, headers=auth(tokens.operator))).status == 201
+
+    resp = await client.get("/federation/v1/keys")
+    published = (await resp.json())["keys"]
+    keys = {k["key_id"]: Ed25519PublicKey.from_public_bytes(unb64u(k["public"]))
+            for k in published if k["kind"] == "signing"}
+    assert keys
+
+    checked = 0
+    for ticket_id in ticket_ids:
+        resp = await client.get(f"/api/v1/complaints/{ticket_id}/events", headers=auth(tokens.intake))
+        raw = await resp.read()
+        events = json.loads(raw)["events"]
+        # served exactly as stored: every event is already in canonical form
+        assert raw.decode("utf-8") == '{"events":[' + ",".join(jcs(e) for e in events) + "]}"
+        for e in events:
+            body = {k: v for k, v in e.items() if k not in ("id", "sig")}
+            data = jcs(body).encode("utf-8")
+            assert hashlib.sha256(data).hexdigest() == e["id"]
+            keys[e["key"]].verify(unb64u(e["sig"]), data)
+            forged = jcs({**body, "payload": {**body["payload"], "title": "x"}}).encode("utf-8")
+            with pytest.raises(InvalidSignature):
+                keys[e["key"]].verify(unb64u(e["sig"]), forged)
+            checked += 1
+    assert checked == 6

@@ -1,0 +1,297 @@
+"""The ``simpul`` command line as district IT uses it: real processes, real files."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import time
+import tomllib
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from adapters.storage import SqlStorage, migrate
+from node.config import load_settings
+
+VENV_SIMPUL = Path(sys.executable).parent / "simpul"
+SIMPUL = [str(VENV_SIMPUL)] if VENV_SIMPUL.exists() else [sys.executable, "-m", "node.cli"]
+
+
+def clean_env(**extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SIMPUL_")}
+    env.update(extra)
+    return env
+
+
+def simpul(*args, env: dict | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*SIMPUL, *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          env=env or clean_env())
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def init(data_dir: Path, *extra) -> Path:
+    """``simpul init`` in-process (the same click command, real files; saves a process start).
+    The tests of ``init`` itself run it as a process."""
+    from click.testing import CliRunner
+    from node.cli import main
+    args = ["init", "--role", "district", "--node-id", "kab-paser", "--data-dir", str(data_dir), *map(str, extra)]
+    res = CliRunner().invoke(main, args, env={k: None for k in os.environ if k.startswith("SIMPUL_")},
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return data_dir / "simpul.toml"
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def file_in_process(config: Path, complaints: list[dict]) -> list[str]:
+    """File complaints through the node's own service (the API's code path, no server)."""
+    from node.core import Node
+    from schemas.complaints import ComplaintIn
+    node = Node(load_settings(config))
+    try:
+        return [node.complaints.file(ComplaintIn.model_validate(c)).state.ticket_id for c in complaints]
+    finally:
+        node.close()
+
+
+def assert_one_line_error(res: subprocess.CompletedProcess, *words: str) -> None:
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr + res.stdout
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("simpul: ")
+    for word in words:
+        assert word in lines[0], (word, lines[0])
+
+
+# -------------------------------------------------------------------- init
+def test_init_writes_config_keys_and_migrated_database(tmp_path):
+    data = tmp_path / "kab-paser"
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", data, "--port", "8711",
+                 "--region", "6401")
+    assert res.returncode == 0, res.stderr
+    assert "initialised district node kab-paser" in res.stdout
+    config = data / "simpul.toml"
+    assert mode(config) == 0o600
+    cfg = tomllib.loads(config.read_text())
+    assert (cfg["node_id"], cfg["role"], cfg["port"], cfg["region"]) == ("kab-paser", "district", 8711, "6401")
+    assert set(cfg["tokens"]) == {"intake", "operator", "admin"} and len(set(cfg["tokens"].values())) == 3
+    keys = sorted(p.name for p in (data / "keys").iterdir())
+    assert keys == ["sealing-1.pem", "signing-1.pem"]
+    assert mode(data / "keys") == 0o700
+    for name in keys:
+        assert mode(data / "keys" / name) == 0o600
+        assert (data / "keys" / name).read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    settings = load_settings(config)
+    assert settings.db_url == f"sqlite:///{data / 'simpul.db'}"
+    storage = SqlStorage(settings.db_url)
+    try:
+        migrate.check(storage)
+        with storage.read() as tx:
+            assert tx.count_events() == 0
+    finally:
+        storage.dispose()
+    with sqlite3.connect(data / "simpul.db") as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_init_twice_refuses_and_changes_nothing(tmp_path):
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "n")
+    assert res.returncode == 0, res.stderr
+    config = tmp_path / "n" / "simpul.toml"
+    before = {p: p.read_bytes() for p in [config, *(tmp_path / "n" / "keys").iterdir()]}
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "n")
+    assert_one_line_error(res, "already exists")
+    assert {p: p.read_bytes() for p in [config, *(tmp_path / "n" / "keys").iterdir()]} == before
+
+
+def test_init_rejects_a_bad_node_id(tmp_path):
+    res = simpul("init", "--role", "district", "--node-id", "Kab Paser!", "--data-dir", tmp_path / "n")
+    assert_one_line_error(res, "node_id")
+    assert not (tmp_path / "n" / "simpul.toml").exists()
+
+
+# --------------------------------------------------------------- settings
+def _drop_tokens(config: Path) -> None:
+    cfg = tomllib.loads(config.read_text())
+    del cfg["tokens"]
+    config.write_text(tomli_w.dumps(cfg))
+
+
+def _short_token(config: Path) -> None:
+    cfg = tomllib.loads(config.read_text())
+    cfg["tokens"]["operator"] = "short"
+    config.write_text(tomli_w.dumps(cfg))
+
+
+def _broken_toml(config: Path) -> None:
+    config.write_text(config.read_text() + "\nport = = 1\n")
+
+
+BAD_SETTINGS = [
+    ("port-not-a-number", {"SIMPUL_PORT": "abc"}, None, ["port"]),
+    ("port-out-of-range", {"SIMPUL_PORT": "70000"}, None, ["port"]),
+    ("bad-role", {"SIMPUL_ROLE": "province"}, None, ["role"]),
+    ("database-url-scheme", {"SIMPUL_DATABASE_URL": "mysql://root@localhost/simpul"}, None, ["database_url"]),
+    ("database-not-migrated", {"SIMPUL_DATABASE_URL": "sqlite:///{tmp}/empty.db"}, None, ["database_url"]),
+    ("nested-sync-setting", {"SIMPUL_SYNC__BATCH_SIZE": "0"}, None, ["sync", "batch_size"]),
+    ("missing-tokens", {}, _drop_tokens, ["tokens"]),
+    ("short-token", {}, _short_token, ["tokens.operator"]),
+    ("broken-toml", {}, _broken_toml, ["TOML"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS, ids=[c[0] for c in BAD_SETTINGS])
+def test_run_with_a_bad_setting_stops_with_one_line(tmp_path, case):
+    _, env, edit, words = case
+    config = init(tmp_path / "n", "--port", str(free_port()))
+    if edit:
+        edit(config)
+    env = {k: v.replace("{tmp}", str(tmp_path)) for k, v in env.items()}
+    started = time.monotonic()
+    res = simpul("run", "--config", config, env=clean_env(**env), timeout=30)
+    assert_one_line_error(res, *words)
+    assert time.monotonic() - started < 30
+
+
+def test_run_without_a_config_file(tmp_path):
+    res = simpul("run", "--config", tmp_path / "nowhere.toml")
+    assert_one_line_error(res, "config", "nowhere.toml")
+
+
+def test_environment_overrides_the_file(tmp_path, monkeypatch):
+    config = init(tmp_path / "n", "--port", "8711")
+    for k in [k for k in os.environ if k.startswith("SIMPUL_")]:
+        monkeypatch.delenv(k)
+    assert load_settings(config).port == 8711
+    monkeypatch.setenv("SIMPUL_PORT", "8799")
+    monkeypatch.setenv("SIMPUL_SYNC__PULL_INTERVAL_S", "1.5")
+    monkeypatch.setenv("SIMPUL_TOKENS__INTAKE", "an-intake-token-from-the-environment")
+    s = load_settings(config)
+    assert (s.port, s.sync.pull_interval_s) == (8799, 1.5)
+    assert s.tokens.intake == "an-intake-token-from-the-environment"
+    assert s.tokens.operator == tomllib.loads(config.read_text())["tokens"]["operator"]  # rest of [tokens] kept
+    assert load_settings(config, {"port": 8800, "host": None}).port == 8800  # --port beats both
+
+
+# ------------------------------------------------------------------ verify
+def test_verify_passes_then_names_a_hand_edited_event(tmp_path, sample_complaints):
+    config = init(tmp_path / "n")
+    ids = file_in_process(config, sample_complaints[:5])
+    res = simpul("verify", "--config", config)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "checked 5 events: ok" in res.stdout
+
+    db = sqlite3.connect(tmp_path / "n" / "simpul.db")
+    with db:
+        event_id = db.execute("SELECT id FROM events WHERE ticket = ?", (ids[0],)).fetchone()[0]
+        cur = db.execute("UPDATE events SET raw = replace(raw, 'Pungutan', 'Pungutun') WHERE id = ?", (event_id,))
+        assert cur.rowcount == 1
+        assert "Pungutun" in db.execute("SELECT raw FROM events WHERE id = ?", (event_id,)).fetchone()[0]
+    db.close()
+    res = simpul("verify", "--config", config)
+    assert res.returncode != 0
+    assert "Traceback" not in res.stdout + res.stderr
+    failures = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 1 and event_id in failures[0]
+    assert "1 problem" in res.stdout
+
+
+def test_verify_names_a_gap_in_the_chain(tmp_path, sample_complaints):
+    config = init(tmp_path / "n")
+    file_in_process(config, sample_complaints[:3])
+    with sqlite3.connect(tmp_path / "n" / "simpul.db") as db:
+        db.execute("DELETE FROM events WHERE seq = 2")
+        third = db.execute("SELECT id FROM events WHERE seq = 3").fetchone()[0]
+    res = simpul("verify", "--config", config)
+    assert res.returncode != 0
+    assert third in res.stdout
+
+
+def test_keys_rotate_then_old_and_new_events_verify(tmp_path, sample_complaints):
+    config = init(tmp_path / "n")
+    file_in_process(config, sample_complaints[:2])
+    res = simpul("keys", "rotate", "--kind", "signing", "--config", config)
+    assert res.returncode == 0, res.stderr
+    assert "kab-paser#sig-2" in res.stdout
+    assert mode(tmp_path / "n" / "keys" / "signing-2.pem") == 0o600
+    file_in_process(config, sample_complaints[2:4])
+    res = simpul("verify", "--config", config)
+    assert res.returncode == 0, res.stdout
+    assert "checked 4 events: ok" in res.stdout
+    with sqlite3.connect(tmp_path / "n" / "simpul.db") as db:
+        used = [json.loads(r)["key"] for (r,) in db.execute("SELECT raw FROM events ORDER BY seq")]
+    assert used == ["kab-paser#sig-1"] * 2 + ["kab-paser#sig-2"] * 2
+    res = simpul("keys", "show", "--json", "--config", config)
+    shown = json.loads(res.stdout)
+    current = {k["key_id"]: k["current"] for k in shown["keys"] if k["kind"] == "signing"}
+    assert current == {"kab-paser#sig-1": False, "kab-paser#sig-2": True}
+
+
+# --------------------------------------------------------------------- run
+def _http(method: str, url: str, body: dict | None = None, token: str | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    if body is not None:
+        req.add_header("Content-Type", "application/json")
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_complaints):
+    config = init(tmp_path / "n", "--port", str(free_port()))
+    port = free_port()  # SIMPUL_PORT beats the file's port
+    env = clean_env(SIMPUL_PORT=str(port), SIMPUL_SYNC__WAKE_INTERVAL_S="0.5")
+    proc = subprocess.Popen([*SIMPUL, "run", "--config", str(config)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, proc.communicate()
+            try:
+                if _http("GET", base + "/healthz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "node did not answer /healthz within 30 s"
+            time.sleep(0.1)
+        tokens = tomllib.loads(config.read_text())["tokens"]
+        status, filed = _http("POST", base + "/api/v1/complaints", sample_complaints[0], tokens["intake"])
+        assert status == 201, filed
+        status, got = _http("GET", f"{base}/api/v1/complaints/{filed['ticket_id']}", token=tokens["operator"])
+        assert status == 200 and got["title"] == sample_complaints[0]["title"]
+        assert _http("GET", base + "/readyz")[0] == 200
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            out, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+            pytest.fail(f"simpul run did not stop on SIGTERM:\n{err}")
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert f"serving on http://127.0.0.1:{port}" in out
+    res = simpul("verify", "--config", config)
+    assert res.returncode == 0 and "checked 1 events: ok" in res.stdout

@@ -1,0 +1,118 @@
+"""Unit tests for schemas.events: build, hash, sign, verify, parse."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import replace
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.errors import IntegrityError, ValidationError
+from schemas.events import BODY_FIELDS, Event, canonical, make_event
+
+KEY = Ed25519PrivateKey.generate()
+
+
+def new_event(**over) -> Event:
+    args = dict(ticket="t1", author="kab-paser", seq=2, prev="a" * 64, parents=["c" * 64, "b" * 64],
+                hlc="0001764270000000.0003", type="followed_up",
+                payload={"text": "Sudah ditinjau; biaya seragam dihapus.", "actor": "Budi"},
+                key_id="kab-paser#sig-1", private_key=KEY)
+    args.update(over)
+    return make_event(**args)
+
+
+def test_round_trip_verifies():
+    e = new_event()
+    e.verify(KEY.public_key())
+    assert e.parents == ("b" * 64, "c" * 64)  # sorted
+    assert e.id == hashlib.sha256(canonical(e.body())).hexdigest()
+    wire = json.loads(e.canonical_wire())
+    assert set(wire) == {"id", "sig", *BODY_FIELDS}
+    again = Event.from_wire(wire)
+    assert again == e
+    again.verify(KEY.public_key())
+
+
+def test_id_depends_on_content_not_on_key_order():
+    a = new_event(payload={"x": 1, "y": "é"})
+    b = new_event(payload={"y": "é", "x": 1})
+    assert a.id == b.id
+    assert a.id != new_event(payload={"x": 2, "y": "é"}).id
+
+
+@pytest.mark.parametrize("change", [
+    {"payload": {"text": "Sudah ditinjau; biaya seragam TIDAK dihapus.", "actor": "Budi"}},
+    {"seq": 3},
+    {"prev": "d" * 64},
+    {"parents": ("b" * 64,)},
+    {"hlc": "0001764270000000.0004"},
+    {"ticket": "t2"},
+    {"type": "closed"},
+    {"key": "kab-paser#sig-2"},
+])
+def test_tampered_event_fails(change):
+    e = new_event()
+    with pytest.raises(IntegrityError, match=e.id):
+        replace(e, **change).verify(KEY.public_key())
+
+
+def test_tampered_wire_payload_fails():
+    wire = json.loads(new_event().canonical_wire())
+    wire["payload"]["text"] = "diubah"
+    with pytest.raises(IntegrityError, match="hash"):
+        Event.from_wire(wire).verify(KEY.public_key())
+
+
+def test_wrong_key_or_signature_fails():
+    e = new_event()
+    with pytest.raises(IntegrityError, match="signature"):
+        e.verify(Ed25519PrivateKey.generate().public_key())
+    other = new_event(private_key=Ed25519PrivateKey.generate())
+    with pytest.raises(IntegrityError, match="signature"):
+        replace(e, sig=other.sig).verify(KEY.public_key())
+    with pytest.raises(IntegrityError):
+        replace(e, sig="not-base64!").verify(KEY.public_key())
+
+
+def test_make_event_rejects_unknown_type():
+    with pytest.raises(ValidationError):
+        new_event(type="deleted")
+
+
+def _wire():
+    return json.loads(new_event().canonical_wire())
+
+
+@pytest.mark.parametrize("field", ["id", "sig", *BODY_FIELDS])
+def test_from_wire_rejects_missing_field(field):
+    data = _wire()
+    del data[field]
+    with pytest.raises(ValidationError, match=field):
+        Event.from_wire(data)
+
+
+def test_from_wire_rejects_unknown_field():
+    data = _wire()
+    data["extra"] = 1
+    with pytest.raises(ValidationError, match="extra"):
+        Event.from_wire(data)
+
+
+@pytest.mark.parametrize("field,value", [
+    ("id", "abc"), ("seq", "2"), ("seq", 0), ("seq", True), ("prev", 5), ("parents", "x"), ("parents", [1]),
+    ("hlc", "1"), ("type", "deleted"), ("payload", []), ("ticket", ""), ("author", None), ("key", 1),
+    ("sig", None),
+])
+def test_from_wire_rejects_bad_values(field, value):
+    data = _wire()
+    data[field] = value
+    with pytest.raises(ValidationError, match=field):
+        Event.from_wire(data)
+
+
+@pytest.mark.parametrize("data", [None, [], "event", 3])
+def test_from_wire_rejects_non_objects(data):
+    with pytest.raises(ValidationError):
+        Event.from_wire(data)
