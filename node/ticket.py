@@ -92,7 +92,7 @@ def _effect(state: TicketState, event: Event) -> dict[str, Any]:
     if t == "edited":
         return {k: p[k] for k in ("title", "body") if k in p}
     if t == "identity_sealed":
-        if p.get("holder_node") == state.holder_node:
+        if p.get("holder_node") == state.holder_node and p.get("institution") == state.institution:
             return {"sealed_identity": dict(p)}
         return {}
     if t == "conflict_resolved":

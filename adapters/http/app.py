@@ -67,6 +67,8 @@ def build_app(node: Node) -> web.Application:
                 directory.apply_snapshot(tx, snap, node.node_id)
         await node.db(store)
         keydir.forget()
+        if identity is not None and await node.db(identity.reseal_pending):
+            sync.wake()
 
     app["refresh_directory"] = refresh_directory
 

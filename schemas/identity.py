@@ -1,0 +1,29 @@
+"""Wire format of an operator's request to open a reporter's identity."""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class IdentityOpenIn(BaseModel):
+    """POST /api/v1/complaints/{ticket_id}/identity.
+
+    ``reason`` is required and goes into the audit log. ``passphrase`` is only
+    for institutions hosted on the hub; it is used in memory to unwrap the
+    institution's key and is never stored or logged (nor stripped: it is taken
+    byte for byte, as ``simpul institutions keygen`` took it).
+    """
+    model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
+    reason: str = Field(min_length=3, max_length=500, description="why the identity is needed (audited)")
+    actor: str | None = Field(default=None, max_length=80, description="the operator's name, for the audit")
+    passphrase: str | None = Field(default=None, min_length=1, max_length=1000, repr=False,
+                                   json_schema_extra={"format": "password", "writeOnly": True})
+
+    @field_validator("reason", "actor")
+    @classmethod
+    def _stripped(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        if not v:
+            raise ValueError("must not be blank")
+        return v
