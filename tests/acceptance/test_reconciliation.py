@@ -1,7 +1,7 @@
 """Acceptance: bidirectional status under a real partition, and anti-entropy repair (issue 4).
 
 A hub and the Penajam Paser Utara node run as separate processes. Their links
-go through cuttable loopback proxies (tcp_link.TcpLink), so a partition is a
+go through cuttable loopback proxies (node.netlink.TcpLink), so a partition is a
 real network failure: requests time out or are refused, queues grow, backoff
 starts, and healing lets both sides exchange what they did meanwhile.
 """
@@ -13,7 +13,7 @@ import sqlite3
 import pytest
 
 from node.cluster import Cluster
-from tests.acceptance.tcp_link import TcpLink
+from node.netlink import TcpLink
 
 pytestmark = pytest.mark.acceptance
 HUB, NODE = "nasional", "kab-ppu"

@@ -1,5 +1,7 @@
 """A cuttable TCP link on loopback: a tiny forwarding proxy run in a thread.
 
+Used by `simpul demo` and the acceptance tests to partition two nodes for real.
+
 Pointing a node at ``link.url`` instead of its peer lets a test partition the
 network for real: ``cut()`` drops every open connection and refuses new ones,
 ``heal()`` lets traffic through again. Only 127.0.0.1 is ever used.
