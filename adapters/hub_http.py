@@ -82,7 +82,8 @@ class HttpTransport:
             stop=stop_after_attempt(self.attempts),
             wait=wait_exponential_jitter(initial=self.initial_s, max=5.0),
             retry=retry_if_exception(lambda e: isinstance(e, PeerError) and e.retryable),
-            reraise=True)
+            before_sleep=lambda state: log.info("retrying %s %s in %.2fs: %s", method, url, state.next_action.sleep,
+                                                state.outcome.exception()), reraise=True)
         async for attempt in retrying:
             with attempt:
                 return await self._once(method, url, body, peer)

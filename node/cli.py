@@ -5,7 +5,6 @@ changed when a command fails.
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import secrets
@@ -15,27 +14,9 @@ from pathlib import Path
 import click
 import tomli_w
 
-from node.errors import ConfigError, SimpulError
-
-CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                      help="node config file (default: $SIMPUL_CONFIG or ./simpul.toml)")
-
-
-def fail_cleanly(fn):
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except SimpulError as exc:
-            click.echo(f"simpul: {exc}", err=True)
-            sys.exit(2 if isinstance(exc, ConfigError) else 1)
-    return wrapper
-
-
-def open_node(config_path, **overrides):
-    from node.config import load_settings
-    from node.core import Node
-    return Node(load_settings(config_path, overrides))
+from node.cli_admin import register
+from node.cli_common import CONFIG, fail_cleanly, open_node
+from node.errors import ConfigError
 
 
 @click.group()
@@ -181,8 +162,6 @@ def status(config_path, as_json):
         if p["backoff"]["last_error"]:
             click.echo(f"  last error: {p['backoff']['last_error'][:150]}")
 
-
-from node.cli_admin import register  # noqa: E402  (the admin sub-commands live in their own module)
 
 register(main)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from node.cli import CONFIG, fail_cleanly, open_node
+from node.cli_common import CONFIG, fail_cleanly, open_node
 from node.errors import NotFound, ValidationError
 
 
@@ -16,6 +16,12 @@ def register(main: click.Group) -> None:
     main.add_command(nodes)
     main.add_command(federation)
     main.add_command(dead_letters)
+    from node.cli_conflicts import conflicts
+    main.add_command(conflicts)
+    from node.cli_identity import institutions
+    main.add_command(institutions)
+    from node.cli_demo import demo
+    main.add_command(demo)
 
 
 @click.group()

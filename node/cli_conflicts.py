@@ -5,7 +5,7 @@ import json
 
 import click
 
-from node.cli import CONFIG, fail_cleanly, open_node
+from node.cli_common import CONFIG, fail_cleanly, open_node
 
 
 @click.group()

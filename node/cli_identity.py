@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-from node.cli import CONFIG, fail_cleanly, open_node
+from node.cli_common import CONFIG, fail_cleanly, open_node
 from node.errors import ConfigError, NotFound, ValidationError
 from node.sealing import public_b64, wrap_private_key
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import random
+import socket
 import time
-import uuid
 from collections.abc import Callable
 
 from adapters.transport import Peer
@@ -45,7 +44,9 @@ class SyncEngine:
         self.cfg = node.settings.sync
         self.now = now
         self.rand = rand
-        self.owner = f"{node.node_id}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        # Stable across restarts of the same process (same node, host and port), so a process that was
+        # killed takes its own lease back at once; distinct for each process of a multi-process hub.
+        self.owner = f"{node.node_id}@{socket.gethostname()}:{node.settings.port}"
         self._wakers: dict[str, asyncio.Event] = {}
         self._peers: dict[str, Peer] = {}
         self._tasks: dict[str, asyncio.Task] = {}

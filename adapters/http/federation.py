@@ -76,10 +76,32 @@ async def _push(request, sender, body) -> dict:
     if len(data["items"]) > 5000:
         raise ValidationError("at most 5000 items per batch")
     node = request.app["node"]
+    if node.role != "hub":
+        await _learn_new_keys(request, data["items"])
     result = await node.db(request.app["receiver"].receive, sender, data["after"], data["items"])
+    if result.duplicates:
+        # Harmless (the inbox makes delivery idempotent) but worth seeing: a push/pull race,
+        # a sender that lost its checkpoint, or a double send.
+        log.info("push from %s carried %d event(s) already held; ignored", sender, result.duplicates)
     if result.fresh:
         request.app["sync"].wake()
     return result.to_dict()
+
+
+async def _learn_new_keys(request, items: list) -> None:
+    """A district refreshes its copy of the hub's directory before receiving events signed by
+    keys it does not know yet (a node enrolled, or a key rotated, since its last refresh);
+    otherwise they would be rejected and dead-lettered at the hub for good."""
+    keys = {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}
+    keydir = request.app["keydir"]
+
+    def unknown() -> list:
+        return [k for k in keys if isinstance(k, str) and keydir.lookup(k) is None]
+    missing = await request.app["node"].db(unknown)
+    if missing:
+        log.info("push carries events signed by key(s) unknown here (%s); refreshing the directory first",
+                 ", ".join(sorted(missing)[:5]))
+        await request.app["refresh_directory"]()
 
 
 async def _pull(request, sender, body) -> dict:

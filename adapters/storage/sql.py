@@ -8,7 +8,15 @@ and its inbox row in the same ``Tx`` so that they commit or vanish together.
 SQLite runs in WAL mode, and write transactions start with ``BEGIN IMMEDIATE``
 so that two writers queue on the lock instead of failing on an upgrade.
 PostgreSQL locks the author's chain head row (``SELECT ... FOR UPDATE``) so that
-several hub processes can append to one log.
+several hub processes can append to one log. Its write transactions also take
+one transaction-scoped advisory lock first (``WRITE_LOCK``), the counterpart of
+SQLite's ``BEGIN IMMEDIATE``: without it, two transactions could commit their
+outbox (and event) rows out of id order -- the later id first -- and a sender
+that has already acknowledged past the later id would never send the earlier
+one. With one writer at a time, ids become visible in increasing order, which
+is what the per-peer checkpoints (``acked``, ``cursor``) rely on. Reads, and
+the CPU-heavy signature checks that run before a receive transaction, stay
+parallel across processes.
 """
 from __future__ import annotations
 
@@ -26,6 +34,7 @@ from adapters.storage.repo_directory import DirectoryRepo
 from node.errors import StorageError
 
 log = logging.getLogger(__name__)
+WRITE_LOCK = 0x53494D50  # "SIMP": pg_advisory_xact_lock key serialising write transactions
 
 
 class Tx(EventRepo, SyncRepo, DirectoryRepo):
@@ -74,6 +83,8 @@ class SqlStorage:
             with self.engine.connect() as conn:
                 conn.info["write"] = write
                 with conn.begin():
+                    if write and self.dialect == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
                     yield Tx(conn, self.dialect)
         except (OperationalError, DBAPIError) as exc:
             raise StorageError(f"database error: {exc.orig if exc.orig else exc}") from exc

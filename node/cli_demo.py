@@ -1,0 +1,340 @@
+"""``simpul demo``: a whole federation on loopback, with the sample complaints.
+
+It starts the hub and the district nodes of a federation.json as real
+processes (node.cluster), each with its own SQLite database in a temporary
+folder, files every sample complaint at its ``filed_at`` node through the API,
+shows the complaints syncing and routing, has operators follow up and close a
+few tickets at the nodes that hold them, and ends with a table: where each
+ticket was filed, where it landed, its status, and whether that is where it
+belongs. A ticket with no expected institution belongs in the hub's
+disposition queue. The exit code is 1 if any ticket is not where it belongs.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import click
+
+from node.cluster import Cluster, ClusterError, simpul
+from node.netlink import TcpLink
+
+QUEUE = "(disposition queue)"
+REPO = Path(__file__).resolve().parents[1]
+BUNDLED = Path(__file__).resolve().parent / "sample_data"
+
+
+def default_federation() -> Path:
+    """The shared sample next to the repository, else the copy shipped in node/sample_data."""
+    shared = REPO.parent / "shared" / "data" / "federation.json"
+    return shared if shared.is_file() else BUNDLED / "federation.json"
+
+
+class Demo:
+    def __init__(self, cluster: Cluster, samples: list[dict], institutions: dict[str, dict], out=click.echo,
+                 t0: float | None = None):
+        self.t0 = time.monotonic() if t0 is None else t0
+        self.c = cluster
+        self.samples = samples
+        self.institutions = institutions
+        self.out = out
+        self.ids: dict[str, str] = {}          # ref -> ticket id
+        self.expected_status: dict[str, str] = {}
+        self.tty = sys.stdout.isatty()
+        self._last_line = ""
+
+    # -- progress line ---------------------------------------------------------------
+    def stamp(self) -> str:
+        return f"[{time.monotonic() - self.t0:4.1f}s]"
+
+    def progress(self, text: str, final: bool = False) -> None:
+        if self.tty:
+            width = shutil.get_terminal_size().columns - 1
+            click.echo(f"\r{f'{self.stamp()} {text}'[:width]:<{width}}", nl=final)
+        elif text != self._last_line:
+            click.echo(f"{self.stamp()} {text}")
+        self._last_line = text
+
+    # -- filing ------------------------------------------------------------------------
+    def file_all(self) -> None:
+        by_node: dict[str, list[dict]] = {}
+        for s in self.samples:
+            by_node.setdefault(s["filed_at"], []).append(s)
+
+        def file_at(node_id: str, items: list[dict]) -> None:
+            client = self.c.client(node_id, "intake")
+            for s in items:
+                self.ids[s["ref"]] = client.file(s, idempotency_key=f"demo-{s['ref']}")["ticket_id"]
+                if self.tty:
+                    self.progress(f"filed {len(self.ids)}/{len(self.samples)}")
+        with ThreadPoolExecutor(max_workers=len(by_node)) as pool:
+            for f in [pool.submit(file_at, n, items) for n, items in by_node.items()]:
+                f.result()
+        self.progress(f"filed {len(self.ids)}/{len(self.samples)} complaints at "
+                      f"{len(by_node)} nodes ({', '.join(f'{n}: {len(i)}' for n, i in by_node.items())})",
+                      final=True)
+
+    # -- where things are --------------------------------------------------------------
+    def snapshot(self) -> dict[str, dict[str, dict]]:
+        """node id -> ticket id -> ticket, for every node of the cluster; QUEUE -> the hub's disposition queue."""
+        snap = {n: {t["ticket_id"]: t for t in self.c.client(n).iter_tickets()} for n in self.c.node_ids}
+        snap[QUEUE] = {t["ticket_id"]: t for t in self.c.client(self.c.hub_id).disposition()}
+        return snap
+
+    def verdict(self, s: dict, snap: dict) -> tuple[bool, str]:
+        """Is the sample's ticket where it belongs, consistently on hub, holder and origin?"""
+        tid, want = self.ids[s["ref"]], s.get("expected_institution")
+        at_hub = snap[self.c.hub_id].get(tid)
+        if at_hub is None:
+            return False, "not at the hub yet"
+        if want is None:
+            queue = snap[QUEUE]
+            return (tid in queue, "in disposition queue" if tid in queue else f"not queued ({at_hub['status']})")
+        status = self.expected_status.get(s["ref"], "dispositioned")
+        holder = self.institutions.get(want, {}).get("node")
+        for where in {self.c.hub_id, holder, s["filed_at"]}:
+            t = snap.get(where, {}).get(tid)
+            if t is None or t["institution"] != want or t["status"] != status:
+                seen = "missing" if t is None else f"{t['institution']} / {t['status']}"
+                return False, f"{where}: {seen}"
+        return True, ""
+
+    def routing_counts(self, snap: dict) -> str:
+        """filed · synced to the hub · routed (and queued) · landed at the holder · consistent everywhere."""
+        hub, ids = snap[self.c.hub_id], self.ids
+        synced = sum(1 for tid in ids.values() if tid in hub)
+        routable = [s for s in self.samples if s.get("expected_institution")]
+        routed = sum(1 for s in routable if hub.get(ids[s["ref"]], {}).get("institution") == s["expected_institution"])
+        queued = sum(1 for tid in ids.values() if tid in snap[QUEUE])
+        landed = sum(1 for s in routable if snap.get(self.institutions[s["expected_institution"]]["node"], {}).get(
+            ids[s["ref"]], {}).get("institution") == s["expected_institution"])
+        ok = sum(1 for s in self.samples if self.verdict(s, snap)[0])
+        return (f"filed {len(ids)} · at hub {synced} · routed {routed}/{len(routable)} · disposition queue {queued}"
+                f" · at holder {landed}/{len(routable)} · settled {ok}/{len(self.samples)}")
+
+    def wait_settled(self, timeout: float, label: str) -> dict:
+        state = {}
+
+        def settled() -> bool:
+            state["snap"] = snap = self.snapshot()
+            line = self.routing_counts(snap)
+            self.progress(f"{label}: {line}")
+            return all(self.verdict(s, snap)[0] for s in self.samples)
+        try:
+            self.c.wait_until(settled, timeout, interval=0.3, what=label)
+        except TimeoutError:
+            self.progress(f"{label}: timed out after {timeout:.0f}s", final=True)
+            return state.get("snap") or self.snapshot()
+        self.progress(f"{label}: {self.routing_counts(state['snap'])}", final=True)
+        return state["snap"]
+
+    # -- operators at work ---------------------------------------------------------------
+    def operators(self, snap: dict, count: int = 4) -> list[str]:
+        """Follow up and close a few tickets at their holder nodes; one more only gets a follow-up."""
+        routed = [s for s in self.samples if s.get("expected_institution")]
+        holder_of = {s["ref"]: self.institutions[s["expected_institution"]]["node"] for s in routed}
+        # one ticket per holder node, preferring tickets filed elsewhere (status has to travel back)
+        routed.sort(key=lambda s: holder_of[s["ref"]] == s["filed_at"])
+        picked: list[dict] = []
+        for s in routed:
+            if holder_of[s["ref"]] not in {holder_of[p["ref"]] for p in picked}:
+                picked.append(s)
+        for i, s in enumerate(picked[:count + 1]):
+            holder = self.institutions[s["expected_institution"]]["node"]
+            op = self.c.client(holder, "operator")
+            tid = self.ids[s["ref"]]
+            op.act(tid, "accept", actor=f"operator {holder}")
+            op.act(tid, "follow_up", text="Sudah ditindaklanjuti: petugas meninjau lokasi dan menjadwalkan perbaikan.",
+                   actor=f"operator {holder}")
+            if i < count:
+                op.act(tid, "close", actor=f"operator {holder}")
+                self.expected_status[s["ref"]] = "closed"
+            else:
+                self.expected_status[s["ref"]] = "followed_up"
+            self.out(f"  {s['ref']} at {holder} ({s['expected_institution']}): accepted, followed up"
+                     f"{', closed' if i < count else ''}  (filed at {s['filed_at']})")
+        return [s["ref"] for s in picked[:count + 1]]
+
+    # -- the table -------------------------------------------------------------------------
+    def table(self, snap: dict) -> int:
+        hub = snap[self.c.hub_id]
+        rows, bad = [], 0
+        for s in self.samples:
+            tid, want = self.ids[s["ref"]], s.get("expected_institution")
+            t = hub.get(tid) or {}
+            ok, why = self.verdict(s, snap)
+            bad += not ok
+            if t.get("institution"):
+                landed = f"{t['institution']} @ {t.get('holder_node')}"
+            elif tid in snap[QUEUE]:
+                landed = "hub disposition queue"
+            else:
+                landed = "-"
+            rows.append((s["ref"], s["filed_at"], landed, t.get("status", "missing"),
+                         want or "(disposition queue)", ("✓" if ok else f"✗ {why}")))
+        head = ("ref", "filed at", "landed at (institution @ node)", "status", "expected", "match")
+        widths = [max(len(str(r[i])) for r in rows + [head]) for i in range(5)]
+        line = "  ".join(h.ljust(w) for h, w in zip(head, widths)) + "  " + head[5]
+        self.out(line)
+        self.out("-" * min(len(line) + 10, 160))
+        for r in rows:
+            self.out("  ".join(str(v).ljust(w) for v, w in zip(r, widths)) + "  " + r[5])
+        self.out(f"{len(rows) - bad}/{len(rows)} tickets where they belong")
+        self.journeys(snap)
+        return bad
+
+    def journeys(self, snap: dict) -> None:
+        """How the tickets that came back as bukan wewenang travelled (from the hub's copy of their log)."""
+        refs = {tid: ref for ref, tid in self.ids.items()}
+        for tid, t in snap[self.c.hub_id].items():
+            if tid not in refs or not t.get("returned_by"):
+                continue
+            steps = []
+            for e in sorted(self.c.client(self.c.hub_id).events(tid), key=lambda e: (e["hlc"], e["author"])):
+                if e["type"] == "routed":
+                    steps.append(f"routed to {e['payload']['institution']} ({e['payload'].get('reason', '')})")
+                elif e["type"] == "returned":
+                    steps.append(f"returned by {e['author']}: {e['payload'].get('reason', '')}")
+            self.out(f"{refs[tid]}: " + " → ".join(steps))
+
+
+PARTITIONED = "kab-ppu"   # the district whose links to the hub go through cuttable loopback links
+
+
+def partition_links(cluster: Cluster, node_id: str = PARTITIONED) -> tuple[TcpLink, TcpLink] | None:
+    """Before start-up: route ``node_id``'s traffic to and from the hub through cuttable links."""
+    if node_id not in cluster.procs:
+        return None
+    to_hub, to_node = TcpLink(cluster.proc(cluster.hub_id).port), TcpLink(cluster.proc(node_id).port)
+    cluster.proc(node_id).env["SIMPUL_HUB__URL"] = to_hub.url
+    keys = cluster.base_dir / f"{node_id}.keys.json"
+    code, out = simpul("nodes", "enroll", "--config", str(cluster.proc(cluster.hub_id).config), "--keys", str(keys),
+                       "--url", to_node.url)
+    if code:
+        raise ClusterError(f"re-enrolling {node_id} behind a link failed: {out}")
+    return to_hub, to_node
+
+
+def demo_conflict(d: Demo, links: tuple[TcpLink, TcpLink] | None, busy: list[str], timeout: float) -> str:
+    """A real partition: the hub archives a ticket while its holder follows up and closes it.
+
+    When the link heals both sides see the same conflict; the hub's admin picks
+    the holder's side and every replica converges on it.
+    """
+    if links is None:
+        return "skipped: no partitioned district in this federation"
+    c = d.c
+    node_id = PARTITIONED
+    hub, node = c.client(c.hub_id), c.client(node_id, "operator")
+    candidates = [s for s in d.samples if s.get("expected_institution") and s["ref"] not in busy
+                  and d.institutions[s["expected_institution"]]["node"] == node_id]
+    if not candidates:
+        return f"skipped: no ticket held by {node_id}"
+    ref = candidates[-1]["ref"]
+    tid = d.ids[ref]
+    node.act(tid, "accept", actor=f"operator {node_id}")
+    c.wait_until(lambda: hub.ticket(tid)["status"] == "in_progress", timeout, what="the hub to see in_progress")
+    for link in links:
+        link.cut()
+    d.out(f"  {ref}: link {node_id} <-> {c.hub_id} cut; the hub archives it while {node_id} follows up and closes it")
+    hub.act(tid, "archive", reason="dianggap laporan ganda", actor="admin hub")
+    node.act(tid, "follow_up", text="Tim sudah memperbaiki lokasi.", actor=f"operator {node_id}")
+    node.act(tid, "close", text="Selesai ditangani.", actor=f"operator {node_id}")
+    for link in links:
+        link.heal()
+
+    def seen_on_both():
+        on_hub = hub.get("/api/v1/conflicts?status=open")["items"]
+        on_node = c.client(node_id).get("/api/v1/conflicts?status=open")["items"]
+        return on_hub if on_hub and [x["id"] for x in on_hub] == [x["id"] for x in on_node] else None
+    conflict = c.wait_until(seen_on_both, timeout, what="the conflict on both sides")[0]
+    detail = hub.get(f"/api/v1/conflicts/{conflict['id']}")
+    side = next(x["label"] for x in detail["sides"] if x["author"] == node_id)
+    d.out(f"  link healed: conflict {conflict['id'][:12]} ({detail['kind']}) on hub and {node_id}; "
+          f"provisional winner {detail['provisional_winner']}, differs in {', '.join(detail['differs'])}")
+    hub.post(f"/api/v1/conflicts/{conflict['id']}/resolve",
+             {"winner": side, "reason": "Tindak lanjut OPD sah; arsip dibatalkan", "actor": "admin hub"})
+    c.wait_until(lambda: c.client(node_id).get(f"/api/v1/conflicts/{conflict['id']}")["status"] == "resolved",
+                 timeout, what="the resolution at the node")
+    d.expected_status[ref] = "closed"
+    return f"{ref} resolved at the hub for {node_id}'s side (closed); the node shows it resolved"
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
+
+
+@click.command()
+@click.option("--federation", "federation_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="federation.json (default: ../shared/data next to the repository, else the bundled copy)")
+@click.option("--complaints", "complaints_file", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="complaints.jsonl (default: next to the federation file)")
+@click.option("--keep", is_flag=True, help="leave the federation running until Ctrl-C")
+@click.option("--manifest", "manifest_file", type=click.Path(dir_okay=False), default=None,
+              help="write a JSON description of the running federation here once it is up")
+@click.option("--dir", "base_dir", type=click.Path(file_okay=False), default=None,
+              help="use this (empty) folder instead of a temporary one; it is kept afterwards")
+@click.option("--timeout", type=float, default=40.0, show_default=True, help="seconds to wait for routing")
+def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeout):
+    """Run a hub and the districts on loopback and route the sample complaints."""
+    t0 = time.monotonic()
+    fed_path = Path(federation_file) if federation_file else default_federation()
+    comp_path = Path(complaints_file) if complaints_file else fed_path.with_name("complaints.jsonl")
+    samples = [json.loads(line) for line in comp_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    fed = json.loads(fed_path.read_text(encoding="utf-8"))
+    institutions = {i["id"]: i for i in fed["institutions"]}
+    temp = base_dir is None
+    base = Path(tempfile.mkdtemp(prefix="simpul-demo-") if temp else base_dir)
+    cluster = Cluster(base, fed_path)
+    signal.signal(signal.SIGTERM, _interrupt)
+    bad, links = 1, None
+    try:
+        click.echo(f"simpul demo: {len(cluster.node_ids)} nodes from {fed_path}, {len(samples)} complaints "
+                   f"from {comp_path.name}; folder {base}")
+        cluster.init()
+        links = partition_links(cluster)
+        click.echo(f"[{time.monotonic() - t0:4.1f}s] initialised {', '.join(cluster.node_ids)} "
+                   f"(keys, SQLite databases, enrolment at {cluster.hub_id})")
+        cluster.start()
+        click.echo(f"[{time.monotonic() - t0:4.1f}s] {len(cluster.procs)} processes up: "
+                   + ", ".join(f"{n} :{p.port} (pid {p.popen.pid})" for n, p in cluster.procs.items()))
+        if manifest_file:
+            Path(manifest_file).write_text(json.dumps(cluster.manifest(), indent=2))
+            click.echo(f"          manifest written to {manifest_file}")
+        d = Demo(cluster, samples, institutions, t0=t0)
+        d.file_all()
+        snap = d.wait_settled(timeout, "routing")
+        click.echo(f"[{time.monotonic() - t0:4.1f}s] operators at work:")
+        busy = d.operators(snap)
+        click.echo(f"[{time.monotonic() - t0:4.1f}s] a partition and a conflict:")
+        click.echo(f"[{time.monotonic() - t0:4.1f}s] conflict: {demo_conflict(d, links, busy, timeout / 2)}")
+        snap = d.wait_settled(timeout / 2, "status back")
+        click.echo("")
+        bad = d.table(snap)
+        click.echo("")
+        for name, p in cluster.procs.items():
+            click.echo(f"console {name:<16} {p.url}/admin/   (user admin, password "
+                       f"{cluster.settings(name)['admin_password']})")
+        click.echo(f"API tokens: [tokens] in {base}/<node>/simpul.toml; logs in {base}/<node>/node.log")
+        if not keep:
+            click.echo("the federation stops now; run 'simpul demo --keep' to keep it (and the consoles) running")
+        click.echo(f"done in {time.monotonic() - t0:.1f}s")
+        if keep:
+            click.echo("--keep: the federation keeps running; Ctrl-C stops it")
+            while True:
+                time.sleep(3600)
+    except KeyboardInterrupt:
+        click.echo("\nstopping")
+    finally:
+        cluster.close()
+        for link in links or ():
+            link.close()
+        if temp:
+            shutil.rmtree(base, ignore_errors=True)
+    sys.exit(1 if bad else 0)
