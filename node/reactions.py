@@ -7,6 +7,8 @@ stays in the disposition queue for a hub admin. Routing never guesses.
 District: a ticket routed here for an institution whose competences do not
 cover it is returned at once as bukan wewenang, with the reason (when
 ``auto_return_out_of_competence`` is on; operators can always return by hand).
+Only routings made by a rule (the reporter's choice, or competence) are
+checked; a hub admin's manual disposition is accepted as the admin's call.
 The origin node re-seals the reporter's identity for each new holder
 (node.identity).
 """
@@ -57,7 +59,8 @@ def hub_react(node):
 
 def district_react(node, identity=None):
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
-        routed_now = {e.ticket for e in fresh if e.type == "routed"}
+        # An admin's manual disposition (no routing rule) is a deliberate decision: it is not second-guessed.
+        routed_now = {e.ticket for e in fresh if e.type == "routed" and e.payload.get("rule")}
         topo = None
         for state in states.values():
             if (node.settings.auto_return_out_of_competence and state.ticket_id in routed_now

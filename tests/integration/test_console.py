@@ -1,0 +1,264 @@
+"""The admin console against a real app and a real SQLite node (made by ``simpul init``)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from adapters.http.app import build_app
+from schemas.complaints import ComplaintIn
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def sample(sample_complaints, ref: str) -> dict:
+    body = next(c for c in sample_complaints if c["ref"] == ref)
+    return {k: v for k, v in body.items() if k != "ref"}
+
+
+@pytest.fixture
+def hub(make_node, tmp_path, sample_dir):
+    return make_node(tmp_path, role="hub", node_id="nasional", federation=sample_dir / "federation.json")
+
+
+@pytest.fixture
+async def client(aiohttp_client, hub):
+    return await aiohttp_client(build_app(hub))
+
+
+async def csrf_from(client, path: str) -> str:
+    resp = await client.get(path)
+    assert resp.status == 200, path
+    match = CSRF.search(await resp.text())
+    assert match, f"no CSRF field on {path}"
+    return match.group(1)
+
+
+async def login(client, password: str, **headers):
+    token = await csrf_from(client, "/admin/login")
+    return await client.post("/admin/login", data={"csrf": token, "username": "admin", "password": password,
+                                                   "next": "/admin/"}, allow_redirects=False, headers=headers)
+
+
+async def logged_in(client, hub):
+    resp = await login(client, hub.settings.admin_password)
+    assert resp.status == 303, await resp.text()
+    return resp
+
+
+# ------------------------------------------------------------------ access control
+async def test_unauthenticated_get_redirects_to_login(client):
+    for path in ("/admin/", "/admin/tickets", "/admin/dead-letters", "/admin/disposition", "/admin/conflicts",
+                 "/admin/no-such-page"):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 303, path
+        assert resp.headers["Location"].startswith("/admin/login?next="), path
+    resp = await client.get("/admin", allow_redirects=True)
+    assert resp.url.path == "/admin/login"
+
+
+async def test_login_page_and_css_are_public(client):
+    resp = await client.get("/admin/login")
+    assert resp.status == 200
+    html = await resp.text()
+    assert "Masuk ke konsol admin" in html and 'href="/admin/static/console.css"' in html
+    assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+    css = await client.get("/admin/static/console.css")
+    assert css.status == 200 and "text/css" in css.headers["Content-Type"]
+
+
+async def test_post_without_session_is_refused(client, hub, db_snapshot):
+    before = db_snapshot(hub.storage)
+    for path in ("/admin/dead-letters/replay", "/admin/disposition/x", "/admin/logout",
+                 "/admin/conflicts/x/resolve", "/admin/tickets/x/identity"):
+        resp = await client.post(path, data={"all": "1"}, allow_redirects=False)
+        assert resp.status == 403, path
+    assert db_snapshot(hub.storage) == before
+
+
+async def test_wrong_password_is_an_error(client):
+    resp = await login(client, "not-the-password")
+    assert resp.status == 401
+    assert "Nama pengguna atau kata sandi salah" in await resp.text()
+    assert (await client.get("/admin/", allow_redirects=False)).status == 303
+
+
+async def test_login_without_its_form_token_is_refused(client, hub):
+    resp = await client.post("/admin/login", data={"username": "admin", "password": hub.settings.admin_password},
+                             allow_redirects=False)
+    assert resp.status == 403
+
+
+async def test_login_then_dashboard_with_peer_table(client, hub):
+    resp = await logged_in(client, hub)
+    cookie = resp.cookies["simpul_nasional"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/admin"
+    resp = await client.get("/admin/")
+    assert resp.status == 200
+    html = await resp.text()
+    assert 'id="peers"' in html or "Belum ada node mitra" in html
+    assert "Kesehatan sinkronisasi" in html and 'id="by-status"' in html and 'id="sla"' in html
+    assert resp.headers["Cache-Control"] == "no-store"
+
+
+async def test_language_switch_is_remembered(client, hub):
+    await logged_in(client, hub)
+    resp = await client.get("/admin/?lang=en")
+    assert "Sync health" in await resp.text()
+    assert "Tickets" in await (await client.get("/admin/tickets")).text()
+    assert "Kesehatan sinkronisasi" in await (await client.get("/admin/?lang=id")).text()
+
+
+async def test_post_with_wrong_or_missing_csrf_is_refused(client, hub, db_snapshot):
+    await logged_in(client, hub)
+    before = db_snapshot(hub.storage)
+    for data in ({"all": "1"}, {"all": "1", "csrf": "forged"}):
+        resp = await client.post("/admin/dead-letters/replay", data=data, allow_redirects=False)
+        assert resp.status == 403
+        assert "CSRF" in await resp.text()
+    assert db_snapshot(hub.storage) == before
+
+
+async def test_post_from_a_foreign_origin_is_refused(client, hub):
+    await logged_in(client, hub)
+    token = await csrf_from(client, "/admin/dead-letters")
+    for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"},
+                    {"Referer": "https://evil.example/page"}):
+        resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "all": "1"},
+                                 headers=headers, allow_redirects=False)
+        assert resp.status == 403, headers
+    own = f"http://{client.server.host}:{client.server.port}"
+    resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "all": "1"},
+                             headers={"Origin": own}, allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_login_from_a_foreign_origin_is_refused(client, hub):
+    resp = await login(client, hub.settings.admin_password, Origin="https://evil.example")
+    assert resp.status == 403
+
+
+async def test_logout_ends_the_session(client, hub):
+    await logged_in(client, hub)
+    token = await csrf_from(client, "/admin/")
+    resp = await client.post("/admin/logout", data={"csrf": token}, allow_redirects=False)
+    assert resp.status == 303 and resp.headers["Location"] == "/admin/login"
+    assert (await client.get("/admin/", allow_redirects=False)).status == 303
+    resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "all": "1"}, allow_redirects=False)
+    assert resp.status == 403
+
+
+async def test_stolen_session_token_from_another_cookie_name_does_not_work(client, hub):
+    resp = await logged_in(client, hub)
+    token = resp.cookies["simpul_nasional"].value
+    client.session.cookie_jar.clear()
+    resp = await client.get("/admin/", cookies={"simpul_kab-paser": token}, allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_repeated_failures_are_throttled(client, hub):
+    for _ in range(10):
+        assert (await login(client, "wrong-password")).status == 401
+    assert (await login(client, hub.settings.admin_password)).status == 429
+
+
+# ------------------------------------------------------------------ operations
+async def test_disposition_assign_routes_the_ticket(client, hub, sample_complaints):
+    filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S020")), None)
+    ticket_id = filed.state.ticket_id
+    await logged_in(client, hub)
+    resp = await client.get("/admin/disposition")
+    html = await resp.text()
+    assert f'data-ticket="{ticket_id}"' in html
+    token = CSRF.search(html).group(1)
+    resp = await client.post(f"/admin/disposition/{ticket_id}",
+                             data={"csrf": token, "institution": "paser-dpmptsp", "reason": "pungutan izin usaha"})
+    assert resp.status == 200 and resp.url.path == "/admin/disposition"
+    html = await resp.text()
+    assert f'data-ticket="{ticket_id}"' not in html
+    assert "didisposisikan ke paser-dpmptsp" in html
+    state = await hub.db(hub.complaints.get, ticket_id)
+    assert (state.status.value, state.institution, state.holder_node) == ("dispositioned", "paser-dpmptsp",
+                                                                           "kab-paser")
+    with hub.storage.read() as tx:
+        routed = [e for e in tx.ticket_events(ticket_id) if e.type == "routed"]
+        assert tx.outbox_depth("kab-paser", 0) >= 1
+    assert routed[-1].payload["actor"] == "admin console"
+    assert routed[-1].payload["reason"] == "pungutan izin usaha"
+
+
+async def test_disposition_rejects_an_unknown_institution(client, hub, sample_complaints):
+    filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S020")), None)
+    await logged_in(client, hub)
+    token = await csrf_from(client, "/admin/disposition")
+    resp = await client.post(f"/admin/disposition/{filed.state.ticket_id}",
+                             data={"csrf": token, "institution": "no-such-office"})
+    assert "Disposisi gagal" in await resp.text()
+    assert (await hub.db(hub.complaints.get, filed.state.ticket_id)).institution is None
+
+
+async def test_dead_letter_replay_requeues(client, hub, sample_complaints):
+    filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S020")), None)
+    with hub.storage.read() as tx:
+        event_id = tx.ticket_events(filed.state.ticket_id)[0].id
+    with hub.storage.transaction() as tx:
+        depth_before = tx.outbox_depth("kab-ppu", 0)
+        tx.add_dead_letters("kab-ppu", [(event_id, "422: refused by test"), (event_id, "second copy")])
+    await logged_in(client, hub)
+    resp = await client.get("/admin/dead-letters")
+    html = await resp.text()
+    assert "422: refused by test" in html and f"/admin/tickets/{filed.state.ticket_id}" in html
+    with hub.storage.read() as tx:
+        first = min(d["id"] for d in tx.dead_letters())
+    token = CSRF.search(html).group(1)
+    resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "id": str(first)})
+    html = await resp.text()
+    assert "1 pesan dikirim ulang" in html and "422: refused by test" not in html and "second copy" in html
+    resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "all": "1"})
+    assert 'id="no-dead-letters"' in await resp.text()
+    with hub.storage.read() as tx:
+        assert tx.dead_letters() == []
+        assert tx.outbox_depth("kab-ppu", 0) == depth_before + 2
+
+
+async def test_ticket_timeline_shows_verified_events(client, hub, sample_complaints):
+    filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S001")), None)
+    await logged_in(client, hub)
+    resp = await client.get(f"/admin/tickets/{filed.state.ticket_id}")
+    assert resp.status == 200
+    html = await resp.text()
+    assert "Laporan dibuat" in html and "sig-ok" in html and "sig-bad" not in html
+    assert filed.state.tracking_id in html
+    listing = await (await client.get("/admin/tickets")).text()
+    assert filed.state.tracking_id in listing
+    assert (await client.get("/admin/tickets/nope")).status == 404
+
+
+async def test_timeline_never_shows_the_reporter(client, hub, sample_complaints):
+    body = sample(sample_complaints, "S001")
+    filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(body), None)
+    await logged_in(client, hub)
+    html = await (await client.get(f"/admin/tickets/{filed.state.ticket_id}")).text()
+    for value in body["reporter"].values():
+        assert value not in html
+
+
+async def test_district_console_has_no_disposition_queue(aiohttp_client, make_node, tmp_path, sample_dir):
+    node = make_node(tmp_path, federation=sample_dir / "federation.json")
+    client = await aiohttp_client(build_app(node))
+    resp = await logged_in(client, node)
+    assert "simpul_kab-paser" in resp.cookies
+    html = await (await client.get("/admin/")).text()
+    assert "/admin/disposition" not in html and "daerah" in html
+    html = await (await client.get("/admin/disposition")).text()
+    assert "hanya ada di hub" in html
+
+
+async def test_refusals_are_hardened_and_odd_forms_do_not_crash(client, hub):
+    from aiohttp import FormData
+    await logged_in(client, hub)
+    form = FormData()
+    form.add_field("csrf", b"not-a-string", filename="csrf.txt", content_type="text/plain")
+    resp = await client.post("/admin/dead-letters/replay", data=form, allow_redirects=False)
+    assert resp.status == 403
+    assert resp.headers["X-Frame-Options"] == "DENY" and "default-src 'none'" in resp.headers["Content-Security-Policy"]
