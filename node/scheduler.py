@@ -4,10 +4,14 @@
 - pull: catch up from each peer's queue after our cursor (and, on a district,
   refresh the copy of the hub's directory first);
 - anti_entropy: compare digests with each peer and repair (node.anti_entropy);
-- prune: forget delivered outbox rows older than the retention.
+- prune: forget outbox rows that their peer acknowledged and that are older
+  than ``sync.outbox_retention_s`` (pull only ever needs recent ones).
+
+A job cancelled because the node is shutting down ends quietly.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -15,7 +19,17 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 log = logging.getLogger(__name__)
 
 
-def build_scheduler(node, sync, refresh_directory, anti_entropy=None) -> AsyncIOScheduler:
+def _quiet_on_shutdown(job):
+    async def run():
+        try:
+            await job()
+        except asyncio.CancelledError:
+            log.debug("job %s cancelled by shutdown", job.__name__)
+    run.__name__ = job.__name__
+    return run
+
+
+def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOScheduler:
     cfg = node.settings.sync
     scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
 
@@ -24,12 +38,16 @@ def build_scheduler(node, sync, refresh_directory, anti_entropy=None) -> AsyncIO
         sync.wake()
 
     async def pull():
-        if refresh_directory is not None:
-            await refresh_directory()
+        await refresh_directory()
         await sync.pull_all()
 
-    scheduler.add_job(wake, "interval", seconds=cfg.wake_interval_s, id="wake")
-    scheduler.add_job(pull, "interval", seconds=cfg.pull_interval_s, id="pull")
-    if anti_entropy is not None:
-        scheduler.add_job(anti_entropy.run_all, "interval", seconds=cfg.anti_entropy_interval_s, id="anti_entropy")
+    async def prune():
+        removed = await node.db(sync.prune, cfg.outbox_retention_s)
+        if removed:
+            log.info("pruned %d acknowledged outbox row(s)", removed)
+
+    jobs = [(wake, cfg.wake_interval_s, "wake"), (pull, cfg.pull_interval_s, "pull"),
+            (anti_entropy.run_all, cfg.anti_entropy_interval_s, "anti_entropy"), (prune, 3600.0, "prune")]
+    for job, every, name in jobs:
+        scheduler.add_job(_quiet_on_shutdown(job), "interval", seconds=every, id=name)
     return scheduler

@@ -203,6 +203,14 @@ class SyncEngine:
         with self.node.storage.transaction() as tx:
             tx.update_peer(dest, last_error=error[:500])
 
+    def prune(self, retention_s: float) -> int:
+        """Drop outbox rows the peer acknowledged, once older than the retention."""
+        removed = 0
+        with self.node.storage.transaction() as tx:
+            for dest in tx.outbox_dests():
+                removed += tx.prune_outbox(dest, tx.peer(dest)["acked"], self.now() - retention_s)
+        return removed
+
     # -- dead letters --------------------------------------------------------------------
     def replay(self, ids: list[int] | None = None) -> int:
         """Queue dead letters again (all unreplayed ones when ``ids`` is None)."""

@@ -6,14 +6,16 @@ import logging
 
 from aiohttp import web
 
-from adapters.http import admin_api, api, federation
+from adapters.http import admin_api, api, conflicts_api, console, federation, identity_api
 from adapters.http.metrics import metrics, registry_for
 from adapters.http.problems import problem_middleware
 from adapters.hub_http import HttpTransport
 from node import directory
 from node.core import Node
 from node.errors import PeerError, SimpulError
+from node.anti_entropy import AntiEntropy
 from node.federation import KeyDirectory, Receiver
+from node.identity import IdentityService
 from node.reactions import district_react, hub_react
 from node.scheduler import build_scheduler
 from node.sync import SyncEngine
@@ -29,13 +31,8 @@ def build_app(node: Node) -> web.Application:
     app["max_body_bytes"] = s.max_body_bytes
     keydir = KeyDirectory(node.storage, node.keys)
     app["keydir"] = keydir
-    identity = None
-    try:
-        from node.identity import IdentityService
-        identity = IdentityService(node)
-        app["identity"] = identity
-    except ImportError:
-        pass
+    identity = IdentityService(node)
+    app["identity"] = identity
     react = hub_react(node) if node.role == "hub" else district_react(node, identity)
     receiver = Receiver(node, keydir, react)
     app["receiver"] = receiver
@@ -44,13 +41,8 @@ def build_app(node: Node) -> web.Application:
     sync = SyncEngine(node, transport, receiver)
     app["sync"] = sync
     app["registry"] = registry_for(node)
-    anti_entropy = None
-    try:
-        from node.anti_entropy import AntiEntropy
-        anti_entropy = AntiEntropy(node, transport, receiver, sync)
-        app["anti_entropy"] = anti_entropy
-    except ImportError:
-        pass
+    anti_entropy = AntiEntropy(node, transport, receiver, sync)
+    app["anti_entropy"] = anti_entropy
 
     async def refresh_directory():
         if node.role == "hub" or not s.hub.url:
@@ -67,7 +59,7 @@ def build_app(node: Node) -> web.Application:
                 directory.apply_snapshot(tx, snap, node.node_id)
         await node.db(store)
         keydir.forget()
-        if identity is not None and await node.db(identity.reseal_pending):
+        if await node.db(identity.reseal_pending):
             sync.wake()
 
     app["refresh_directory"] = refresh_directory
@@ -76,21 +68,9 @@ def build_app(node: Node) -> web.Application:
     app.router.add_routes(admin_api.routes)
     app.router.add_routes(federation.routes)
     app.router.add_get("/metrics", metrics)
-    try:
-        from adapters.http import console
-        console.setup(app)
-    except ImportError:
-        pass
-    try:
-        from adapters.http import identity_api
-        app.router.add_routes(identity_api.routes)
-    except ImportError:
-        pass
-    try:
-        from adapters.http import conflicts_api
-        app.router.add_routes(conflicts_api.routes)
-    except ImportError:
-        pass
+    app.router.add_routes(identity_api.routes)
+    app.router.add_routes(conflicts_api.routes)
+    console.setup(app)
 
     async def on_startup(app: web.Application) -> None:
         await sync.start()
