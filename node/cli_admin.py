@@ -148,12 +148,7 @@ def dead_list(config_path):
 @click.option("--id", "ids", type=int, multiple=True, help="replay only these (default: all)")
 @fail_cleanly
 def dead_replay(config_path, ids):
+    from node.sync import replay_dead_letters
     node = open_node(config_path)
-    with node.storage.transaction() as tx:
-        rows = tx.dead_letters()
-        chosen = [r["id"] for r in rows if not ids or r["id"] in ids]
-        replayed = tx.mark_replayed(chosen)
-        for row in replayed:
-            tx.enqueue(row["dest"], [row["event_id"]])
-            tx.update_peer(row["dest"], failures=0, next_attempt_at=0.0)
-    click.echo(f"queued {len(replayed)} dead letter(s) again; the running node sends them at its next wake")
+    count = replay_dead_letters(node.storage, list(ids) or None)
+    click.echo(f"queued {count} dead letter(s) again; the running node sends them at its next wake")

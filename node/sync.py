@@ -213,12 +213,15 @@ class SyncEngine:
 
     # -- dead letters --------------------------------------------------------------------
     def replay(self, ids: list[int] | None = None) -> int:
-        """Queue dead letters again (all unreplayed ones when ``ids`` is None)."""
-        with self.node.storage.transaction() as tx:
-            rows = tx.dead_letters()
-            chosen = [r["id"] for r in rows if ids is None or r["id"] in ids]
-            replayed = tx.mark_replayed(chosen, self.now())
-            for row in replayed:
-                tx.enqueue(row["dest"], [row["event_id"]])
-                tx.update_peer(row["dest"], failures=0, next_attempt_at=0.0)
-        return len(replayed)
+        return replay_dead_letters(self.node.storage, ids, self.now())
+
+
+def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None = None) -> int:
+    """Queue dead letters again (all unreplayed ones when ``ids`` is None) and lift their peers' backoff."""
+    with storage.transaction() as tx:
+        chosen = [r["id"] for r in tx.dead_letters() if ids is None or r["id"] in ids]
+        replayed = tx.mark_replayed(chosen, now)
+        for row in replayed:
+            tx.enqueue(row["dest"], [row["event_id"]])
+            tx.update_peer(row["dest"], failures=0, next_attempt_at=0.0)
+    return len(replayed)
