@@ -63,7 +63,7 @@ class EventLog:
                 refusal = authorised(event, hub=before.hub, origin=before.origin, holder=before.holder_node)
                 if refusal:
                     raise Forbidden(refusal)
-        tx.insert_events([event])
+        tx.insert_events([event], signed_here=True)
         tx.set_chain_head(self.node_id, event.seq, event.id)
         after = self._project(tx, events + [event])
         self._send(tx, before, after, [event])
@@ -78,6 +78,7 @@ class EventLog:
         for e in fresh:
             self.clock.observe(e.hlc)
             by_ticket.setdefault(e.ticket, []).append(e)
+        tx.prefetch_ticket_events(by_ticket)  # one query for the batch, not one per ticket
         for ticket_id, new in by_ticket.items():
             all_events = tx.ticket_events(ticket_id)
             new_ids = {e.id for e in new}

@@ -108,19 +108,34 @@ def _regex_findings(pattern: re.Pattern[str], kind: str, text: str) -> Iterator[
             yield Finding(kind, m.start(), m.end())
 
 
-def _reporter_patterns(reporter: Mapping[str, str]) -> Iterator[tuple[str, re.Pattern[str]]]:
+def _reporter_patterns(reporter: Mapping[str, str], text: str) -> Iterator[tuple[str, re.Pattern[str]]]:
+    """The reporter's own data as patterns, each compiled only if ``text`` may contain it.
+
+    Compiling a reporter's fresh patterns costs far more than scanning a text
+    with them, and most texts do not repeat the identity, so each pattern is
+    guarded by a cheap test that every match implies: its digits appear in a row
+    among the text's digits; for ASCII text and data, each word appears in the
+    lower-cased text (beyond ASCII, case-insensitive matching has special
+    cases, so the pattern is always compiled).
+    """
+    text_digits = _digits(text)
+    lowered = text.lower() if text.isascii() else None
+
+    def may_contain(word: str) -> bool:
+        return lowered is None or not word.isascii() or word.lower() in lowered
+
     nik = _digits(reporter.get("nik") or "")
-    if len(nik) >= _MIN_REPORTER_DIGITS:
+    if len(nik) >= _MIN_REPORTER_DIGITS and nik in text_digits:
         yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(nik) + r"(?![0-9])")
     phone = _national_number(reporter.get("phone") or "")
-    if len(phone) >= _MIN_REPORTER_DIGITS:
+    if len(phone) >= _MIN_REPORTER_DIGITS and phone in text_digits:
         prefix = r"(?:\(?" + _PHONE_PREFIX + r"[ .\-]?)?"
         yield "reporter_phone", re.compile(r"(?<![0-9+])" + prefix + _digitwise(phone) + r"(?![0-9])")
     email = (reporter.get("email") or "").strip()
-    if "@" in email:
+    if "@" in email and may_contain(email):
         yield "email", re.compile(r"(?<![\w.+\-])" + re.escape(email) + r"(?![\w@])", re.IGNORECASE)
     words = (reporter.get("name") or "").split()
-    if words and len("".join(words)) >= 3:
+    if words and len("".join(words)) >= 3 and all(may_contain(w) for w in words):
         name = r"\s+".join(re.escape(w) for w in words)
         yield "reporter_name", re.compile(r"(?<!\w)" + name + r"(?!\w)", re.IGNORECASE)
 
@@ -148,7 +163,7 @@ def _nik_findings(text: str) -> Iterator[Finding]:
 
 
 def _candidates(text: str, reporter: Mapping[str, str] | None) -> Iterator[Finding]:
-    for kind, pattern in _reporter_patterns(reporter or {}):
+    for kind, pattern in _reporter_patterns(reporter or {}, text):
         yield from _regex_findings(pattern, kind, text)
     yield from _regex_findings(_EMAIL_RE, "email", text)
     yield from _nik_findings(text)

@@ -18,6 +18,10 @@ Design (after Synapse's federation sender):
 - Pull is the catch-up path: the receiver asks for what the peer has queued
   for it after its own cursor, and applies it through the same Receiver as a
   push. Pushes and pulls move the same checkpoints, so neither repeats work.
+  A peer that has reached us within the last pull interval is up and sends its
+  own queue, so we do not pull from it meanwhile: a pull racing a push only
+  fetches the same events twice (one side unreachable from the other, a
+  district behind NAT for instance, still gets its pulls).
 """
 from __future__ import annotations
 
@@ -48,6 +52,7 @@ class SyncEngine:
         # killed takes its own lease back at once; distinct for each process of a multi-process hub.
         self.owner = f"{node.node_id}@{socket.gethostname()}:{node.settings.port}"
         self._wakers: dict[str, asyncio.Event] = {}
+        self._heard: dict[str, float] = {}      # peer -> when it last reached us
         self._peers: dict[str, Peer] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = False
@@ -96,7 +101,13 @@ class SyncEngine:
 
     def on_contact(self, peer: str) -> None:
         """The peer reached us: it is up, so stop backing off and send now."""
+        self._heard[peer] = self.now()
         self.wake(peer)
+
+    def pushing(self, peer: str) -> bool:
+        """Has ``peer`` reached us within a pull interval (so it sends its queue itself)?"""
+        heard = self._heard.get(peer)
+        return heard is not None and self.now() - heard < self.cfg.pull_interval_s
 
     def wake(self, dest: str | None = None) -> None:
         for name, event in self._wakers.items():
@@ -119,7 +130,8 @@ class SyncEngine:
             waker.clear()
 
     # -- push --------------------------------------------------------------------------
-    def _next_batch(self, dest: str):
+    def _next_batch(self, dest: str, after: int | None = None):
+        """(after, items) to send next, from the acknowledged checkpoint or from ``after`` if later."""
         now = self.now()
         with self.node.storage.transaction() as tx:
             peer = tx.peer(dest)
@@ -127,28 +139,36 @@ class SyncEngine:
                 return None, None
             if not tx.take_lease(dest, self.owner, now, self.cfg.lease_ttl_s):
                 return None, None
-            after = peer["acked"]
+            after = peer["acked"] if after is None else max(after, peer["acked"])
             return after, tx.outbox_batch(dest, after, self.cfg.batch_size)
 
     async def drain(self, peer: Peer) -> int:
-        """Send everything queued for ``peer`` now; return how many items went."""
+        """Send everything queued for ``peer`` now; return how many items went.
+
+        While a batch is in flight the next one is read from the outbox, so the
+        peer's work and ours overlap; if the push fails, that read is dropped.
+        """
         sent = 0
-        while self._running or not self._tasks:
-            after, batch = await self.node.db(self._next_batch, peer.node_id)
-            if not batch:
-                return sent
+        after, batch = await self.node.db(self._next_batch, peer.node_id)
+        while batch and (self._running or not self._tasks):
+            ahead = asyncio.ensure_future(self.node.db(self._next_batch, peer.node_id, batch[-1][0]))
             try:
                 result = await self.transport.push(peer, after, batch)
             except PeerError as exc:
                 if exc.retryable:
+                    await asyncio.gather(ahead, return_exceptions=True)
                     await self.node.db(self._failed, peer.node_id, str(exc))
                     return sent
                 log.error("push to %s refused permanently: %s", peer.node_id, exc)
                 await self.node.db(self._settle, peer.node_id, batch, [(e.id, str(exc)) for _, e in batch], 0)
-                continue
-            await self.node.db(self._settle, peer.node_id, batch, list(result.rejected), result.cursor)
-            sent += len(batch)
-            self.sent += len(batch)
+            except BaseException:
+                await asyncio.gather(ahead, return_exceptions=True)
+                raise
+            else:
+                await self.node.db(self._settle, peer.node_id, batch, list(result.rejected), result.cursor)
+                sent += len(batch)
+                self.sent += len(batch)
+            after, batch = await ahead
         return sent
 
     def _failed(self, dest: str, error: str) -> None:
@@ -170,7 +190,7 @@ class SyncEngine:
     # -- pull --------------------------------------------------------------------------
     async def pull(self, peer: Peer) -> int:
         got = 0
-        while True:
+        while not self.pushing(peer.node_id):
             cursor = (await self.node.db(self._peer_row, peer.node_id))["cursor"]
             try:
                 result = await self.transport.pull(peer, cursor, self.cfg.batch_size)
@@ -186,6 +206,7 @@ class SyncEngine:
                 await self.node.db(self._contact, peer.node_id)
             if len(result.items) < self.cfg.batch_size:
                 return got
+        return got
 
     async def pull_all(self) -> None:
         for peer in await self.peers():

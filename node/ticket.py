@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from node import merge
@@ -54,7 +54,8 @@ class TicketState:
     conflicts: tuple[dict, ...] = field(default=())
 
     def public_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        """The state as JSON-ready data. Nested values are this (frozen) state's own: read them, never mutate."""
+        data = {name: getattr(self, name) for name in _FIELDS}
         data["status"] = self.status.value
         data["ignored"] = [list(x) for x in self.ignored]
         return data
@@ -63,6 +64,7 @@ class TicketState:
         return hashlib.sha256(canonical(self.public_dict())).hexdigest()
 
 
+_FIELDS = tuple(f.name for f in fields(TicketState))
 order_key = merge.order_key
 
 
@@ -129,8 +131,29 @@ def apply(state: TicketState | None, event: Event) -> TicketState | None:
                    last_hlc=max(state.last_hlc, event.hlc), **changes)
 
 
+_FOLDED: dict[frozenset[str], TicketState | None] = {}
+_FOLDED_MAX = 2048
+_UNKNOWN = object()
+
+
 def fold(events: Iterable[Event]) -> TicketState | None:
-    ordered = sorted({e.id: e for e in events}.values(), key=order_key)
+    """The state after ``events``; remembered for recent sets, as a ticket is folded again and again
+    while events are appended, received and reacted to (an event's id is the hash of its content, so
+    the set of ids determines the result)."""
+    unique = {e.id: e for e in events}
+    key = frozenset(unique)
+    state = _FOLDED.get(key, _UNKNOWN)
+    if state is not _UNKNOWN:
+        return state
+    state = _fold(unique.values())
+    if len(_FOLDED) >= _FOLDED_MAX:
+        _FOLDED.clear()
+    _FOLDED[key] = state
+    return state
+
+
+def _fold(events: Iterable[Event]) -> TicketState | None:
+    ordered = sorted(events, key=order_key)
     created = next((e for e in ordered if e.type == "created"), None)
     if created is None:
         return None

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -59,8 +60,42 @@ def unb64u(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+_SAFE_INT = 2**53 - 1
+_PLAIN_JSON = json.JSONEncoder(ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False,
+                               check_circular=False).encode
+
+
+def _plain(obj: Any) -> bool:
+    """Only strings, safe integers, booleans, null, lists and objects with ASCII keys?"""
+    t = type(obj)
+    if t is str or t is bool or obj is None:
+        return True
+    if t is int:
+        return -_SAFE_INT <= obj <= _SAFE_INT
+    if t is dict:
+        return all(type(k) is str and k.isascii() and _plain(v) for k, v in obj.items())
+    if t is list or t is tuple:
+        return all(_plain(v) for v in obj)
+    return False
+
+
 def canonical(obj: Any) -> bytes:
-    """RFC 8785 canonical JSON bytes (Trail of Bits' maintained implementation)."""
+    """RFC 8785 canonical JSON bytes.
+
+    Events and ticket states hold only strings, integers, booleans, null, lists
+    and objects with ASCII keys. For those, RFC 8785 is exactly the standard
+    library's compact JSON with sorted keys and no ASCII escaping: the same
+    string escapes, the same integer form, and ASCII keys sort the same by
+    UTF-16 code units as by code points. That path is C code, several times
+    faster than the pure-Python reference; everything else (floats, other
+    keys, integers beyond 2**53, lone surrogates) goes to the reference
+    implementation (Trail of Bits' rfc8785), which also owns the errors.
+    """
+    if _plain(obj):
+        try:
+            return _PLAIN_JSON(obj).encode("utf-8")
+        except UnicodeEncodeError:
+            pass
     return rfc8785.dumps(obj)
 
 

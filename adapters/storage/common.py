@@ -1,17 +1,32 @@
-"""Helpers shared by the repository mixins."""
+"""Helpers shared by the repository mixins.
+
+Statements on hot paths are built once per shape and reused: building and
+cache-keying a SQLAlchemy statement costs more than SQLite takes to run it.
+"""
 from __future__ import annotations
+
+import functools
 
 from sqlalchemy.dialects import postgresql, sqlite
 
 
+@functools.lru_cache(maxsize=None)
 def insert_ignore(dialect: str, table):
     """INSERT ... ON CONFLICT DO NOTHING, on either backend."""
     mod = postgresql if dialect == "postgresql" else sqlite
     return mod.insert(table).on_conflict_do_nothing()
 
 
-def upsert(dialect: str, table, keys: list[str], values: dict):
+@functools.lru_cache(maxsize=None)
+def _upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple[str, ...]):
     mod = postgresql if dialect == "postgresql" else sqlite
-    stmt = mod.insert(table).values(**values)
-    updates = {k: v for k, v in values.items() if k not in keys}
-    return stmt.on_conflict_do_update(index_elements=keys, set_=updates) if updates else stmt.on_conflict_do_nothing()
+    stmt = mod.insert(table)
+    updates = [c for c in columns if c not in keys]
+    if not updates:
+        return stmt.on_conflict_do_nothing()
+    return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in updates})
+
+
+def upsert(conn, dialect: str, table, keys: list[str], values: dict) -> None:
+    """Insert ``values``, or update the row with the same ``keys`` to them."""
+    conn.execute(_upsert_statement(dialect, table, tuple(keys), tuple(values)), values)

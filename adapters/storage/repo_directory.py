@@ -26,7 +26,7 @@ class DirectoryRepo:
         if enrolled_at is not None:
             values["enrolled_at"] = enrolled_at
             values["revoked_at"] = None
-        self.conn.execute(upsert(self.dialect, N, ["node_id"], values))
+        upsert(self.conn, self.dialect, N, ["node_id"], values)
 
     def get_node(self, node_id: str) -> dict | None:
         row = self.conn.execute(select(N).where(N.c.node_id == node_id)).first()
@@ -42,9 +42,9 @@ class DirectoryRepo:
 
     def put_key(self, key_id: str, *, node_id: str, kind: str, public: str, valid_from: float,
                 valid_until: float | None = None) -> None:
-        self.conn.execute(upsert(self.dialect, K, ["key_id"], {
+        upsert(self.conn, self.dialect, K, ["key_id"], {
             "key_id": key_id, "node_id": node_id, "kind": kind, "public": public,
-            "valid_from": valid_from, "valid_until": valid_until}))
+            "valid_from": valid_from, "valid_until": valid_until})
 
     def get_key(self, key_id: str) -> dict | None:
         row = self.conn.execute(select(K).where(K.c.key_id == key_id)).first()
@@ -62,7 +62,7 @@ class DirectoryRepo:
         values["competences"] = json.dumps(list(inst.get("competences", [])))
         values["ppid"] = bool(values["ppid"])
         values = {k: v for k, v in values.items() if v is not None or k in ("region",)}
-        self.conn.execute(upsert(self.dialect, INS, ["id"], values))
+        upsert(self.conn, self.dialect, INS, ["id"], values)
 
     def institutions(self) -> list[dict]:
         out = []
@@ -73,8 +73,7 @@ class DirectoryRepo:
         return out
 
     def put_region(self, code: str, name: str, level: str, parent: str | None) -> None:
-        self.conn.execute(upsert(self.dialect, R, ["code"], {"code": code, "name": name, "level": level,
-                                                              "parent": parent}))
+        upsert(self.conn, self.dialect, R, ["code"], {"code": code, "name": name, "level": level, "parent": parent})
 
     def regions(self) -> list[dict]:
         return [dict(r._mapping) for r in self.conn.execute(select(R).order_by(R.c.code))]

@@ -1,11 +1,18 @@
-"""Events, ticket projections, chain heads, idempotency and origin-only data."""
+"""Events, ticket projections, chain heads, idempotency and origin-only data.
+
+A transaction remembers the events of the tickets it has read
+(``ticket_events``) and keeps them current as it inserts, so that filing,
+receiving, routing and fan-out, which all look at the same ticket in one
+transaction, read it from the database once. ``prefetch_ticket_events`` reads
+many tickets in one query (a received batch touches hundreds).
+"""
 from __future__ import annotations
 
 import json
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 
 from adapters.storage.common import insert_ignore, upsert
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
@@ -15,10 +22,51 @@ from node.ticket import TicketState
 from schemas.events import Event
 
 E, T = EventRow.__table__, TicketRow.__table__
+H = ChainHeadRow.__table__
+# Hot statements, built once (see adapters.storage.common).
+_INSERT_EVENTS = E.insert()
+_EXISTING_IDS = select(E.c.id).where(E.c.id.in_(bindparam("ids", expanding=True)))
+_STORED_RAW = select(E.c.id, E.c.raw).where(E.c.id.in_(bindparam("ids", expanding=True)))
+_TICKET_EVENTS = (select(E.c.id, E.c.raw).where(E.c.ticket == bindparam("ticket"))
+                  .order_by(E.c.hlc, E.c.author, E.c.id))
+_TICKETS_EVENTS = (select(E.c.ticket, E.c.id, E.c.raw).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
+                   .order_by(E.c.ticket, E.c.hlc, E.c.author, E.c.id))
+_CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
+_GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
+_META_GET = select(MetaRow.__table__.c.value).where(MetaRow.__table__.c.key == bindparam("key"))
+I = IdempotencyRow.__table__
+_IDEMPOTENCY_GET = select(I.c.request_hash, I.c.ticket_id).where(I.c.key == bindparam("key"))
+_IDEMPOTENCY_PUT = I.insert()
+_PUT_PRIVATE = ReporterPrivateRow.__table__.insert()
+_CACHE_TICKETS = 5000  # tickets whose events one transaction keeps at most
+
+
+def _order(event: Event) -> tuple[str, str, str]:
+    return (event.hlc, event.author, event.id)
 
 
 def _event(raw: str) -> Event:
     return Event.from_wire(json.loads(raw))
+
+
+# Recently stored or read events, by id: a ticket's events are read back again and again as it grows, and
+# an event never changes (its id is the hash of its content), so they are parsed once.
+_PARSED: dict[str, Event] = {}
+_PARSED_MAX = 20_000
+
+
+def _remember(events: Iterable[Event]) -> None:
+    if len(_PARSED) > _PARSED_MAX:
+        _PARSED.clear()
+    for e in events:
+        _PARSED[e.id] = e
+
+
+def _stored(event_id: str, raw: str) -> Event:
+    event = _PARSED.get(event_id)
+    if event is None:
+        event = _PARSED[event_id] = _event(raw)
+    return event
 
 
 def state_from_json(raw: str) -> TicketState:
@@ -37,30 +85,46 @@ class EventRepo:
     dialect: str
 
     # -- events ---------------------------------------------------------------
-    def insert_events(self, events: Sequence[Event], now: float | None = None) -> list[Event]:
-        """Insert events not yet stored; return the ones that were new."""
+    def insert_events(self, events: Sequence[Event], now: float | None = None, *, signed_here: bool = False
+                      ) -> list[Event]:
+        """Insert events not yet stored; return the ones that were new. ``signed_here``: the caller has just
+        signed them on top of its chain head, so they cannot be stored yet (no lookup)."""
         if not events:
             return []
         now = time.time() if now is None else now
-        known = self.existing_event_ids([e.id for e in events])
+        known = set() if signed_here else self.existing_event_ids([e.id for e in events])
         fresh, seen = [], set()
         for e in events:
             if e.id not in known and e.id not in seen:
                 seen.add(e.id)
                 fresh.append(e)
         if fresh:
-            self.conn.execute(E.insert(), [
+            self.conn.execute(_INSERT_EVENTS, [
                 {"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq, "hlc": e.hlc, "type": e.type,
                  "raw": e.canonical_wire(), "received_at": now} for e in fresh])
+            _remember(fresh)
+            cache = self._events_cache()
+            for e in fresh:
+                if e.ticket in cache:
+                    cache[e.ticket].append(e)
+            for ticket in {e.ticket for e in fresh if e.ticket in cache}:
+                cache[ticket].sort(key=_order)
         return fresh
 
     def existing_event_ids(self, ids: Iterable[str]) -> set[str]:
         ids = list(ids)
         found: set[str] = set()
         for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            found.update(self.conn.execute(select(E.c.id).where(E.c.id.in_(chunk))).scalars())
+            found.update(self.conn.execute(_EXISTING_IDS, {"ids": ids[i:i + 500]}).scalars())
         return found
+
+    def stored_raw(self, ids: Iterable[str]) -> dict[str, str]:
+        """The stored canonical form of those of ``ids`` that are stored."""
+        ids = list(ids)
+        out: dict[str, str] = {}
+        for i in range(0, len(ids), 500):
+            out.update((r.id, r.raw) for r in self.conn.execute(_STORED_RAW, {"ids": ids[i:i + 500]}))
+        return out
 
     def get_events(self, ids: Iterable[str]) -> list[Event]:
         ids = list(ids)
@@ -70,9 +134,28 @@ class EventRepo:
             out.extend(_event(r) for r in rows)
         return out
 
+    def _events_cache(self) -> dict[str, list[Event]]:
+        cache = self.__dict__.setdefault("_ticket_events", {})
+        if len(cache) > _CACHE_TICKETS:
+            cache.clear()
+        return cache
+
     def ticket_events(self, ticket_id: str) -> list[Event]:
-        rows = self.conn.execute(select(E.c.raw).where(E.c.ticket == ticket_id).order_by(E.c.hlc, E.c.author, E.c.id))
-        return [_event(r) for r in rows.scalars()]
+        cache = self._events_cache()
+        if ticket_id not in cache:
+            cache[ticket_id] = [_stored(r.id, r.raw) for r in self.conn.execute(_TICKET_EVENTS, {"ticket": ticket_id})]
+        return list(cache[ticket_id])
+
+    def prefetch_ticket_events(self, ticket_ids: Iterable[str]) -> None:
+        """Read the events of many tickets at once, for ``ticket_events`` later in this transaction."""
+        cache = self._events_cache()
+        wanted = [t for t in dict.fromkeys(ticket_ids) if t not in cache]
+        for i in range(0, len(wanted), 500):
+            chunk = wanted[i:i + 500]
+            found: dict[str, list[Event]] = {t: [] for t in chunk}
+            for ticket, event_id, raw in self.conn.execute(_TICKETS_EVENTS, {"tickets": chunk}):
+                found[ticket].append(_stored(event_id, raw))
+            cache.update(found)
 
     def ticket_events_raw(self, ticket_id: str) -> list[str]:
         return list(self.conn.execute(select(E.c.raw).where(E.c.ticket == ticket_id)
@@ -100,22 +183,30 @@ class EventRepo:
 
     def delete_event(self, event_id: str) -> None:
         self.conn.execute(E.delete().where(E.c.id == event_id))
+        self._events_cache().clear()
 
     # -- chain heads ----------------------------------------------------------
     def chain_head(self, author: str, lock: bool = False) -> tuple[int, str | None]:
-        H = ChainHeadRow.__table__
-        q = select(H.c.seq, H.c.head).where(H.c.author == author)
+        """(seq, id) of ``author``'s newest event. With ``lock``, the head is ours until commit, so this
+        transaction remembers it (and what ``set_chain_head`` moves it to) instead of reading it again."""
+        locked = self.__dict__.setdefault("_locked_heads", {})
+        if author in locked:
+            return locked[author]
+        q = _CHAIN_HEAD
         if lock and self.dialect == "postgresql":
             self.conn.execute(insert_ignore(self.dialect, H).values(author=author, seq=0, head=""))
             q = q.with_for_update()
-        row = self.conn.execute(q).first()
-        if row is None or row.seq == 0:
-            return 0, None
-        return row.seq, row.head
+        row = self.conn.execute(q, {"author": author}).first()
+        head = (0, None) if row is None or row.seq == 0 else (row.seq, row.head)
+        if lock:
+            locked[author] = head
+        return head
 
     def set_chain_head(self, author: str, seq: int, head: str) -> None:
-        self.conn.execute(upsert(self.dialect, ChainHeadRow.__table__, ["author"],
-                                 {"author": author, "seq": seq, "head": head}))
+        upsert(self.conn, self.dialect, H, ["author"], {"author": author, "seq": seq, "head": head})
+        locked = self.__dict__.setdefault("_locked_heads", {})
+        if author in locked:
+            locked[author] = (seq, head)
 
     # -- ticket projections ---------------------------------------------------
     def put_ticket(self, state: TicketState, *, awaiting_disposition: bool = False, open_conflicts: int = 0) -> None:
@@ -126,13 +217,13 @@ class EventRepo:
                   "last_hlc": state.last_hlc, "awaiting_disposition": awaiting_disposition,
                   "open_conflicts": open_conflicts, "digest": "",
                   "state_json": json.dumps(state.public_dict(), ensure_ascii=False)}
-        self.conn.execute(upsert(self.dialect, T, ["ticket_id"], values))
+        upsert(self.conn, self.dialect, T, ["ticket_id"], values)
 
     def set_ticket_digest(self, ticket_id: str, digest: str) -> None:
         self.conn.execute(update(T).where(T.c.ticket_id == ticket_id).values(digest=digest))
 
     def get_ticket(self, ticket_id: str) -> TicketState | None:
-        raw = self.conn.execute(select(T.c.state_json).where(T.c.ticket_id == ticket_id)).scalar_one_or_none()
+        raw = self.conn.execute(_GET_TICKET, {"ticket": ticket_id}).scalar_one_or_none()
         return state_from_json(raw) if raw else None
 
     def list_tickets(self, *, filters: dict, limit: int, offset: int) -> tuple[list[TicketState], int]:
@@ -153,19 +244,18 @@ class EventRepo:
 
     # -- idempotency ----------------------------------------------------------
     def idempotency_get(self, key: str) -> tuple[str, str] | None:
-        I = IdempotencyRow.__table__
-        row = self.conn.execute(select(I.c.request_hash, I.c.ticket_id).where(I.c.key == key)).first()
+        row = self.conn.execute(_IDEMPOTENCY_GET, {"key": key}).first()
         return (row.request_hash, row.ticket_id) if row else None
 
     def idempotency_put(self, key: str, request_hash: str, ticket_id: str) -> None:
-        self.conn.execute(IdempotencyRow.__table__.insert().values(
-            key=key, request_hash=request_hash, ticket_id=ticket_id, created_at=time.time()))
+        self.conn.execute(_IDEMPOTENCY_PUT, {"key": key, "request_hash": request_hash, "ticket_id": ticket_id,
+                                             "created_at": time.time()})
 
     # -- origin-only data -----------------------------------------------------
     def put_private(self, ticket_id: str, identity: dict, original_body: str, redactions: list) -> None:
-        self.conn.execute(ReporterPrivateRow.__table__.insert().values(
-            ticket_id=ticket_id, identity_json=json.dumps(identity, ensure_ascii=False),
-            original_body=original_body, redactions=json.dumps(redactions)))
+        self.conn.execute(_PUT_PRIVATE, {"ticket_id": ticket_id,
+                                         "identity_json": json.dumps(identity, ensure_ascii=False),
+                                         "original_body": original_body, "redactions": json.dumps(redactions)})
 
     def get_private(self, ticket_id: str) -> dict | None:
         P = ReporterPrivateRow.__table__
@@ -186,7 +276,7 @@ class EventRepo:
 
     # -- conflicts --------------------------------------------------------------
     def put_conflict(self, values: dict) -> None:
-        self.conn.execute(upsert(self.dialect, ConflictRow.__table__, ["id"], values))
+        upsert(self.conn, self.dialect, ConflictRow.__table__, ["id"], values)
 
     def get_conflicts(self, *, status: str | None = None, ticket_id: str | None = None) -> list[dict]:
         C = ConflictRow.__table__
@@ -203,12 +293,11 @@ class EventRepo:
 
     # -- small local settings -------------------------------------------------
     def meta_get(self, key: str, default: str | None = None) -> str | None:
-        M = MetaRow.__table__
-        value = self.conn.execute(select(M.c.value).where(M.c.key == key)).scalar_one_or_none()
+        value = self.conn.execute(_META_GET, {"key": key}).scalar_one_or_none()
         return default if value is None else value
 
     def meta_set(self, key: str, value: str) -> None:
-        self.conn.execute(upsert(self.dialect, MetaRow.__table__, ["key"], {"key": key, "value": value}))
+        upsert(self.conn, self.dialect, MetaRow.__table__, ["key"], {"key": key, "value": value})
 
     def next_counter(self, key: str) -> int:
         value = int(self.meta_get(key, "0")) + 1

@@ -5,7 +5,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from adapters.storage.common import insert_ignore
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
@@ -13,6 +13,14 @@ from schemas.events import Event
 
 O, P, D, E = OutboxRow.__table__, PeerRow.__table__, DeadLetterRow.__table__, EventRow.__table__
 T = TicketRow.__table__
+
+_ENQUEUE = O.insert()
+_PEER = select(P).where(P.c.node_id == bindparam("node"))
+_QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
+                                         O.c.event_id.in_(bindparam("ids", expanding=True)))
+_OUTBOX_BATCH = (select(O.c.id, E.c.raw).join(E, E.c.id == O.c.event_id)
+                 .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
+                 .limit(bindparam("limit")))
 
 PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attempt_at", "last_error",
                "lease_owner", "lease_until", "repairs", "anti_entropy_at")
@@ -26,11 +34,10 @@ class SyncRepo:
     def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
         if event_ids:
             now = time.time() if now is None else now
-            self.conn.execute(O.insert(), [{"dest": dest, "event_id": e, "enqueued_at": now} for e in event_ids])
+            self.conn.execute(_ENQUEUE, [{"dest": dest, "event_id": e, "enqueued_at": now} for e in event_ids])
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
-        rows = self.conn.execute(select(O.c.id, E.c.raw).join(E, E.c.id == O.c.event_id)
-                                 .where(O.c.dest == dest, O.c.id > after).order_by(O.c.id).limit(limit))
+        rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})
         return [(r.id, Event.from_wire(json.loads(r.raw))) for r in rows]
 
     def outbox_depth(self, dest: str, after: int) -> int:
@@ -51,8 +58,7 @@ class SyncRepo:
         ids = list(event_ids)
         out: set[str] = set()
         for i in range(0, len(ids), 500):
-            out.update(self.conn.execute(select(O.c.event_id).where(O.c.dest == dest, O.c.event_id.in_(ids[i:i + 500])))
-                       .scalars())
+            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "ids": ids[i:i + 500]}).scalars())
         return out
 
     # -- inbox ------------------------------------------------------------------
@@ -71,10 +77,10 @@ class SyncRepo:
 
     # -- peers ------------------------------------------------------------------
     def peer(self, node_id: str) -> dict:
-        row = self.conn.execute(select(P).where(P.c.node_id == node_id)).first()
+        row = self.conn.execute(_PEER, {"node": node_id}).first()
         if row is None:
             self.conn.execute(insert_ignore(self.dialect, P).values(node_id=node_id, last_error=""))
-            row = self.conn.execute(select(P).where(P.c.node_id == node_id)).first()
+            row = self.conn.execute(_PEER, {"node": node_id}).first()
         return dict(row._mapping)
 
     def peers(self) -> list[dict]:

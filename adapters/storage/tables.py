@@ -61,7 +61,7 @@ class IdempotencyRow(SQLModel, table=True):
 
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_dest_id", "dest", "id"),)
+    __table_args__ = (Index("ix_outbox_dest_id", "dest", "id"), Index("ix_outbox_dest_event", "dest", "event_id"))
     id: Optional[int] = Field(default=None, primary_key=True)
     dest: str = Field(max_length=64)
     event_id: str = Field(max_length=64)

@@ -1,0 +1,194 @@
+"""``scripts/bench``: intake, drain, catch-up and memory against the machine's own ceiling.
+
+Every figure comes from real ``simpul run`` processes on 127.0.0.1 (node.cluster),
+each on its own SQLite file. See ``scripts/bench --help`` and the README.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from benchlib import ceiling, drain, intake, setup
+from benchlib.common import ROOT, samples, say, table
+
+TARGET_DRAIN_RATIO = 0.5       # of the single-core verification ceiling
+TARGET_INTAKE = 1000.0         # complaints per second
+TARGET_RSS_MB = 200.0          # any node process, at any backlog
+
+
+def parse(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="scripts/bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=100_000, help="drain backlog size (default 100,000)")
+    p.add_argument("--catchup-events", type=int, default=20_000, help="catch-up backlog size (default 20,000)")
+    p.add_argument("--intake", type=int, default=5_000, help="complaints to file for the intake rate")
+    p.add_argument("--concurrency", type=int, default=32, help="intake client connections (default 32)")
+    p.add_argument("--large", action="store_true", help="also drain 1,000,000 events (several minutes)")
+    p.add_argument("--large-events", type=int, default=1_000_000, help=argparse.SUPPRESS)
+    p.add_argument("--district", default="kab-paser", help="the district node of the sample federation")
+    p.add_argument("--json", dest="json_path", default=str(ROOT / "artifacts" / "bench.json"))
+    p.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed afterwards)")
+    p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per drain")
+    p.add_argument("--profile", default=None, metavar="DIR",
+                   help="record py-spy profiles of the hub and district during the drain into DIR")
+    p.add_argument("--skip", default="", help="comma-separated phases to skip: intake,drain,catchup")
+    return p.parse_args(argv)
+
+
+def cluster_for(base: Path, name: str, district: str):
+    """The whole sample federation initialised and enrolled; only the hub and ``district`` will run."""
+    return setup.federation(base / name)
+
+
+def phase_intake(args, base: Path) -> dict:
+    say(f"intake: {args.intake:,} complaints at {args.district}, {args.concurrency} connections ...")
+    c = cluster_for(base, "intake", args.district)
+    try:
+        c.start(args.district)
+        return intake.run(c, args.district, samples(), args.intake, args.concurrency)
+    finally:
+        c.close()
+
+
+def phase_drain(args, base: Path, n: int, name: str, with_catchup: bool) -> dict:
+    say(f"drain: {n:,} events from {args.district} to the hub ...")
+    c = cluster_for(base, name, args.district)
+    recorder = None
+    try:
+        if args.profile:
+            from benchlib.profiling import Recorder
+            recorder = Recorder(Path(args.profile) / name)
+            _start_profiles_after_start(c, recorder, args.district)
+        out = {"drain": drain.drain(c, args.district, samples(), n, args.timeout)}
+        if recorder is not None:
+            out["profile"] = recorder.stop()
+        say(f"    drained {n:,} in {out['drain']['seconds']}s: {out['drain']['per_s']:,.0f} events/s")
+        if with_catchup:
+            say(f"catch-up: {args.catchup_events:,} events queued while the hub is down ...")
+            out["catch_up"] = drain.catch_up(c, args.district, samples(), args.catchup_events, args.timeout)
+            say(f"    caught up in {out['catch_up']['seconds']}s after the hub came back")
+        return out
+    finally:
+        c.close()
+
+
+def _start_profiles_after_start(cluster, recorder, district: str) -> None:
+    """Attach py-spy to each process as soon as the harness has started it."""
+    original = cluster.start
+
+    def start(name=None, env=None, wait=True):
+        original(name, env=env, wait=wait)
+        for n in ([name] if name else list(cluster.procs)):
+            if n not in recorder.procs and cluster.proc(n).running:
+                recorder.start(n, cluster.proc(n).popen.pid)
+    cluster.start = start
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def peak(procs: dict, who: str | None = None) -> float:
+    return max((p.get("vmhwm_mb", 0.0) for n, p in procs.items() if who is None or n == who), default=0.0)
+
+
+def report(args, res: dict) -> tuple[str, bool]:
+    v, ins = res["ceiling"]["verify_per_s"], res["ceiling"]["insert_rows_per_s"]
+    rows, ok = [], True
+
+    def row(name, value, unit, ratio_of=None, target=None, passed=None):
+        nonlocal ok
+        ratio = f"{value / ratio_of:.2f}" if ratio_of else ""
+        verdict = "" if passed is None else ("PASS" if passed else "MISS")
+        ok = ok and passed is not False
+        rows.append((name, fmt(value), unit, ratio, target or "", verdict))
+
+    row("Ed25519 verify, 1 core (ceiling)", v, "verif/s")
+    row("SQLite batch insert, Core (ceiling)", ins, "rows/s")
+    if "intake" in res:
+        i = res["intake"]
+        row(f"intake ({i['concurrency']} conns)", i["per_s"], "complaints/s", ins, ">= 1,000/s",
+            i["per_s"] >= TARGET_INTAKE and i["created"] == i["complaints"])
+        row("  intake server CPU per complaint", i["server_cpu_ms_per_complaint"], "ms")
+        row("  intake latency p50 / p99", f"{i['p50_ms']} / {i['p99_ms']}", "ms")
+    for key, d in res.get("drains", {}).items():
+        dr = d["drain"]
+        row(f"drain {dr['events']:,} events", dr["per_s"], "events/s", v, ">= 0.50 x verify",
+            dr["per_s"] >= TARGET_DRAIN_RATIO * v and dr["hub_holds"] == dr["events"])
+        hub, dist = dr["processes"][res["hub"]], dr["processes"][args.district]
+        row("  drain CPU: hub / district", f"{hub['cpu_s']} / {dist['cpu_s']}", "cpu-s")
+        if "catch_up" in d:
+            cu = d["catch_up"]
+            row(f"catch-up {cu['events']:,} events after outage", cu["seconds"], "s", None, "", None)
+            row("  catch-up rate (incl. hub start-up)", cu["per_s"], "events/s", v)
+        for name, p in dr["processes"].items():
+            row(f"  peak RSS {name} @ {dr['events']:,}", p.get("vmhwm_mb", 0.0), "MB", None, "<= 200 MB",
+                p.get("vmhwm_mb", 0.0) <= TARGET_RSS_MB)
+    if "intake" in res:
+        row("  peak RSS intake node", res["intake"]["memory_mb"].get("VmHWM", 0.0), "MB", None, "<= 200 MB",
+            res["intake"]["memory_mb"].get("VmHWM", 0.0) <= TARGET_RSS_MB)
+    head = ("figure", "value", "unit", "ratio", "target", "")
+    return table(rows, head), ok
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="simpul-bench-"))
+    base.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    res: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                             "python": platform.python_version(), "load_avg_start": os.getloadavg()},
+                 "args": vars(args), "hub": "nasional"}
+    say(f"scripts/bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; folder {base}")
+    try:
+        say("ceiling: Ed25519 verification (1 core, ~2 s) and SQLite batch inserts ...")
+        res["ceiling"] = {"verify_per_s": round(ceiling.verify_per_s(), 1),
+                          "insert_rows_per_s": round(ceiling.insert_per_s(), 1)}
+        say(f"    {res['ceiling']['verify_per_s']:,.0f} verifications/s, "
+            f"{res['ceiling']['insert_rows_per_s']:,.0f} rows/s")
+        if "intake" not in skip:
+            res["intake"] = phase_intake(args, base)
+            say(f"    {res['intake']['per_s']:,.0f} complaints/s "
+                f"({res['intake']['created']:,} created, statuses {res['intake']['statuses']})")
+        res["drains"] = {}
+        if "drain" not in skip:
+            res["drains"][str(args.events)] = phase_drain(args, base, args.events, "drain",
+                                                          with_catchup="catchup" not in skip)
+        if args.large:
+            res["drains"][str(args.large_events)] = phase_drain(args, base, args.large_events, "drain-large",
+                                                                with_catchup=False)
+        res["machine"]["load_avg_end"] = os.getloadavg()
+        res["seconds"] = round(time.monotonic() - t0, 1)
+        text, ok = report(args, res)
+        res["ok"] = ok
+        say("")
+        say(text)
+        if args.large and len(res["drains"]) == 2:
+            small, large = (res["drains"][k]["drain"]["processes"][args.district]["vmhwm_mb"]
+                            for k in (str(args.events), str(args.large_events)))
+            say(f"memory with backlog: district peak {small:.0f} MB at {args.events:,} events, "
+                f"{large:.0f} MB at {args.large_events:,}")
+        for key, d in res["drains"].items():
+            for label, prof in d.get("profile", {}).items():
+                say(f"\nprofile {label} during drain of {key} ({prof['samples']} samples), top self frames:")
+                for frame, pct in prof["self"][:10]:
+                    say(f"    {pct:5.1f}%  {frame}")
+        say(f"\n{'all targets met' if ok else 'some targets missed'}; {res['seconds']}s; "
+            f"load average {os.getloadavg()[0]:.2f} at the end")
+        out = Path(args.json_path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2, default=str))
+        say(f"figures written to {out}")
+        return 0 if ok else 1
+    finally:
+        if not args.dir and not args.keep:
+            shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,84 @@
+"""Paths, sample data, process memory and plain-text tables for the scripts."""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def data_dir() -> Path:
+    """../shared/data next to the repository, else the copy shipped in node/sample_data."""
+    shared = ROOT.parent / "shared" / "data"
+    return shared if (shared / "federation.json").is_file() else ROOT / "node" / "sample_data"
+
+
+def federation_file() -> Path:
+    return data_dir() / "federation.json"
+
+
+def samples() -> list[dict]:
+    path = data_dir() / "complaints.jsonl"
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def institutions() -> dict[str, dict]:
+    fed = json.loads(federation_file().read_text(encoding="utf-8"))
+    return {i["id"]: i for i in fed["institutions"]}
+
+
+def proc_memory(pid: int) -> dict[str, float]:
+    """Peak (VmHWM) and current (VmRSS) resident memory of a live process, in MB."""
+    out = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key in ("VmHWM", "VmRSS"):
+                out[key] = int(value.split()[0]) / 1024.0
+    except (FileNotFoundError, ProcessLookupError):
+        pass
+    return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a live process has used so far."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class ReadOnlyDb:
+    """A read-only look at a node's SQLite file (WAL readers never block the node's writer)."""
+
+    def __init__(self, path: Path):
+        self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+
+    def scalar(self, sql: str, *args):
+        for _ in range(50):
+            try:
+                return self.conn.execute(sql, args).fetchone()[0]
+            except sqlite3.OperationalError as exc:  # e.g. briefly locked during a checkpoint
+                last = exc
+                time.sleep(0.1)
+        raise last
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def table(rows: list[tuple], head: tuple) -> str:
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(len(head))]
+    line = lambda r: "  ".join(str(v).ljust(w) for v, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(head), "  ".join("-" * w for w in widths)] + [line(r) for r in rows])
+
+
+def say(text: str) -> None:
+    print(text, flush=True)
