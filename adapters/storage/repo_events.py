@@ -12,7 +12,7 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, func, select
 
 from adapters.storage.common import insert_ignore, upsert
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
@@ -181,10 +181,6 @@ class EventRepo:
     def count_events(self) -> int:
         return self.conn.execute(select(func.count()).select_from(E)).scalar_one()
 
-    def delete_event(self, event_id: str) -> None:
-        self.conn.execute(E.delete().where(E.c.id == event_id))
-        self._events_cache().clear()
-
     # -- chain heads ----------------------------------------------------------
     def chain_head(self, author: str, lock: bool = False) -> tuple[int, str | None]:
         """(seq, id) of ``author``'s newest event. With ``lock``, the head is ours until commit, so this
@@ -218,9 +214,6 @@ class EventRepo:
                   "open_conflicts": open_conflicts, "digest": "",
                   "state_json": json.dumps(state.public_dict(), ensure_ascii=False)}
         upsert(self.conn, self.dialect, T, ["ticket_id"], values)
-
-    def set_ticket_digest(self, ticket_id: str, digest: str) -> None:
-        self.conn.execute(update(T).where(T.c.ticket_id == ticket_id).values(digest=digest))
 
     def get_ticket(self, ticket_id: str) -> TicketState | None:
         raw = self.conn.execute(_GET_TICKET, {"ticket": ticket_id}).scalar_one_or_none()
