@@ -57,6 +57,11 @@ class Node:
         return {"awaiting_disposition": awaiting,
                 "open_conflicts": sum(1 for c in state.conflicts if c.get("status") == "open")}
 
+    def in_read(self, fn, *args):
+        """``fn(tx, *args)`` in one read transaction (run it through ``self.db``)."""
+        with self.storage.read() as tx:
+            return fn(tx, *args)
+
     def institutions(self) -> dict[str, dict]:
         with self.storage.read() as tx:
             return {i["id"]: i for i in tx.institutions()}

@@ -18,22 +18,16 @@ routes = web.RouteTableDef()
 async def status(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
     node = request.app["node"]
-
-    def read():
-        with node.storage.read() as tx:
-            return sync_status(tx, node.node_id)
-    return json_response(await node.db(read))
+    return json_response(await node.db(node.in_read, sync_status, node.node_id))
 
 
 @routes.get("/api/v1/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
     require(request, "admin")
     node = request.app["node"]
-
-    def read():
-        with node.storage.read() as tx:
-            return tx.dead_letters(include_replayed=request.query.get("all") in ("1", "true"))
-    return json_response({"items": await node.db(read)})
+    everything = request.query.get("all") in ("1", "true")
+    items = await node.db(node.in_read, lambda tx: tx.dead_letters(include_replayed=everything))
+    return json_response({"items": items})
 
 
 @routes.post("/api/v1/dead-letters/replay")
@@ -53,11 +47,7 @@ async def replay(request: web.Request) -> web.Response:
 async def list_nodes(request: web.Request) -> web.Response:
     require(request, "admin")
     node = request.app["node"]
-
-    def read():
-        with node.storage.read() as tx:
-            return directory.snapshot(tx)
-    return json_response(await node.db(read))
+    return json_response(await node.db(node.in_read, directory.snapshot))
 
 
 @routes.post("/api/v1/admin/nodes")

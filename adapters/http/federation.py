@@ -116,11 +116,7 @@ async def _pull(request, sender, body) -> dict:
 
 async def _directory(request, sender, body) -> dict:
     node = request.app["node"]
-
-    def snap():
-        with node.storage.read() as tx:
-            return directory.snapshot(tx)
-    return await node.db(snap)
+    return await node.db(node.in_read, directory.snapshot)
 
 
 async def _digests(request, sender, body) -> dict:
