@@ -44,17 +44,19 @@ class AntiEntropy:
 
     def _answer(self, sender: str, request: dict) -> dict:
         with self.node.storage.read() as tx:
-            pending = tx.pending_ids(sender, tx.peer(sender)["acked"])
+            acked = tx.peer(sender)["acked"]
             if request["op"] == "list":
                 after = str(request.get("after") or "")
                 tickets = tx.tickets_for_node(sender, after, PAGE)
                 ids = tx.event_ids_by_ticket(tickets)
+                pending = tx.pending_ids(sender, acked, [i for t in tickets for i in ids[t]])
                 return {"tickets": [[t, digest(set(ids[t]) - pending)] for t in tickets],
                         "next": tickets[-1] if len(tickets) == PAGE else None}
             theirs = request.get("tickets")
             if not isinstance(theirs, dict) or len(theirs) > PAGE:
                 raise ValidationError(f"'tickets' must map at most {PAGE} ticket ids to event id lists")
             ours = tx.event_ids_by_ticket(list(theirs))
+            pending = tx.pending_ids(sender, acked, [i for t in theirs for i in ours.get(t, [])])
             send, missing_here = [], []
             for ticket, their_ids in theirs.items():
                 mine, their_set = set(ours.get(ticket, [])) - pending, set(their_ids)
@@ -106,8 +108,8 @@ class AntiEntropy:
 
     def _compare(self, peer: str, listed: dict[str, str]) -> list[str]:
         with self.node.storage.read() as tx:
-            pending = tx.pending_ids(peer, tx.peer(peer)["acked"])
             ids = tx.event_ids_by_ticket(list(listed))
+            pending = tx.pending_ids(peer, tx.peer(peer)["acked"], [i for t in listed for i in ids[t]])
         return [t for t, d in listed.items() if digest(set(ids[t]) - pending) != d]
 
     def _unlisted_own(self, listed: set[str]) -> list[str]:

@@ -18,6 +18,9 @@ _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
 _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
+_PENDING_AMONG = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
+                                             O.c.event_id.in_(bindparam("ids", expanding=True)),
+                                             O.c.id > bindparam("after"))
 _OUTBOX_BATCH = (select(O.c.id, E.c.raw).join(E, E.c.id == O.c.event_id)
                  .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
                  .limit(bindparam("limit")))
@@ -165,6 +168,12 @@ class SyncRepo:
                 out[r.ticket].append(r.id)
         return out
 
-    def pending_ids(self, dest: str, after: int) -> set[str]:
-        """Event ids still queued for ``dest`` (in flight, not yet acknowledged)."""
-        return set(self.conn.execute(select(O.c.event_id).where(O.c.dest == dest, O.c.id > after)).scalars())
+    def pending_ids(self, dest: str, after: int, among: Sequence[str]) -> set[str]:
+        """Which of ``among`` are still queued for ``dest`` (in flight, not yet acknowledged). Anti-entropy
+        asks about one page of tickets at a time, so a long queue is never read whole."""
+        ids = list(among)
+        out: set[str] = set()
+        for i in range(0, len(ids), 500):
+            out.update(self.conn.execute(_PENDING_AMONG, {"dest": dest, "after": after,
+                                                          "ids": ids[i:i + 500]}).scalars())
+        return out
