@@ -41,6 +41,8 @@ class TcpLink:
     async def _pipe(self, reader, writer) -> None:
         try:
             while self.up and (data := await reader.read(65536)):
+                if not self.up:  # read while the link was being cut: dropped, as the wire would
+                    break
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, OSError):
@@ -62,12 +64,14 @@ class TcpLink:
         self._writers -= {writer, up_writer}
 
     def cut(self) -> None:
+        """Refuse new connections and drop the open ones; returns once they are dropped."""
         self.up = False
 
-        def drop():
+        async def drop():
             for w in list(self._writers):
-                w.close()
-        self._loop.call_soon_threadsafe(drop)
+                w.transport.abort()
+        if self._loop.is_running():
+            asyncio.run_coroutine_threadsafe(drop(), self._loop).result(5)
 
     def heal(self) -> None:
         self.up = True
