@@ -39,6 +39,9 @@ from node.errors import PeerError, SimpulError
 log = logging.getLogger(__name__)
 
 
+RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
+
+
 class SyncEngine:
     def __init__(self, node, transport, receiver, *, now: Callable[[], float] = time.time,
                  rand: Callable[[], float] = random.random):
@@ -53,6 +56,7 @@ class SyncEngine:
         self.owner = f"{node.node_id}@{socket.gethostname()}:{node.settings.port}"
         self._wakers: dict[str, asyncio.Event] = {}
         self._heard: dict[str, float] = {}      # peer -> when it last reached us
+        self._resting: dict[str, float] = {}    # peer -> until when a wake need not look (backing off)
         self._peers: dict[str, Peer] = {}
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = False
@@ -102,12 +106,18 @@ class SyncEngine:
     def on_contact(self, peer: str) -> None:
         """The peer reached us: it is up, so stop backing off and send now."""
         self._heard[peer] = self.now()
+        self._resting.pop(peer, None)
         self.wake(peer)
 
     def pushing(self, peer: str) -> bool:
         """Has ``peer`` reached us within a pull interval (so it sends its queue itself)?"""
         heard = self._heard.get(peer)
         return heard is not None and self.now() - heard < self.cfg.pull_interval_s
+
+    def _rest(self, dest: str, until: float) -> None:
+        """Remember that ``dest`` is backed off until ``until``, for at most RECHECK_S: the stored backoff
+        stays the truth (``simpul sync replay`` in another process lifts it), read again after that."""
+        self._resting[dest] = min(until, self.now() + RECHECK_S)
 
     def wake(self, dest: str | None = None) -> None:
         for name, event in self._wakers.items():
@@ -136,6 +146,7 @@ class SyncEngine:
         with self.node.storage.transaction() as tx:
             peer = tx.peer(dest)
             if peer["next_attempt_at"] > now:
+                self._rest(dest, peer["next_attempt_at"])
                 return None, None
             if not tx.take_lease(dest, self.owner, now, self.cfg.lease_ttl_s):
                 return None, None
@@ -149,6 +160,8 @@ class SyncEngine:
         peer's work and ours overlap; if the push fails, that read is dropped.
         """
         sent = 0
+        if self._resting.get(peer.node_id, 0.0) > self.now():
+            return 0  # backing off: known without a transaction (intake wakes us on every filing)
         after, batch = await self.node.db(self._next_batch, peer.node_id)
         while batch and (self._running or not self._tasks):
             ahead = asyncio.ensure_future(self.node.db(self._next_batch, peer.node_id, batch[-1][0]))
@@ -176,6 +189,7 @@ class SyncEngine:
             failures = tx.peer(dest)["failures"] + 1
             delay = next_delay(failures, base=self.cfg.backoff_base_s, cap=self.cfg.backoff_cap_s, rand=self.rand)
             tx.update_peer(dest, failures=failures, next_attempt_at=self.now() + delay, last_error=error[:500])
+        self._rest(dest, self.now() + delay)
         log.warning("push to %s failed (%d in a row), next attempt in %.1fs: %s", dest, failures, delay, error)
 
     def _settle(self, dest: str, batch, rejected: list[tuple[str, str]], peer_cursor: int) -> None:
