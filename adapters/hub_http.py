@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import aiohttp
+import orjson
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
 from adapters import httpsig
@@ -72,7 +73,7 @@ class HttpTransport:
             raise PeerError(f"{peer.node_id} answered {status}: {detail}", status=status,
                             retryable=is_retryable_status(status))
         try:
-            return json.loads(payload)
+            return orjson.loads(payload)
         except ValueError as exc:
             raise PeerError(f"{peer.node_id} sent a body that is not JSON", status=status, retryable=True) from exc
 
@@ -90,8 +91,10 @@ class HttpTransport:
         raise AssertionError("unreachable")
 
     async def push(self, peer: Peer, after: int, items: Sequence[tuple[int, Event]]) -> PushResult:
-        body = json.dumps({"after": after, "items": [{"pos": pos, "event": e.to_wire()} for pos, e in items]},
-                          ensure_ascii=False, separators=(",", ":")).encode()
+        # the events' stored canonical JSON goes out as it is: no object is encoded again per push
+        body = (f'{{"after":{int(after)},"items":['
+                + ",".join(f'{{"pos":{int(pos)},"event":{e.canonical_wire()}}}' for pos, e in items)
+                + "]}").encode()
         data = await self._call("POST", "/federation/v1/events", peer, body)
         return PushResult(accepted=int(data.get("accepted", 0)), duplicates=int(data.get("duplicates", 0)),
                           rejected=tuple((r["id"], r["reason"]) for r in data.get("rejected", [])),

@@ -14,7 +14,9 @@ Verification is the first limit of a sync that checks every event, and
 Ed25519 verification in ``cryptography`` releases the GIL: a large batch is
 verified in chunks on a small thread pool (one thread per core), so a node
 verifies on every core while the rest of the receive path stays on the
-database thread. The outcome is the same as checking item by item, in order.
+database thread, storing each chunk as soon as it is verified while the next
+ones are still being checked. The outcome is the same as checking item by
+item, in order.
 An item byte-for-byte equal to an event already stored (a push and a pull
 crossing, a retried batch) is not verified again: the stored copy was, with
 the same key; only its key is checked again (it may have been revoked since).
@@ -34,6 +36,7 @@ from schemas.events import Event
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
+CHUNK = 100          # items verified as one task on the pool (and then stored together)
 
 
 @dataclass(frozen=True)
@@ -109,23 +112,20 @@ class Receiver:
             event.verify(entry[1])
         return item["pos"], event
 
-    def verify_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
-        items = list(items)
+    def _verifying(self, sender: str, items: list) -> list[Callable[[], tuple[list, list]]]:
+        """Start checking ``items``; return, in order, one callable per chunk that waits for its outcome."""
         ids = [i["event"]["id"] for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)
                and isinstance(i["event"].get("id"), str)]
         with self.node.storage.read() as tx:
             known = tx.stored_raw(ids)
         if self.verify_threads < 2 or len(items) < PARALLEL_FROM:
-            return self._verify_chunk(sender, items, known)
+            outcome = self._verify_chunk(sender, items, known)
+            return [lambda: outcome]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="simpul-verify")
-        size = -(-len(items) // self.verify_threads)
-        chunks = [items[i:i + size] for i in range(0, len(items), size)]
-        good, rejected = [], []
-        for g, r in self._pool.map(lambda chunk: self._verify_chunk(sender, chunk, known), chunks):
-            good += g
-            rejected += r
-        return good, rejected
+        futures = [self._pool.submit(self._verify_chunk, sender, items[i:i + CHUNK], known)
+                   for i in range(0, len(items), CHUNK)]
+        return [f.result for f in futures]
 
     def _verify_chunk(self, sender: str, items: Sequence, known: dict[str, str]
                       ) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
@@ -141,19 +141,24 @@ class Receiver:
         return good, rejected
 
     def receive(self, sender: str, after: int, items: Sequence) -> Received:
-        good, rejected = self.verify_items(sender, items)
+        """Check and apply one batch. Chunks are stored as soon as they are verified, while the next ones
+        are still being verified on the pool: the same outcome as receiving them as consecutive batches,
+        except that the role's reactions run once, on the whole batch."""
+        items = list(items)
+        parts = self._verifying(sender, items)
+        rejected: list[tuple[str, str]] = []
+        fresh: list[Event] = []
+        states: dict = {}
+        offered = 0
         with self.node.storage.transaction() as tx:
-            events = []
-            for author in {e.author for _, e in good}:
-                mine = [e for _, e in good if e.author == author]
-                taken = tx.author_seq_ids(author, [e.seq for e in mine])
-                for e in mine:
-                    if e.seq in taken and taken[e.seq] != e.id:
-                        log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
-                        rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
-                    else:
-                        events.append(e)
-            fresh, states = self.node.log.ingest(tx, sender, events)
+            for part in parts:
+                good, bad = part()
+                rejected += bad
+                events = self._unequivocal(tx, sender, [e for _, e in good], rejected)
+                offered += len(events)
+                new, touched = self.node.log.ingest(tx, sender, events)
+                fresh += new
+                states.update(touched)
             if states:
                 self.react(tx, states, fresh)
             peer = tx.peer(sender)
@@ -161,8 +166,23 @@ class Receiver:
                 tx.advance_peer(sender, cursor=max(int(i.get("pos", 0)) for i in items if isinstance(i, dict)))
             tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0)
             cursor = tx.peer(sender)["cursor"]
-        return Received(accepted=len(fresh), duplicates=len(events) - len(fresh), rejected=tuple(rejected),
+        return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
                         cursor=cursor, fresh=tuple(fresh))
+
+    @staticmethod
+    def _unequivocal(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
+        """``good`` without events that claim an (author, seq) already taken by another event."""
+        events = []
+        for author in {e.author for e in good}:
+            mine = [e for e in good if e.author == author]
+            taken = tx.author_seq_ids(author, [e.seq for e in mine])
+            for e in mine:
+                if e.seq in taken and taken[e.seq] != e.id:
+                    log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
+                    rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
+                else:
+                    events.append(e)
+        return events
 
     def outgoing(self, dest: str, after: int, limit: int) -> dict:
         """What we have queued for ``dest`` after its cursor (for its pull)."""

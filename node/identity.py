@@ -165,19 +165,29 @@ def decide_access(state: TicketState, *, self_id: str, hub_id: str) -> Access:
 
 # -- the service ----------------------------------------------------------------------
 class TxDirectory:
-    """DirectoryView over a storage transaction."""
+    """DirectoryView over a storage transaction, read once per transaction (a received batch can hand
+    hundreds of tickets to new holders, and the directory does not change under it)."""
 
     def __init__(self, tx):
         self.tx = tx
+        self._nodes: dict[str, dict | None] = {}
+        self._keys: dict[str, list[dict]] = {}
+        self._institutions: dict[str, dict] | None = None
 
     def node(self, node_id: str) -> dict | None:
-        return self.tx.get_node(node_id)
+        if node_id not in self._nodes:
+            self._nodes[node_id] = self.tx.get_node(node_id)
+        return self._nodes[node_id]
 
     def node_keys(self, node_id: str) -> list[dict]:
-        return self.tx.node_keys(node_id)
+        if node_id not in self._keys:
+            self._keys[node_id] = self.tx.node_keys(node_id)
+        return self._keys[node_id]
 
     def institution(self, institution_id: str) -> dict | None:
-        return next((i for i in self.tx.institutions() if i["id"] == institution_id), None)
+        if self._institutions is None:
+            self._institutions = {i["id"]: i for i in self.tx.institutions()}
+        return self._institutions.get(institution_id)
 
 
 @dataclass(frozen=True)
@@ -196,10 +206,11 @@ class IdentityService:
         self.rand = rand
 
     # -- sealing (origin) ------------------------------------------------------------
-    def reseal_if_needed(self, tx, state: TicketState) -> SealDecision:
-        """Seal the identity for the ticket's current holder if needed; never raises for a missing key."""
+    def reseal_if_needed(self, tx, state: TicketState, directory: TxDirectory | None = None) -> SealDecision:
+        """Seal the identity for the ticket's current holder if needed; never raises for a missing key.
+        ``directory``: the transaction's TxDirectory, when the caller reseals many tickets in it."""
         decision = decide_seal(state, self_id=self.node.node_id, hub_id=self.node.hub_id,
-                               directory=TxDirectory(tx), now=self.now())
+                               directory=directory or TxDirectory(tx), now=self.now())
         if decision.action == "seal":
             decision = self._seal(tx, state, decision.target)
         if decision.action == "defer":

@@ -71,6 +71,9 @@ class EventLog:
 
     def ingest(self, tx, origin: str, events: Sequence[Event]) -> tuple[list[Event], dict[str, TicketState]]:
         """Store verified events from ``origin``; return the new ones and the touched tickets' states."""
+        # One query reads what is stored of the batch's tickets, before the batch joins it (the
+        # transaction's cache then gains the new events without reading them back).
+        tx.prefetch_ticket_events(e.ticket for e in events)
         fresh = tx.insert_events(events)
         tx.inbox_add(origin, [e.id for e in events])
         states: dict[str, TicketState] = {}
@@ -78,7 +81,6 @@ class EventLog:
         for e in fresh:
             self.clock.observe(e.hlc)
             by_ticket.setdefault(e.ticket, []).append(e)
-        tx.prefetch_ticket_events(by_ticket)  # one query for the batch, not one per ticket
         for ticket_id, new in by_ticket.items():
             all_events = tx.ticket_events(ticket_id)
             new_ids = {e.id for e in new}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 
 from node import routing
+from node.identity import TxDirectory
 from node.lifecycle import Status
 from node.ticket import TicketState
 from schemas.events import Event
@@ -61,7 +62,7 @@ def district_react(node, identity=None):
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
         # An admin's manual disposition (no routing rule) is a deliberate decision: it is not second-guessed.
         routed_now = {e.ticket for e in fresh if e.type == "routed" and e.payload.get("rule")}
-        topo = None
+        topo = directory = None
         for state in states.values():
             if (node.settings.auto_return_out_of_competence and state.ticket_id in routed_now
                     and state.holder_node == node.node_id and state.status == Status.DISPOSITIONED):
@@ -75,5 +76,6 @@ def district_react(node, identity=None):
                     log.info("ticket %s returned as bukan wewenang by %s", state.tracking_id, inst.id)
                     continue
             if identity is not None and state.origin == node.node_id:
-                identity.reseal_if_needed(tx, state)
+                directory = directory or TxDirectory(tx)
+                identity.reseal_if_needed(tx, state, directory)
     return react

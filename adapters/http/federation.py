@@ -11,6 +11,7 @@ import json
 import logging
 import time
 
+import orjson
 from aiohttp import web
 
 from adapters import httpsig
@@ -42,7 +43,7 @@ async def _verified_sender(request: web.Request, body: bytes) -> str:
 def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | None = None,
             content_type: str = "application/json") -> web.Response:
     node = request.app["node"]
-    body = body_bytes if body_bytes is not None else json.dumps(data, ensure_ascii=False).encode()
+    body = body_bytes if body_bytes is not None else orjson.dumps(data)
     headers = httpsig.sign_response(status, {"Content-Type": content_type}, body, request_method=request.method,
                                     request_url=str(request.url),
                                     request_signature_input=request.headers.get("Signature-Input"),
@@ -68,7 +69,7 @@ def federation_handler(fn):
 
 async def _push(request, sender, body) -> dict:
     try:
-        data = json.loads(body)
+        data = orjson.loads(body)
     except ValueError as exc:
         raise ValidationError("body is not valid JSON") from exc
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("after"), int):

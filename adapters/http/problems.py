@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 
+import orjson
 import pydantic
 from aiohttp import web
 
@@ -52,8 +53,8 @@ async def read_json(request: web.Request) -> object:
     if len(raw) > request.app["max_body_bytes"]:  # chunked: no Content-Length to check up front
         raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds the limit of {request.app['max_body_bytes']} bytes")
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return orjson.loads(raw)
+    except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
 
 

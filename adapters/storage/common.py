@@ -27,6 +27,11 @@ def _upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in updates})
 
 
+def upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple[str, ...]):
+    """The statement ``upsert`` runs (for ``Tx.defer``)."""
+    return _upsert_statement(dialect, table, keys, columns)
+
+
 def upsert(conn, dialect: str, table, keys: list[str], values: dict) -> None:
     """Insert ``values``, or update the row with the same ``keys`` to them."""
     conn.execute(_upsert_statement(dialect, table, tuple(keys), tuple(values)), values)

@@ -12,9 +12,10 @@ import json
 import time
 from collections.abc import Iterable, Sequence
 
+import orjson
 from sqlalchemy import bindparam, func, select
 
-from adapters.storage.common import insert_ignore, upsert
+from adapters.storage.common import insert_ignore, upsert, upsert_statement
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
                                      ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
@@ -35,9 +36,10 @@ _CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
 _GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
 _META_GET = select(MetaRow.__table__.c.value).where(MetaRow.__table__.c.key == bindparam("key"))
 I = IdempotencyRow.__table__
-_IDEMPOTENCY_GET = select(I.c.request_hash, I.c.ticket_id).where(I.c.key == bindparam("key"))
+_IDEMPOTENCY_GET = select(I.c.key, I.c.request_hash, I.c.ticket_id).where(I.c.key.in_(bindparam("keys", expanding=True)))
 _IDEMPOTENCY_PUT = I.insert()
 _PUT_PRIVATE = ReporterPrivateRow.__table__.insert()
+_AUDIT = AuditRow.__table__.insert()
 _CACHE_TICKETS = 5000  # tickets whose events one transaction keeps at most
 
 
@@ -46,7 +48,7 @@ def _order(event: Event) -> tuple[str, str, str]:
 
 
 def _event(raw: str) -> Event:
-    return Event.from_wire(json.loads(raw))
+    return Event.from_stored(raw)
 
 
 # Recently stored or read events, by id: a ticket's events are read back again and again as it grows, and
@@ -62,7 +64,8 @@ def _remember(events: Iterable[Event]) -> None:
         _PARSED[e.id] = e
 
 
-def _stored(event_id: str, raw: str) -> Event:
+def stored_event(event_id: str, raw: str) -> Event:
+    """The event stored as ``raw`` (parsed once, then remembered)."""
     event = _PARSED.get(event_id)
     if event is None:
         event = _PARSED[event_id] = _event(raw)
@@ -70,7 +73,7 @@ def _stored(event_id: str, raw: str) -> Event:
 
 
 def state_from_json(raw: str) -> TicketState:
-    data = json.loads(raw)
+    data = orjson.loads(raw)
     data["status"] = Status(data["status"])
     for k in ("returned_by",):
         data[k] = tuple(data[k])
@@ -83,6 +86,7 @@ def state_from_json(raw: str) -> TicketState:
 class EventRepo:
     conn: object
     dialect: str
+    defer: object  # Tx.defer
 
     # -- events ---------------------------------------------------------------
     def insert_events(self, events: Sequence[Event], now: float | None = None, *, signed_here: bool = False
@@ -99,9 +103,13 @@ class EventRepo:
                 seen.add(e.id)
                 fresh.append(e)
         if fresh:
-            self.conn.execute(_INSERT_EVENTS, [
-                {"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq, "hlc": e.hlc, "type": e.type,
-                 "raw": e.canonical_wire(), "received_at": now} for e in fresh])
+            rows = [{"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq, "hlc": e.hlc, "type": e.type,
+                     "raw": e.canonical_wire(), "received_at": now} for e in fresh]
+            if signed_here:  # one at a time as they are signed: written together, in order, later
+                for row in rows:
+                    self.defer(_INSERT_EVENTS, row)
+            else:
+                self.conn.execute(_INSERT_EVENTS, rows)
             _remember(fresh)
             cache = self._events_cache()
             for e in fresh:
@@ -140,10 +148,14 @@ class EventRepo:
             cache.clear()
         return cache
 
+    def new_ticket(self, ticket_id: str) -> None:
+        """``ticket_id`` was just minted here: it has no stored events to read."""
+        self._events_cache()[ticket_id] = []
+
     def ticket_events(self, ticket_id: str) -> list[Event]:
         cache = self._events_cache()
         if ticket_id not in cache:
-            cache[ticket_id] = [_stored(r.id, r.raw) for r in self.conn.execute(_TICKET_EVENTS, {"ticket": ticket_id})]
+            cache[ticket_id] = [stored_event(r.id, r.raw) for r in self.conn.execute(_TICKET_EVENTS, {"ticket": ticket_id})]
         return list(cache[ticket_id])
 
     def prefetch_ticket_events(self, ticket_ids: Iterable[str]) -> None:
@@ -154,7 +166,7 @@ class EventRepo:
             chunk = wanted[i:i + 500]
             found: dict[str, list[Event]] = {t: [] for t in chunk}
             for ticket, event_id, raw in self.conn.execute(_TICKETS_EVENTS, {"tickets": chunk}):
-                found[ticket].append(_stored(event_id, raw))
+                found[ticket].append(stored_event(event_id, raw))
             cache.update(found)
 
     def ticket_events_raw(self, ticket_id: str) -> list[str]:
@@ -199,7 +211,8 @@ class EventRepo:
         return head
 
     def set_chain_head(self, author: str, seq: int, head: str) -> None:
-        upsert(self.conn, self.dialect, H, ["author"], {"author": author, "seq": seq, "head": head})
+        self.defer(upsert_statement(self.dialect, H, ("author",), ("author", "seq", "head")),
+                   {"author": author, "seq": seq, "head": head}, key=author)
         locked = self.__dict__.setdefault("_locked_heads", {})
         if author in locked:
             locked[author] = (seq, head)
@@ -212,8 +225,8 @@ class EventRepo:
                   "anonim": state.anonim, "rahasia": state.rahasia, "filed_at": state.filed_at,
                   "last_hlc": state.last_hlc, "awaiting_disposition": awaiting_disposition,
                   "open_conflicts": open_conflicts, "digest": "",
-                  "state_json": json.dumps(state.public_dict(), ensure_ascii=False)}
-        upsert(self.conn, self.dialect, T, ["ticket_id"], values)
+                  "state_json": orjson.dumps(state.public_dict()).decode("utf-8")}
+        self.defer(upsert_statement(self.dialect, T, ("ticket_id",), tuple(values)), values, key=state.ticket_id)
 
     def get_ticket(self, ticket_id: str) -> TicketState | None:
         raw = self.conn.execute(_GET_TICKET, {"ticket": ticket_id}).scalar_one_or_none()
@@ -237,18 +250,25 @@ class EventRepo:
 
     # -- idempotency ----------------------------------------------------------
     def idempotency_get(self, key: str) -> tuple[str, str] | None:
-        row = self.conn.execute(_IDEMPOTENCY_GET, {"key": key}).first()
-        return (row.request_hash, row.ticket_id) if row else None
+        return self.idempotency_get_many([key]).get(key)
+
+    def idempotency_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(request hash, ticket id) of those of ``keys`` already used."""
+        out: dict[str, tuple[str, str]] = {}
+        keys = list(dict.fromkeys(keys))
+        for i in range(0, len(keys), 500):
+            for row in self.conn.execute(_IDEMPOTENCY_GET, {"keys": keys[i:i + 500]}):
+                out[row.key] = (row.request_hash, row.ticket_id)
+        return out
 
     def idempotency_put(self, key: str, request_hash: str, ticket_id: str) -> None:
-        self.conn.execute(_IDEMPOTENCY_PUT, {"key": key, "request_hash": request_hash, "ticket_id": ticket_id,
-                                             "created_at": time.time()})
+        self.defer(_IDEMPOTENCY_PUT, {"key": key, "request_hash": request_hash, "ticket_id": ticket_id,
+                                      "created_at": time.time()})
 
     # -- origin-only data -----------------------------------------------------
     def put_private(self, ticket_id: str, identity: dict, original_body: str, redactions: list) -> None:
-        self.conn.execute(_PUT_PRIVATE, {"ticket_id": ticket_id,
-                                         "identity_json": json.dumps(identity, ensure_ascii=False),
-                                         "original_body": original_body, "redactions": json.dumps(redactions)})
+        self.defer(_PUT_PRIVATE, {"ticket_id": ticket_id, "identity_json": json.dumps(identity, ensure_ascii=False),
+                                  "original_body": original_body, "redactions": json.dumps(redactions)})
 
     def get_private(self, ticket_id: str) -> dict | None:
         P = ReporterPrivateRow.__table__
@@ -259,8 +279,8 @@ class EventRepo:
                 "redactions": json.loads(row.redactions)}
 
     def audit(self, ticket_id: str, actor: str, action: str, detail: str = "") -> None:
-        self.conn.execute(AuditRow.__table__.insert().values(ticket_id=ticket_id, actor=actor, action=action,
-                                                             at=time.time(), detail=detail))
+        self.defer(_AUDIT, {"ticket_id": ticket_id, "actor": actor, "action": action, "at": time.time(),
+                            "detail": detail})
 
     def audit_log(self, ticket_id: str) -> list[dict]:
         A = AuditRow.__table__
@@ -292,8 +312,9 @@ class EventRepo:
     def meta_set(self, key: str, value: str) -> None:
         upsert(self.conn, self.dialect, MetaRow.__table__, ["key"], {"key": key, "value": value})
 
-    def next_counter(self, key: str) -> int:
-        value = int(self.meta_get(key, "0")) + 1
-        self.meta_set(key, str(value))
-        return value
+    def next_counter(self, key: str, count: int = 1) -> int:
+        """Reserve ``count`` consecutive numbers of the counter ``key``; return the first."""
+        first = int(self.meta_get(key, "0")) + 1
+        self.meta_set(key, str(first + count - 1))
+        return first
 

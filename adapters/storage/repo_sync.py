@@ -1,13 +1,13 @@
 """Outbox, inbox, per-peer checkpoints and backoff, dead letters, replay nonces."""
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy import and_, bindparam, func, or_, select, update
 
 from adapters.storage.common import insert_ignore
+from adapters.storage.repo_events import stored_event
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
 
@@ -21,7 +21,7 @@ _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
 _PENDING_AMONG = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
                                              O.c.event_id.in_(bindparam("ids", expanding=True)),
                                              O.c.id > bindparam("after"))
-_OUTBOX_BATCH = (select(O.c.id, E.c.raw).join(E, E.c.id == O.c.event_id)
+_OUTBOX_BATCH = (select(O.c.id, O.c.event_id, E.c.raw).join(E, E.c.id == O.c.event_id)
                  .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
                  .limit(bindparam("limit")))
 
@@ -37,11 +37,12 @@ class SyncRepo:
     def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
         if event_ids:
             now = time.time() if now is None else now
-            self.conn.execute(_ENQUEUE, [{"dest": dest, "event_id": e, "enqueued_at": now} for e in event_ids])
+            for e in event_ids:  # written in this order, so outbox ids follow it
+                self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
         rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})
-        return [(r.id, Event.from_wire(json.loads(r.raw))) for r in rows]
+        return [(r.id, stored_event(r.event_id, r.raw)) for r in rows]
 
     def outbox_depth(self, dest: str, after: int) -> int:
         return self.conn.execute(select(func.count()).select_from(O).where(O.c.dest == dest, O.c.id > after)).scalar_one()

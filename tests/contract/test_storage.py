@@ -360,3 +360,54 @@ def test_database_errors_become_storage_errors(storage):
     with pytest.raises(StorageError):
         with storage.transaction() as tx:
             tx.conn.execute(text("SELECT * FROM no_such_table"))
+
+
+def test_deferred_writes_are_read_back_and_committed_in_order(storage):
+    """Tx.defer holds hot-path writes until the next statement or the commit: reads in the same transaction
+    see them, a deferred upsert keeps its last values, and deferred outbox rows keep their order."""
+    events = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 6)]
+    with storage.transaction() as tx:
+        for e in events:
+            tx.insert_events([e], signed_here=True)          # deferred: signed here
+            tx.set_chain_head("kab-paser", e.seq, e.id)       # deferred upsert, same key each time
+            tx.put_ticket(fold([e]))                          # deferred upsert
+            tx.enqueue("nasional", [e.id])                    # deferred, ordered
+        assert tx.count_events() == 5                         # a read flushes first
+        assert tx.chain_head("kab-paser") == (5, events[-1].id)
+        assert tx.get_ticket("t3").ticket_id == "t3"
+        tx.put_ticket(fold([events[0]]), open_conflicts=2)    # deferred again after the flush
+    with storage.read() as tx:
+        assert [e.id for _, e in tx.outbox_batch("nasional", 0, 10)] == [e.id for e in events]
+        assert tx.chain_head("kab-paser") == (5, events[-1].id)
+        assert len(tx.ticket_ids()) == 5
+        assert tx.count_tickets_by("open_conflicts") == {"0": 4, "2": 1}
+
+
+def test_deferred_write_that_fails_at_commit_rolls_back_everything(storage):
+    a = ev(seq=1)
+    with storage.transaction() as tx:
+        tx.insert_events([a])
+    clash = ev(ticket="t2", seq=1, at=2000)                   # same (author, seq) as a
+    with pytest.raises(StorageError):
+        with storage.transaction() as tx:
+            tx.put_ticket(fold([clash]))
+            tx.insert_events([clash], signed_here=True)       # deferred: fails only when written
+    with storage.read() as tx:
+        assert tx.count_events() == 1 and tx.get_ticket("t2") is None
+
+
+def test_idempotency_keys_are_looked_up_together(storage):
+    with storage.transaction() as tx:
+        tx.idempotency_put("intake:a", "h" * 64, "t1")
+        tx.idempotency_put("intake:b", "g" * 64, "t2")
+    with storage.read() as tx:
+        assert tx.idempotency_get_many(["intake:a", "intake:b", "intake:c", "intake:a"]) == {
+            "intake:a": ("h" * 64, "t1"), "intake:b": ("g" * 64, "t2")}
+        assert tx.idempotency_get("intake:c") is None
+
+
+def test_counter_reserves_ranges(storage):
+    with storage.transaction() as tx:
+        assert tx.next_counter("tracking:2611") == 1
+        assert tx.next_counter("tracking:2611", 5) == 2
+        assert tx.next_counter("tracking:2611") == 7

@@ -26,3 +26,36 @@ def test_integers_beyond_the_safe_range_are_refused_like_the_reference():
     import pytest
     with pytest.raises(rfc8785.IntegerDomainError):
         canonical({"n": 2**53})
+
+
+ids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+
+
+@settings(max_examples=300, deadline=None)
+@given(author=text.filter(bool), ticket=text.filter(bool), payload=st.dictionaries(keys, json_values, max_size=6),
+       parents=st.lists(ids, max_size=3), prev=st.one_of(st.none(), ids), seq=st.integers(1, 2**40))
+def test_the_wire_form_spliced_from_the_body_is_the_canonical_wire(author, ticket, payload, parents, prev, seq):
+    """Event.canonical_wire inserts id and sig into the signed body's bytes instead of encoding again;
+    authors, tickets and payloads full of quotes, commas and key names must not fool it."""
+    from schemas.events import make_event
+    event = make_event(ticket=ticket, author=author, seq=seq, prev=prev, parents=parents,
+                       hlc="0001764270000000.0003", type="followed_up", payload=payload, key_id="k#1",
+                       private_key=_KEY)
+    assert event.canonical_wire() == rfc8785.dumps(event.to_wire()).decode("utf-8")
+
+
+def test_splicing_survives_tricky_strings():
+    from schemas.events import make_event
+    tricky = ',"hlc":"x","ticket":"y",\\"ticket\\":"'
+    event = make_event(ticket=tricky, author=tricky, seq=1, prev=None, parents=[], hlc="0001764270000000.0003",
+                       type="created", payload={"ticket": tricky, "hlc": tricky, "z": {"ticket": tricky}},
+                       key_id=tricky, private_key=_KEY)
+    assert event.canonical_wire() == rfc8785.dumps(event.to_wire()).decode("utf-8")
+
+
+def _key():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    return Ed25519PrivateKey.generate()
+
+
+_KEY = _key()
