@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-import uuid
+
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from node.errors import Conflict, Forbidden, NotFound, ValidationError
+from node import ids
+from node.errors import Conflict, Forbidden, NotFound, SimpulError, ValidationError
 from node.log import EventLog
 from node.redaction import redact
 from node.ticket import TicketState
@@ -46,35 +48,68 @@ class ComplaintService:
         self.now = now
 
     def file(self, complaint: ComplaintIn, idempotency_key: str | None = None) -> Filed:
-        digest = request_hash(complaint)
+        outcome = self.file_many([(complaint, idempotency_key)])[0]
+        if isinstance(outcome, SimpulError):
+            raise outcome
+        return outcome
+
+    def file_many(self, requests: Sequence[tuple[ComplaintIn, str | None]]) -> list[Filed | SimpulError]:
+        """File complaints in one transaction (group commit); one outcome per request, in order.
+
+        A request refused on its own (its Idempotency-Key already used for a different complaint) gets
+        its error and takes nothing else down. Two requests with the same key in one batch behave as if
+        they came one after the other. Tracking numbers are reserved for the batch at once.
+        """
         with self.storage.transaction() as tx:
-            if idempotency_key:
-                known = tx.idempotency_get(f"intake:{idempotency_key}")
-                if known:
-                    if known[0] != digest:
-                        raise Conflict("Idempotency-Key was already used with a different complaint")
-                    return Filed(tx.get_ticket(known[1]), created=False)
-            ticket_id = uuid.uuid4().hex
+            keys = {k: f"intake:{k}" for _, k in requests if k}
+            known = tx.idempotency_get_many(list(keys.values()))
+            plan: list[tuple[str, str, bool] | SimpulError] = []  # (ticket id, digest, new?) or the refusal
+            for complaint, key in requests:
+                digest = request_hash(complaint)
+                seen = known.get(keys[key]) if key else None
+                if seen is None:
+                    plan.append((ids.ticket_id(), digest, True))
+                    if key:
+                        known[keys[key]] = (digest, plan[-1][0])
+                elif seen[0] != digest:
+                    plan.append(Conflict("Idempotency-Key was already used with a different complaint"))
+                else:
+                    plan.append((seen[1], digest, False))
+            count = sum(1 for p in plan if not isinstance(p, SimpulError) and p[2])
             stamp = time.strftime("%y%m", time.gmtime(self.now()))
-            number = tx.next_counter(f"tracking:{stamp}")
-            tracking_id = f"{self.node_id.upper()}-{stamp}-{number:05d}"
-            reporter = complaint.reporter.model_dump(exclude_none=True) if complaint.reporter else {}
-            body = redact(complaint.body, reporter=reporter)
-            title = redact(complaint.title, reporter=reporter)
-            payload = {
-                "tracking_id": tracking_id, "type": complaint.type, "category": complaint.category,
-                "topic": complaint.topic, "region": complaint.region, "kecamatan": complaint.kecamatan,
-                "title": title.text, "body": body.text, "incident_date": complaint.incident_date,
-                "anonim": complaint.anonim, "rahasia": complaint.rahasia, "channel": complaint.channel,
-                "chosen_institution": complaint.chosen_institution, "hub": self.hub_id,
-                "filed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
-            }
-            appended = self.log.append(tx, ticket_id, "created", payload)
-            kinds = tuple(sorted({f.kind for f in body.findings + title.findings}))
-            tx.put_private(ticket_id, reporter, complaint.body, list(kinds))
-            if idempotency_key:
-                tx.idempotency_put(f"intake:{idempotency_key}", digest, ticket_id)
-            return Filed(appended.state, created=True, redactions=kinds)
+            number = tx.next_counter(f"tracking:{stamp}", count) if count else 0
+            out: list[Filed | SimpulError] = []
+            for (complaint, key), step in zip(requests, plan):
+                if isinstance(step, SimpulError):
+                    out.append(step)
+                    continue
+                ticket_id, digest, new = step
+                if not new:
+                    out.append(Filed(tx.get_ticket(ticket_id), created=False))
+                    continue
+                out.append(self._file_one(tx, complaint, ticket_id, f"{self.node_id.upper()}-{stamp}-{number:05d}"))
+                number += 1
+                if key:
+                    tx.idempotency_put(keys[key], digest, ticket_id)
+            return out
+
+    def _file_one(self, tx, complaint: ComplaintIn, ticket_id: str, tracking_id: str) -> Filed:
+        reporter = complaint.reporter.model_dump(exclude_none=True) if complaint.reporter else {}
+        body = redact(complaint.body, reporter=reporter)
+        title = redact(complaint.title, reporter=reporter)
+        payload = {
+            "tracking_id": tracking_id, "type": complaint.type, "category": complaint.category,
+            "topic": complaint.topic, "region": complaint.region, "kecamatan": complaint.kecamatan,
+            "title": title.text, "body": body.text, "incident_date": complaint.incident_date,
+            "anonim": complaint.anonim, "rahasia": complaint.rahasia, "channel": complaint.channel,
+            "chosen_institution": complaint.chosen_institution, "hub": self.hub_id,
+            "filed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
+        }
+        tx.new_ticket(ticket_id)
+        appended = self.log.append(tx, ticket_id, "created", payload)
+        kinds = tuple(sorted({f.kind for f in body.findings + title.findings}))
+        tx.put_private(ticket_id, reporter, complaint.body, list(kinds))
+        return Filed(appended.state, created=True, redactions=kinds)
 
     def act(self, ticket_id: str, action: ActionIn, institutions: dict[str, dict]) -> TicketState:
         with self.storage.transaction() as tx:

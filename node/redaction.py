@@ -86,8 +86,11 @@ class Redaction:
         return bool(self.findings)
 
 
+_NON_DIGITS = re.compile(r"[^0-9]+")
+
+
 def _digits(value: str) -> str:
-    return re.sub(r"[^0-9]", "", value)
+    return _NON_DIGITS.sub("", value)
 
 
 def _national_number(phone: str) -> str:
@@ -163,11 +166,15 @@ def _nik_findings(text: str) -> Iterator[Finding]:
 
 
 def _candidates(text: str, reporter: Mapping[str, str] | None) -> Iterator[Finding]:
+    # Each scan runs only if the text has what every match needs: an "@", 16 digits, an "8".
     for kind, pattern in _reporter_patterns(reporter or {}, text):
         yield from _regex_findings(pattern, kind, text)
-    yield from _regex_findings(_EMAIL_RE, "email", text)
-    yield from _nik_findings(text)
-    yield from _regex_findings(_PHONE_RE, "phone", text)
+    if "@" in text:
+        yield from _regex_findings(_EMAIL_RE, "email", text)
+    if len(_digits(text)) >= _NIK_DIGITS:
+        yield from _nik_findings(text)
+    if "8" in text:
+        yield from _regex_findings(_PHONE_RE, "phone", text)
 
 
 def _resolve(candidates: Iterator[Finding]) -> list[Finding]:

@@ -5,8 +5,7 @@ render the result. They hold no domain logic.
 """
 from __future__ import annotations
 
-import json
-
+import orjson
 from aiohttp import web
 
 from adapters.http.auth import require
@@ -32,7 +31,7 @@ def ticket_view(state: TicketState) -> dict:
 
 
 def json_response(data, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=json.dumps(data, ensure_ascii=False).encode(),
+    return web.Response(status=status, body=orjson.dumps(data),
                         content_type="application/json")
 
 
@@ -46,8 +45,7 @@ async def file_complaint(request: web.Request) -> web.Response:
     key = request.headers.get("Idempotency-Key")
     if key is not None and not (1 <= len(key) <= 200):
         raise BadRequest("Idempotency-Key must be 1 to 200 characters")
-    node = request.app["node"]
-    filed = await node.db(node.complaints.file, complaint, key)
+    filed = await request.app["intake"].file(complaint, key)
     request.app["sync"].wake()
     body = {"ticket_id": filed.state.ticket_id, "tracking_id": filed.state.tracking_id,
             "status": filed.state.status.value, "redacted": list(filed.redactions)}

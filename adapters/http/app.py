@@ -16,6 +16,7 @@ from node.errors import PeerError, SimpulError
 from node.anti_entropy import AntiEntropy
 from node.federation import KeyDirectory, Receiver
 from node.identity import IdentityService
+from node.intake import IntakeQueue
 from node.reactions import district_react, hub_react
 from node.scheduler import build_scheduler
 from node.sync import SyncEngine
@@ -36,6 +37,7 @@ def build_app(node: Node) -> web.Application:
     react = hub_react(node) if node.role == "hub" else district_react(node, identity)
     receiver = Receiver(node, keydir, react)
     app["receiver"] = receiver
+    app["intake"] = IntakeQueue(node)
     transport = HttpTransport(node.keys, keydir.resolve, timeout_s=s.sync.request_timeout_s,
                               attempts=s.sync.retry_attempts, initial_s=s.sync.retry_initial_s)
     sync = SyncEngine(node, transport, receiver)
