@@ -36,7 +36,7 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the work folder")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per drain")
     p.add_argument("--profile", default=None, metavar="DIR",
-                   help="record py-spy profiles of the hub and district during the drain into DIR")
+                   help="record py-spy profiles of the node processes during intake and drain into DIR")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: intake,drain,catchup")
     return p.parse_args(argv)
 
@@ -51,7 +51,15 @@ def phase_intake(args, base: Path) -> dict:
     c = cluster_for(base, "intake", args.district)
     try:
         c.start(args.district)
-        return intake.run(c, args.district, samples(), args.intake, args.concurrency)
+        recorder = None
+        if args.profile:
+            from benchlib.profiling import Recorder
+            recorder = Recorder(Path(args.profile) / "intake")
+            recorder.start(args.district, c.proc(args.district).popen.pid)
+        out = intake.run(c, args.district, samples(), args.intake, args.concurrency)
+        if recorder is not None:
+            out["profile"] = recorder.stop()
+        return out
     finally:
         c.close()
 
@@ -175,11 +183,13 @@ def main(argv=None) -> int:
                             for k in (str(args.events), str(args.large_events)))
             say(f"memory with backlog: district peak {small:.0f} MB at {args.events:,} events, "
                 f"{large:.0f} MB at {args.large_events:,}")
-        for key, d in res["drains"].items():
-            for label, prof in d.get("profile", {}).items():
-                say(f"\nprofile {label} during drain of {key} ({prof['samples']} samples), top self frames:")
-                for frame, pct in prof["self"][:10]:
-                    say(f"    {pct:5.1f}%  {frame}")
+        profiles = [(f"intake at {label}", prof) for label, prof in res.get("intake", {}).get("profile", {}).items()]
+        profiles += [(f"{label} during drain of {key}", prof) for key, d in res.get("drains", {}).items()
+                     for label, prof in d.get("profile", {}).items()]
+        for what, prof in profiles:
+            say(f"\nprofile {what} ({prof['samples']} samples), top self frames:")
+            for frame, pct in prof["self"][:10]:
+                say(f"    {pct:5.1f}%  {frame}")
         say(f"\n{'all targets met' if ok else 'some targets missed'}; {res['seconds']}s; "
             f"load average {os.getloadavg()[0]:.2f} at the end")
         out = Path(args.json_path)

@@ -56,13 +56,14 @@ def run(cluster, node_id: str, samples: list[dict], n: int, concurrency: int, se
     token = cluster.tokens(node_id)["intake"]
     # warm up (first requests pay for imports and caches), not counted
     asyncio.run(_fire(url, token, [(f"warm-{i}", b) for i, (_, b) in enumerate(bodies[:50])], 8))
-    cpu0 = cpu_seconds(proc.popen.pid)
+    cpu0, client0 = cpu_seconds(proc.popen.pid), time.process_time()
     result = asyncio.run(_fire(url, token, bodies, concurrency))
-    cpu = cpu_seconds(proc.popen.pid) - cpu0
+    cpu, client = cpu_seconds(proc.popen.pid) - cpu0, time.process_time() - client0
     created = result["statuses"].get(201, 0)
     return {"complaints": n, "concurrency": concurrency, "created": created,
             "seconds": round(result["seconds"], 2), "per_s": round(created / result["seconds"], 1),
             "p50_ms": result["p50_ms"], "p99_ms": result["p99_ms"], "statuses": result["statuses"],
             "errors": result["errors"], "error_count": result["error_count"],
             "server_cpu_s": round(cpu, 2), "server_cpu_ms_per_complaint": round(1000 * cpu / max(created, 1), 3),
+            "client_cpu_ms_per_complaint": round(1000 * client / max(created, 1), 3),
             "memory_mb": proc_memory(proc.popen.pid)}
