@@ -18,7 +18,7 @@ from node import ids
 from node.errors import Conflict, Forbidden, NotFound, SimpulError, ValidationError
 from node.log import EventLog
 from node.redaction import redact
-from node.ticket import TicketState
+from node.ticket import TicketState, fold
 from schemas.complaints import ActionIn, ComplaintIn
 
 HOLDER_ACTIONS = {"accept", "follow_up", "status", "close", "return"}
@@ -113,7 +113,7 @@ class ComplaintService:
 
     def act(self, ticket_id: str, action: ActionIn, institutions: dict[str, dict]) -> TicketState:
         with self.storage.transaction() as tx:
-            state = tx.get_ticket(ticket_id)
+            state = fold(tx.ticket_events(ticket_id))  # what the projection holds; append folds them anyway
             if state is None:
                 raise NotFound(f"ticket {ticket_id} not found")
             if action.action in HOLDER_ACTIONS and state.holder_node != self.node_id:

@@ -158,10 +158,10 @@ class Event:
     def canonical_wire(self) -> str:
         wire = self.__dict__.get("_wire")
         if wire is None:
-            data, plain = self._signed
+            data, plain = self.__dict__.pop("_signed", None) or _canonical(self.body())
             wire = _splice(data.decode("utf-8"), self.id, self.sig) if plain else (
                 rfc8785.dumps(self.to_wire()).decode("utf-8"))
-            self.__dict__["_wire"] = wire
+            self.__dict__["_wire"] = wire  # kept instead of the signed bytes: an event is stored once
         return wire
 
     def verify(self, public_key: Ed25519PublicKey) -> None:
@@ -180,41 +180,63 @@ class Event:
         """Parse a wire event, checking its shape (not its signature)."""
         if not isinstance(data, Mapping):
             raise ValidationError("an event must be a JSON object")
-        missing = [f for f in ("id", "sig", *BODY_FIELDS) if f not in data]
-        if missing:
-            raise ValidationError(f"event is missing field(s): {', '.join(missing)}")
-        extra = sorted(set(data) - {"id", "sig", *BODY_FIELDS})
-        if extra:
-            raise ValidationError(f"event has unknown field(s): {', '.join(extra)}")
-        checks = [
-            ("id", isinstance(data["id"], str) and len(data["id"]) == 64),
-            ("sig", isinstance(data["sig"], str)),
-            ("ticket", isinstance(data["ticket"], str) and 0 < len(data["ticket"]) <= 64),
-            ("author", isinstance(data["author"], str) and 0 < len(data["author"]) <= 64),
-            ("seq", isinstance(data["seq"], int) and not isinstance(data["seq"], bool) and data["seq"] >= 1),
-            ("prev", data["prev"] is None or isinstance(data["prev"], str)),
-            ("parents", isinstance(data["parents"], list) and all(isinstance(p, str) for p in data["parents"])),
-            ("hlc", isinstance(data["hlc"], str) and len(data["hlc"]) == 21),
-            ("type", data["type"] in EVENT_TYPES),
-            ("payload", isinstance(data["payload"], Mapping)),
-            ("key", isinstance(data["key"], str)),
-        ]
-        bad = [name for name, ok in checks if not ok]
-        if bad:
-            raise ValidationError(f"event has invalid field(s): {', '.join(bad)}")
-        return cls(id=data["id"], sig=data["sig"], ticket=data["ticket"], author=data["author"],
-                   seq=data["seq"], prev=data["prev"], parents=tuple(data["parents"]), hlc=data["hlc"],
-                   type=data["type"], payload=dict(data["payload"]), key=data["key"])
+        if data.keys() != _WIRE_FIELDS:
+            missing = [f for f in ("id", "sig", *BODY_FIELDS) if f not in data]
+            if missing:
+                raise ValidationError(f"event is missing field(s): {', '.join(missing)}")
+            raise ValidationError(f"event has unknown field(s): {', '.join(sorted(set(data) - _WIRE_FIELDS))}")
+        eid, sig, ticket, author, seq = data["id"], data["sig"], data["ticket"], data["author"], data["seq"]
+        prev, parents, hlc, kind, payload, key = (data["prev"], data["parents"], data["hlc"], data["type"],
+                                                  data["payload"], data["key"])
+        if not (isinstance(eid, str) and len(eid) == 64 and isinstance(sig, str) and isinstance(ticket, str)
+                and 0 < len(ticket) <= 64 and isinstance(author, str) and 0 < len(author) <= 64
+                and type(seq) is int and seq >= 1 and (prev is None or isinstance(prev, str))
+                and isinstance(parents, list) and all(isinstance(p, str) for p in parents)
+                and isinstance(hlc, str) and len(hlc) == 21 and isinstance(kind, str) and kind in EVENT_TYPES
+                and isinstance(payload, Mapping) and isinstance(key, str)):
+            raise ValidationError(f"event has invalid field(s): {', '.join(_invalid(data))}")
+        return _new(id=eid, sig=sig, ticket=ticket, author=author, seq=seq, prev=prev, parents=tuple(parents),
+                    hlc=hlc, type=kind, payload=dict(payload), key=key)
 
     @classmethod
     def from_stored(cls, raw: str) -> "Event":
         """An event from its stored canonical JSON. Storage holds only events that were checked on the way
         in (``from_wire`` and ``verify``, or signed here), so the shape is not checked again."""
         d = orjson.loads(raw)
-        event = cls(id=d["id"], sig=d["sig"], ticket=d["ticket"], author=d["author"], seq=d["seq"], prev=d["prev"],
-                    parents=tuple(d["parents"]), hlc=d["hlc"], type=d["type"], payload=d["payload"], key=d["key"])
-        event.__dict__["_wire"] = raw
-        return event
+        d["parents"] = tuple(d["parents"])
+        d["_wire"] = raw
+        return _new(**d)
+
+
+_WIRE_FIELDS = frozenset(("id", "sig", *BODY_FIELDS))
+
+
+def _new(**fields: Any) -> Event:
+    """An Event from fields already checked, without the frozen dataclass's ``__init__`` (a receive makes
+    one per item, on the verification threads)."""
+    event = object.__new__(Event)
+    event.__dict__.update(fields)
+    return event
+
+
+def _invalid(data: Mapping) -> list[str]:
+    """The names of ``data``'s fields that do not have their wire type (for the error message)."""
+    def text(v, lo=0, hi=None):
+        return isinstance(v, str) and lo <= len(v) and (hi is None or len(v) <= hi)
+    checks = [
+        ("id", text(data["id"], 64, 64)),
+        ("sig", text(data["sig"])),
+        ("ticket", text(data["ticket"], 1, 64)),
+        ("author", text(data["author"], 1, 64)),
+        ("seq", type(data["seq"]) is int and data["seq"] >= 1),
+        ("prev", data["prev"] is None or text(data["prev"])),
+        ("parents", isinstance(data["parents"], list) and all(isinstance(p, str) for p in data["parents"])),
+        ("hlc", text(data["hlc"], 21, 21)),
+        ("type", isinstance(data["type"], str) and data["type"] in EVENT_TYPES),
+        ("payload", isinstance(data["payload"], Mapping)),
+        ("key", text(data["key"])),
+    ]
+    return [name for name, ok in checks if not ok]
 
 
 def make_event(*, ticket: str, author: str, seq: int, prev: str | None, parents: tuple[str, ...] | list[str],

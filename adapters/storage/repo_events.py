@@ -54,7 +54,7 @@ def _event(raw: str) -> Event:
 # Recently stored or read events, by id: a ticket's events are read back again and again as it grows, and
 # an event never changes (its id is the hash of its content), so they are parsed once.
 _PARSED: dict[str, Event] = {}
-_PARSED_MAX = 20_000
+_PARSED_MAX = 5_000  # about 20 MB of events at most
 
 
 def _remember(events: Iterable[Event]) -> None:
@@ -105,11 +105,8 @@ class EventRepo:
         if fresh:
             rows = [{"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq, "hlc": e.hlc, "type": e.type,
                      "raw": e.canonical_wire(), "received_at": now} for e in fresh]
-            if signed_here:  # one at a time as they are signed: written together, in order, later
-                for row in rows:
-                    self.defer(_INSERT_EVENTS, row)
-            else:
-                self.conn.execute(_INSERT_EVENTS, rows)
+            for row in rows:  # written together, in this order, before the next statement or the commit
+                self.defer(_INSERT_EVENTS, row)
             _remember(fresh)
             cache = self._events_cache()
             for e in fresh:

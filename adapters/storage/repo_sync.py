@@ -69,8 +69,9 @@ class SyncRepo:
     def inbox_add(self, origin: str, event_ids: Sequence[str], now: float | None = None) -> None:
         if event_ids:
             now = time.time() if now is None else now
-            self.conn.execute(insert_ignore(self.dialect, InboxRow.__table__),
-                              [{"origin": origin, "event_id": e, "received_at": now} for e in event_ids])
+            stmt = insert_ignore(self.dialect, InboxRow.__table__)
+            for e in event_ids:
+                self.defer(stmt, {"origin": origin, "event_id": e, "received_at": now})
 
     def inbox_count(self, origin: str | None = None) -> int:
         I = InboxRow.__table__

@@ -121,7 +121,8 @@ def report(args, res: dict) -> tuple[str, bool]:
         i = res["intake"]
         row(f"intake ({i['concurrency']} conns)", i["per_s"], "complaints/s", ins, ">= 1,000/s",
             i["per_s"] >= TARGET_INTAKE and i["created"] == i["complaints"])
-        row("  intake server CPU per complaint", i["server_cpu_ms_per_complaint"], "ms")
+        row("  intake CPU per complaint: node / client", f"{i['server_cpu_ms_per_complaint']:.2f} / "
+            f"{i.get('client_cpu_ms_per_complaint', 0):.2f}", "ms")
         row("  intake latency p50 / p99", f"{i['p50_ms']} / {i['p99_ms']}", "ms")
     for key, d in res.get("drains", {}).items():
         dr = d["drain"]

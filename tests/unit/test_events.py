@@ -103,7 +103,7 @@ def test_from_wire_rejects_unknown_field():
 @pytest.mark.parametrize("field,value", [
     ("id", "abc"), ("seq", "2"), ("seq", 0), ("seq", True), ("prev", 5), ("parents", "x"), ("parents", [1]),
     ("hlc", "1"), ("type", "deleted"), ("payload", []), ("ticket", ""), ("author", None), ("key", 1),
-    ("sig", None),
+    ("sig", None), ("type", ["created"]), ("type", {"a": 1}), ("id", "x" * 65), ("hlc", 21),
 ])
 def test_from_wire_rejects_bad_values(field, value):
     data = _wire()
