@@ -9,7 +9,10 @@ event: the hub sends the events the district lacks, and the district queues
 again its own events that the hub lacks. Nothing else is resent. Repairs are
 counted per peer and shown in sync status.
 
-The pass runs as an APScheduler job on districts; the hub answers.
+The pass runs as an APScheduler job on districts; the hub answers. It waits
+while more than one batch is queued for the hub: during a long drain nearly
+every ticket would look missing there, and the comparison (a page per thousand
+tickets on both sides) would compete with the delivery it cannot help.
 """
 from __future__ import annotations
 
@@ -85,6 +88,11 @@ class AntiEntropy:
         return total
 
     async def run(self, peer: Peer) -> int:
+        queued = await self.node.db(self._queued, peer.node_id)
+        if queued > self.node.settings.sync.batch_size:
+            log.info("anti-entropy with %s deferred: more than %d events still queued for it", peer.node_id,
+                     self.node.settings.sync.batch_size)
+            return 0
         after, mismatched, seen = "", [], set()
         while True:
             page = await self.transport.digests(peer, {"op": "list", "after": after})
@@ -123,6 +131,10 @@ class AntiEntropy:
                     return own
                 after = page[-1]
 
+    def _queued(self, peer: str) -> int:
+        with self.node.storage.read() as tx:
+            return tx.outbox_depth(peer, tx.peer(peer)["acked"], cap=self.node.settings.sync.batch_size)
+
     def _local_ids(self, tickets: list[str]) -> dict[str, list[str]]:
         with self.node.storage.read() as tx:
             return tx.event_ids_by_ticket(tickets)
@@ -132,6 +144,8 @@ class AntiEntropy:
         got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events]).accepted if events else 0
         with self.node.storage.transaction() as tx:
             ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]
+            queued = tx.pending_ids(peer, tx.peer(peer)["acked"], ours)   # on their way already
+            ours = [i for i in ours if i not in queued]
             tx.enqueue(peer, ours)
         return got + len(ours)
 

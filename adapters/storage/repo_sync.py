@@ -44,8 +44,13 @@ class SyncRepo:
         rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})
         return [(r.id, stored_event(r.event_id, r.raw)) for r in rows]
 
-    def outbox_depth(self, dest: str, after: int) -> int:
-        return self.conn.execute(select(func.count()).select_from(O).where(O.c.dest == dest, O.c.id > after)).scalar_one()
+    def outbox_depth(self, dest: str, after: int, cap: int | None = None) -> int:
+        """Entries queued for ``dest`` after ``after``; with ``cap``, counting stops past it (cheap on a
+        long queue)."""
+        q = select(O.c.id).where(O.c.dest == dest, O.c.id > after)
+        if cap is not None:
+            q = q.limit(cap + 1)
+        return self.conn.execute(select(func.count()).select_from(q.subquery())).scalar_one()
 
     def outbox_last_id(self, dest: str) -> int:
         return self.conn.execute(select(func.max(O.c.id)).where(O.c.dest == dest)).scalar_one() or 0
