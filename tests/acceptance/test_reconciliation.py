@@ -56,6 +56,13 @@ def test_partition_conflict_is_seen_on_both_sides_and_resolved_everywhere(linked
 
     to_hub.cut()
     to_node.cut()
+
+    def failed_to_reach(client, peer):
+        return any(p["peer"] == peer and p["backoff"]["last_error"] for p in client.sync_status()["peers"])
+    # Both sides have since tried to reach the other and failed: nothing sent before the cut is still
+    # on its way, so what each side does next is truly concurrent.
+    cluster.wait_until(lambda: failed_to_reach(hub, NODE) and failed_to_reach(node, HUB), 30,
+                       what="both sides to see the partition")
     hub.act(ticket, "archive", reason="laporan ganda")                 # the hub archives...
     node.act(ticket, "follow_up", text="Perbaikan dijadwalkan minggu ini")  # ...while the holder follows up
     node.act(ticket, "close", text="Jalan sudah ditambal")                  # and closes it
@@ -66,9 +73,9 @@ def test_partition_conflict_is_seen_on_both_sides_and_resolved_everywhere(linked
     to_hub.heal()
     to_node.heal()
 
-    def both_see_it():
+    def both_see_it():  # the same conflict: a side that holds only part of the other's events sees less
         a, b = hub.get("/api/v1/conflicts?status=open")["items"], node.get("/api/v1/conflicts?status=open")["items"]
-        return (a, b) if a and b else None
+        return (a, b) if a and b and [c["id"] for c in a] == [c["id"] for c in b] else None
     on_hub, on_node = cluster.wait_until(both_see_it, 60, what="the conflict on both sides")
     assert [c["id"] for c in on_hub] == [c["id"] for c in on_node]
     conflict = hub.get(f"/api/v1/conflicts/{on_hub[0]['id']}")
