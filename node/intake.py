@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 
 from node.complaints import Filed
-from node.errors import SimpulError, StorageError
+from node.errors import StorageError
 from schemas.complaints import ComplaintIn
 
 log = logging.getLogger(__name__)

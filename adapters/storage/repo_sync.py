@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, update
 
 from adapters.storage.common import insert_ignore
 from adapters.storage.repo_events import stored_event

@@ -70,9 +70,10 @@ class _Conn:
 class Tx(EventRepo, SyncRepo, DirectoryRepo):
     """One transaction; the methods come from the repository mixins.
 
-    Writes on the hot paths (ticket projections, chain heads, outbox rows) are deferred: ``defer`` holds
-    them, and they are written with one ``executemany`` per statement just before the next statement of
-    this transaction runs, or before it commits. A batch of hundreds of events then costs a few
+    Writes on the hot paths (events, ticket projections, chain heads, outbox and inbox rows, audit,
+    origin-only and idempotency rows) are deferred: ``defer`` holds them, and they are written with one
+    ``executemany`` per statement just before the next statement of this transaction runs, or before it
+    commits. A batch of hundreds of events then costs a few
     statements instead of several per event; an upsert deferred twice for the same key is written once,
     with its last values. Nothing else changes: the transaction still commits or rolls back whole.
     """
