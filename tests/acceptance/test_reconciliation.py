@@ -114,8 +114,10 @@ def test_anti_entropy_brings_back_a_deleted_event(linked, sample_dir):
 
     cluster.wait_until(lambda: routed["id"] in node.event_ids(ticket), 60, what="anti-entropy repair")
     assert node.event_ids(ticket) == hub.event_ids(ticket)
-    repairs_after = next(p["repairs"] for p in node.sync_status()["peers"] if p["peer"] == HUB)
-    assert repairs_after > repairs_before
+
+    def repairs_counted():  # the pass counts its repairs when it ends, just after storing them
+        return next(p["repairs"] for p in node.sync_status()["peers"] if p["peer"] == HUB) > repairs_before
+    cluster.wait_until(repairs_counted, 30, what="the repair counted in sync status")
     assert node.ticket(ticket)["institution"] == "ppu-disdik"
     code, out = cluster.verify(NODE)
     assert code == 0, out
