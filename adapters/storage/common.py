@@ -18,7 +18,8 @@ def insert_ignore(dialect: str, table):
 
 
 @functools.lru_cache(maxsize=None)
-def _upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple[str, ...]):
+def upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple[str, ...]):
+    """INSERT of ``columns`` that updates the row with the same ``keys`` instead (built once per shape)."""
     mod = postgresql if dialect == "postgresql" else sqlite
     stmt = mod.insert(table)
     updates = [c for c in columns if c not in keys]
@@ -27,11 +28,6 @@ def _upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple
     return stmt.on_conflict_do_update(index_elements=list(keys), set_={c: stmt.excluded[c] for c in updates})
 
 
-def upsert_statement(dialect: str, table, keys: tuple[str, ...], columns: tuple[str, ...]):
-    """The statement ``upsert`` runs (for ``Tx.defer``)."""
-    return _upsert_statement(dialect, table, keys, columns)
-
-
 def upsert(conn, dialect: str, table, keys: list[str], values: dict) -> None:
     """Insert ``values``, or update the row with the same ``keys`` to them."""
-    conn.execute(_upsert_statement(dialect, table, tuple(keys), tuple(values)), values)
+    conn.execute(upsert_statement(dialect, table, tuple(keys), tuple(values)), values)

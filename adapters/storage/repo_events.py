@@ -47,10 +47,6 @@ def _order(event: Event) -> tuple[str, str, str]:
     return (event.hlc, event.author, event.id)
 
 
-def _event(raw: str) -> Event:
-    return Event.from_stored(raw)
-
-
 # Recently stored or read events, by id: a ticket's events are read back again and again as it grows, and
 # an event never changes (its id is the hash of its content), so they are parsed once.
 _PARSED: dict[str, Event] = {}
@@ -68,7 +64,7 @@ def stored_event(event_id: str, raw: str) -> Event:
     """The event stored as ``raw`` (parsed once, then remembered)."""
     event = _PARSED.get(event_id)
     if event is None:
-        event = _PARSED[event_id] = _event(raw)
+        event = _PARSED[event_id] = Event.from_stored(raw)
     return event
 
 
@@ -103,10 +99,10 @@ class EventRepo:
                 seen.add(e.id)
                 fresh.append(e)
         if fresh:
-            rows = [{"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq, "hlc": e.hlc, "type": e.type,
-                     "raw": e.canonical_wire(), "received_at": now} for e in fresh]
-            for row in rows:  # written together, in this order, before the next statement or the commit
-                self.defer(_INSERT_EVENTS, row)
+            for e in fresh:  # written together, in this order, before the next statement or the commit
+                self.defer(_INSERT_EVENTS, {"id": e.id, "ticket": e.ticket, "author": e.author, "seq": e.seq,
+                                            "hlc": e.hlc, "type": e.type, "raw": e.canonical_wire(),
+                                            "received_at": now})
             _remember(fresh)
             cache = self._events_cache()
             for e in fresh:
@@ -136,7 +132,7 @@ class EventRepo:
         out: list[Event] = []
         for i in range(0, len(ids), 500):
             rows = self.conn.execute(select(E.c.raw).where(E.c.id.in_(ids[i:i + 500]))).scalars()
-            out.extend(_event(r) for r in rows)
+            out.extend(Event.from_stored(r) for r in rows)
         return out
 
     def _events_cache(self) -> dict[str, list[Event]]:

@@ -16,11 +16,8 @@ T = TicketRow.__table__
 
 _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
-_QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
+_QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
-_PENDING_AMONG = select(O.c.event_id).where(O.c.dest == bindparam("dest"),
-                                             O.c.event_id.in_(bindparam("ids", expanding=True)),
-                                             O.c.id > bindparam("after"))
 _OUTBOX_BATCH = (select(O.c.id, O.c.event_id, E.c.raw).join(E, E.c.id == O.c.event_id)
                  .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
                  .limit(bindparam("limit")))
@@ -63,11 +60,13 @@ class SyncRepo:
         res = self.conn.execute(O.delete().where(O.c.dest == dest, O.c.id <= upto, O.c.enqueued_at < keep_after))
         return res.rowcount or 0
 
-    def queued_for(self, dest: str, event_ids: Iterable[str]) -> set[str]:
+    def queued_for(self, dest: str, event_ids: Iterable[str], after: int = 0) -> set[str]:
+        """Which of ``event_ids`` are queued for ``dest`` (with ``after``: still in flight, past that
+        acknowledged position). Asked about a page of ids at a time, so a long queue is never read whole."""
         ids = list(event_ids)
         out: set[str] = set()
         for i in range(0, len(ids), 500):
-            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "ids": ids[i:i + 500]}).scalars())
+            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "after": after, "ids": ids[i:i + 500]}).scalars())
         return out
 
     # -- inbox ------------------------------------------------------------------
@@ -173,14 +172,4 @@ class SyncRepo:
         for i in range(0, len(ticket_ids), 500):
             for r in self.conn.execute(select(E.c.ticket, E.c.id).where(E.c.ticket.in_(ticket_ids[i:i + 500]))):
                 out[r.ticket].append(r.id)
-        return out
-
-    def pending_ids(self, dest: str, after: int, among: Sequence[str]) -> set[str]:
-        """Which of ``among`` are still queued for ``dest`` (in flight, not yet acknowledged). Anti-entropy
-        asks about one page of tickets at a time, so a long queue is never read whole."""
-        ids = list(among)
-        out: set[str] = set()
-        for i in range(0, len(ids), 500):
-            out.update(self.conn.execute(_PENDING_AMONG, {"dest": dest, "after": after,
-                                                          "ids": ids[i:i + 500]}).scalars())
         return out
