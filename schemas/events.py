@@ -185,18 +185,12 @@ class Event:
             if missing:
                 raise ValidationError(f"event is missing field(s): {', '.join(missing)}")
             raise ValidationError(f"event has unknown field(s): {', '.join(sorted(set(data) - _WIRE_FIELDS))}")
-        eid, sig, ticket, author, seq = data["id"], data["sig"], data["ticket"], data["author"], data["seq"]
-        prev, parents, hlc, kind, payload, key = (data["prev"], data["parents"], data["hlc"], data["type"],
-                                                  data["payload"], data["key"])
-        if not (isinstance(eid, str) and len(eid) == 64 and isinstance(sig, str) and isinstance(ticket, str)
-                and 0 < len(ticket) <= 64 and isinstance(author, str) and 0 < len(author) <= 64
-                and type(seq) is int and seq >= 1 and (prev is None or isinstance(prev, str))
-                and isinstance(parents, list) and all(isinstance(p, str) for p in parents)
-                and isinstance(hlc, str) and len(hlc) == 21 and isinstance(kind, str) and kind in EVENT_TYPES
-                and isinstance(payload, Mapping) and isinstance(key, str)):
-            raise ValidationError(f"event has invalid field(s): {', '.join(_invalid(data))}")
-        return _new(id=eid, sig=sig, ticket=ticket, author=author, seq=seq, prev=prev, parents=tuple(parents),
-                    hlc=hlc, type=kind, payload=dict(payload), key=key)
+        bad = _invalid(data)
+        if bad:
+            raise ValidationError(f"event has invalid field(s): {', '.join(bad)}")
+        return _new(id=data["id"], sig=data["sig"], ticket=data["ticket"], author=data["author"], seq=data["seq"],
+                    prev=data["prev"], parents=tuple(data["parents"]), hlc=data["hlc"], type=data["type"],
+                    payload=dict(data["payload"]), key=data["key"])
 
     @classmethod
     def from_stored(cls, raw: str) -> "Event":
@@ -220,7 +214,7 @@ def _new(**fields: Any) -> Event:
 
 
 def _invalid(data: Mapping) -> list[str]:
-    """The names of ``data``'s fields that do not have their wire type (for the error message)."""
+    """The names of ``data``'s fields that do not have their wire type (the one statement of those rules)."""
     def text(v, lo=0, hi=None):
         return isinstance(v, str) and lo <= len(v) and (hi is None or len(v) <= hi)
     checks = [

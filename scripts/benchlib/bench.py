@@ -41,14 +41,9 @@ def parse(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def cluster_for(base: Path, name: str, district: str):
-    """The whole sample federation initialised and enrolled; only the hub and ``district`` will run."""
-    return setup.federation(base / name)
-
-
 def phase_intake(args, base: Path) -> dict:
     say(f"intake: {args.intake:,} complaints at {args.district}, {args.concurrency} connections ...")
-    c = cluster_for(base, "intake", args.district)
+    c = setup.federation(base / "intake")   # all enrolled; only the district runs
     try:
         c.start(args.district)
         recorder = None
@@ -66,7 +61,7 @@ def phase_intake(args, base: Path) -> dict:
 
 def phase_drain(args, base: Path, n: int, name: str, with_catchup: bool) -> dict:
     say(f"drain: {n:,} events from {args.district} to the hub ...")
-    c = cluster_for(base, name, args.district)
+    c = setup.federation(base / name)       # all enrolled; the hub and the district run
     recorder = None
     try:
         if args.profile:
