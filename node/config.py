@@ -40,6 +40,7 @@ class HubLink(BaseModel):
 class SyncSettings(BaseModel):
     model_config = {"extra": "forbid"}
     batch_size: int = Field(500, ge=1, le=5000)
+    inflight: int = Field(2, ge=1, le=8)   # batches sent before the first is answered
     wake_interval_s: float = Field(5.0, gt=0)
     pull_interval_s: float = Field(30.0, gt=0)
     anti_entropy_interval_s: float = Field(120.0, gt=0)

@@ -30,6 +30,7 @@ import logging
 import random
 import socket
 import time
+from collections import deque
 from collections.abc import Callable
 
 from adapters.transport import Peer
@@ -156,32 +157,41 @@ class SyncEngine:
     async def drain(self, peer: Peer) -> int:
         """Send everything queued for ``peer`` now; return how many items went.
 
-        While a batch is in flight the next one is read from the outbox, so the
-        peer's work and ours overlap; if the push fails, that read is dropped.
+        Up to ``sync.inflight`` batches are in flight at once, and the next one is read from the outbox
+        while they travel, so the peer's work and ours overlap instead of taking turns. Batches are
+        settled in the order they were sent, whatever order their answers come in: the checkpoint
+        (``acked``) only ever moves past a batch once every batch before it was answered. If a push
+        fails, the ones behind it are abandoned (cancelled, or their answers ignored) and sent again
+        from the checkpoint after the backoff; the peer stores a batch it already holds as duplicates.
         """
         sent = 0
         if self._resting.get(peer.node_id, 0.0) > self.now():
             return 0  # backing off: known without a transaction (intake wakes us on every filing)
+        window: deque[tuple[list, asyncio.Future]] = deque()
         after, batch = await self.node.db(self._next_batch, peer.node_id)
-        while batch and (self._running or not self._tasks):
-            ahead = asyncio.ensure_future(self.node.db(self._next_batch, peer.node_id, batch[-1][0]))
-            try:
-                result = await self.transport.push(peer, after, batch)
-            except PeerError as exc:
-                if exc.retryable:
-                    await asyncio.gather(ahead, return_exceptions=True)
-                    await self.node.db(self._failed, peer.node_id, str(exc))
-                    return sent
-                log.error("push to %s refused permanently: %s", peer.node_id, exc)
-                await self.node.db(self._settle, peer.node_id, batch, [(e.id, str(exc)) for _, e in batch], 0)
-            except BaseException:
-                await asyncio.gather(ahead, return_exceptions=True)
-                raise
-            else:
-                await self.node.db(self._settle, peer.node_id, batch, list(result.rejected), result.cursor)
-                sent += len(batch)
-                self.sent += len(batch)
-            after, batch = await ahead
+        try:
+            while (batch or window) and (self._running or not self._tasks):
+                while batch and len(window) < self.cfg.inflight:
+                    window.append((batch, asyncio.ensure_future(self.transport.push(peer, after, batch))))
+                    after, batch = await self.node.db(self._next_batch, peer.node_id, batch[-1][0])
+                sending, push = window.popleft()
+                try:
+                    result = await push
+                except PeerError as exc:
+                    if exc.retryable:
+                        await self.node.db(self._failed, peer.node_id, str(exc))
+                        return sent
+                    log.error("push to %s refused permanently: %s", peer.node_id, exc)
+                    await self.node.db(self._settle, peer.node_id, sending,
+                                       [(e.id, str(exc)) for _, e in sending], 0)
+                else:
+                    await self.node.db(self._settle, peer.node_id, sending, list(result.rejected), result.cursor)
+                    sent += len(sending)
+                    self.sent += len(sending)
+        finally:
+            for _, push in window:  # abandoned behind a failure (or a stop): nothing of theirs is settled
+                push.cancel()
+            await asyncio.gather(*(push for _, push in window), return_exceptions=True)
         return sent
 
     def _failed(self, dest: str, error: str) -> None:

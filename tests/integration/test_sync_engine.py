@@ -1,4 +1,12 @@
-"""The sync engine's bookkeeping on a real node database: pruning and dead-letter replay."""
+"""The sync engine's bookkeeping on a real node database: pipelined pushes, pruning and dead-letter replay.
+
+The pushes here go to a scripted transport (a unit-level stand-in, so that the order in which answers come
+back can be chosen); real pushes between node processes are in tests/acceptance.
+"""
+import asyncio
+
+from adapters.transport import Peer, PushResult
+from node.errors import PeerError
 from node.sync import SyncEngine
 
 
@@ -36,3 +44,110 @@ def test_replay_requeues_dead_letters_once(make_node, tmp_path, sample_complaint
     with node.storage.read() as tx:
         assert tx.outbox_depth("nasional", 0) == before + 1
         assert tx.dead_letters() == []
+
+
+class ScriptedTransport:
+    """Answers push number ``n`` with ``answer(n, after, positions)`` (awaited), counting pushes in flight."""
+
+    def __init__(self, answer):
+        self.answer = answer
+        self.sent: list[tuple[int, list[int]]] = []
+        self.in_flight = self.most_in_flight = 0
+
+    async def push(self, peer, after, items):
+        n = len(self.sent)
+        self.sent.append((after, [pos for pos, _ in items]))
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self.answer(n, after, [pos for pos, _ in items])
+        finally:
+            self.in_flight -= 1
+
+    async def close(self):
+        pass
+
+
+def _engine(node, transport, inflight=2):
+    engine = SyncEngine(node, transport, receiver=None)
+    engine.cfg = engine.cfg.model_copy(update={"batch_size": 1, "inflight": inflight})
+    return engine
+
+
+def _queued(make_node, tmp_path, sample_complaints, n=5):
+    from schemas.complaints import ComplaintIn
+    node = make_node(tmp_path)
+    for body in sample_complaints[:n]:
+        node.complaints.file(ComplaintIn.model_validate(body))
+    with node.storage.read() as tx:
+        positions = [pos for pos, _ in tx.outbox_batch("nasional", 0, 100)]
+    return node, positions
+
+
+def _acked(node) -> int:
+    with node.storage.read() as tx:
+        return tx.peer("nasional")["acked"]
+
+
+async def test_pushes_overlap_and_settle_in_the_order_sent(make_node, tmp_path, sample_complaints):
+    node, positions = _queued(make_node, tmp_path, sample_complaints)
+    second_answered = asyncio.Event()
+    seen_by_first: list[int] = []
+
+    async def answer(n, after, sent):
+        if n == 0:                      # the first answer comes back last ...
+            await asyncio.wait_for(second_answered.wait(), 10)   # (never, with one push at a time)
+            seen_by_first.append(_acked(node))
+        if n == 1:
+            second_answered.set()
+        return PushResult(accepted=len(sent), duplicates=0, rejected=(), cursor=0)
+
+    transport = ScriptedTransport(answer)
+    engine = _engine(node, transport)
+    assert await engine.drain(Peer("nasional", "http://127.0.0.1:1")) == len(positions)
+    assert transport.most_in_flight == 2
+    assert [after for after, _ in transport.sent] == [0, *positions[:-1]]    # each batch once, in order
+    assert seen_by_first == [0]          # ... and the second's answer did not move the checkpoint past it
+    assert _acked(node) == positions[-1]
+
+
+async def test_a_failed_push_abandons_the_batches_behind_it(make_node, tmp_path, sample_complaints):
+    node, positions = _queued(make_node, tmp_path, sample_complaints)
+    second_answered = asyncio.Event()
+
+    async def answer(n, after, sent):
+        if n == 0:
+            await asyncio.wait_for(second_answered.wait(), 10)   # (never, with one push at a time)
+            raise PeerError("hub unreachable", retryable=True)
+        second_answered.set()
+        return PushResult(accepted=len(sent), duplicates=0, rejected=(), cursor=0)
+
+    engine = _engine(node, ScriptedTransport(answer))
+    assert await engine.drain(Peer("nasional", "http://127.0.0.1:1")) == 0
+    assert _acked(node) == 0                         # the second batch was answered, but it is not settled
+    with node.storage.read() as tx:
+        assert tx.peer("nasional")["failures"] == 1
+        assert tx.outbox_depth("nasional", 0) == len(positions)
+
+    async def fine(n, after, sent):
+        return PushResult(accepted=len(sent), duplicates=0, rejected=(), cursor=0)
+
+    retry = ScriptedTransport(fine)
+    engine = _engine(node, retry)
+    engine.now = lambda: 10**10                      # past the backoff
+    assert await engine.drain(Peer("nasional", "http://127.0.0.1:1")) == len(positions)
+    assert retry.sent[0] == (0, positions[:1])       # sent again from the checkpoint
+    assert _acked(node) == positions[-1]
+
+
+async def test_one_in_flight_when_configured(make_node, tmp_path, sample_complaints):
+    node, positions = _queued(make_node, tmp_path, sample_complaints, n=3)
+
+    async def answer(n, after, sent):
+        await asyncio.sleep(0)
+        return PushResult(accepted=len(sent), duplicates=0, rejected=(), cursor=0)
+
+    transport = ScriptedTransport(answer)
+    assert await _engine(node, transport, inflight=1).drain(Peer("nasional", "http://127.0.0.1:1")) == 3
+    assert transport.most_in_flight == 1
+    assert _acked(node) == positions[-1]
