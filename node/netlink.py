@@ -4,7 +4,9 @@ Used by `simpul demo` and the acceptance tests to partition two nodes for real.
 
 Pointing a node at ``link.url`` instead of its peer lets a test partition the
 network for real: ``cut()`` drops every open connection and refuses new ones,
-``heal()`` lets traffic through again. Only 127.0.0.1 is ever used.
+``heal()`` lets traffic through again. ``delay_s`` holds every chunk that
+long in each direction (a round trip of twice that), to stand in for a slow
+wide-area link. Only 127.0.0.1 is ever used.
 """
 from __future__ import annotations
 
@@ -14,8 +16,9 @@ import threading
 
 
 class TcpLink:
-    def __init__(self, target_port: int):
+    def __init__(self, target_port: int, delay_s: float = 0.0):
         self.target_port = target_port
+        self.delay_s = delay_s
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         self.port = sock.getsockname()[1]
@@ -39,15 +42,29 @@ class TcpLink:
         self._loop.run_forever()
 
     async def _pipe(self, reader, writer) -> None:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()   # (when due, chunk); None ends the direction
+
+        async def deliver():
+            while (item := await queue.get()) is not None:
+                due, data = item
+                if due > loop.time():
+                    await asyncio.sleep(due - loop.time())
+                if not self.up:  # in flight while the link was cut: dropped, as the wire would
+                    return
+                writer.write(data)
+                await writer.drain()
+        delivering = asyncio.ensure_future(deliver())
         try:
             while self.up and (data := await reader.read(65536)):
                 if not self.up:  # read while the link was being cut: dropped, as the wire would
                     break
-                writer.write(data)
-                await writer.drain()
+                queue.put_nowait((loop.time() + self.delay_s, data))
         except (ConnectionError, OSError):
             pass
         finally:
+            queue.put_nowait(None)
+            await asyncio.gather(delivering, return_exceptions=True)
             writer.close()
 
     async def _serve(self, reader, writer) -> None:
