@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 
-from benchlib import backlog
+from benchlib import backlog, ceiling
 from benchlib.common import ReadOnlyDb, cpu_seconds, proc_memory, say
 
 
@@ -74,17 +74,21 @@ def drain(cluster, district: str, samples, n: int, timeout: float, seed: int = 1
         f"({built['events_per_s']:,}/s, signed with {district}'s key)")
     db = _hub_db(cluster)
     try:
+        before = ceiling.verify_per_s(1.0)   # nothing runs yet
         cluster.start(cluster.hub_id)
         t0 = time.monotonic()
         cluster.start(district, wait=False)
         cluster.wait_healthy(district)
         t_up = time.monotonic()
         done = _wait_seq(cluster, db, district, built["last_seq"], timeout, "drain")
+        after = ceiling.around([cluster.proc(n).popen.pid for n in (cluster.hub_id, district)])
         held = db.scalar("SELECT count(*) FROM events WHERE author = ?", district)
     finally:
         db.close()
     secs = done - t0
     return {"events": built["events"], "tickets": built["tickets"], "backlog_build_s": built["seconds"],
+            "verify_ceiling": {"before": round(before, 1), "after": round(after, 1),
+                               "mean": round((before + after) / 2, 1)},
             "backlog_build_per_s": built["events_per_s"], "hub_holds": held, "seconds": round(secs, 2),
             "district_startup_s": round(t_up - t0, 2), "per_s": round(built["events"] / secs, 1),
             "processes": _usage(cluster, [cluster.hub_id, district], {})}
