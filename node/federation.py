@@ -94,6 +94,10 @@ class Receiver:
         self.now = now
         self.verify_threads = verify_threads or min(4, os.cpu_count() or 1)
         self._pool: ThreadPoolExecutor | None = None
+        # sender -> {after: last position} of batches applied while an earlier one was still missing (two
+        # pushes in flight may be answered out of order); the cursor moves over them once the gap is filled.
+        # Kept in memory only: after a restart the cursor waits for the next pull instead.
+        self._ahead: dict[str, dict[int, int]] = {}
 
     def _check(self, sender: str, item, known: dict[str, str]) -> tuple[int, Event]:
         if not isinstance(item, dict) or "event" not in item or not isinstance(item.get("pos"), int):
@@ -161,13 +165,29 @@ class Receiver:
                 states.update(touched)
             if states:
                 self.react(tx, states, fresh)
-            peer = tx.peer(sender)
-            if items and after <= peer["cursor"]:
-                tx.advance_peer(sender, cursor=max(int(i.get("pos", 0)) for i in items if isinstance(i, dict)))
+            last = max((i["pos"] for i in items if isinstance(i, dict) and isinstance(i.get("pos"), int)),
+                       default=None)
+            ahead = last is not None and after > tx.peer(sender)["cursor"]
+            if last is not None and not ahead:
+                tx.advance_peer(sender, cursor=self._past_gaps(sender, last))
             tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0)
             cursor = tx.peer(sender)["cursor"]
+        if ahead:  # only once stored: the cursor must never pass an event that is not
+            gaps = self._ahead.setdefault(sender, {})
+            gaps[after] = last
+            for stale in sorted(gaps)[:-64]:
+                del gaps[stale]
         return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
                         cursor=cursor, fresh=tuple(fresh))
+
+    def _past_gaps(self, sender: str, cursor: int) -> int:
+        """``cursor`` moved over the batches from ``sender`` already applied right after it."""
+        gaps = self._ahead.get(sender, {})
+        while cursor in gaps:
+            cursor = max(cursor, gaps.pop(cursor))
+        for stale in [a for a in gaps if a < cursor]:
+            del gaps[stale]
+        return cursor
 
     @staticmethod
     def _unequivocal(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:

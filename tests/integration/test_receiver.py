@@ -1,0 +1,61 @@
+"""The hub's Receiver on real databases (a district and a hub set up by the real CLI, run in-process).
+
+With two pushes in flight, a hub may apply a district's second batch before its first. The cursor (how far
+the hub holds the district's queue, where its pulls start) must then wait for the first and move over both.
+"""
+import pytest
+
+from node.cluster import Cluster
+from node.config import load_settings
+from node.core import Node
+from node.federation import KeyDirectory, Receiver
+from node.reactions import hub_react
+from schemas.complaints import ComplaintIn
+
+
+@pytest.fixture
+def pair(tmp_path, sample_dir):
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=["kab-paser"]).init()
+    nodes = [Node(load_settings(cluster.proc(n).config)) for n in ("kab-paser", "nasional")]
+    yield nodes
+    for node in nodes:
+        node.close()
+
+
+def _queued(district, bodies) -> list[dict]:
+    for body in bodies:
+        district.complaints.file(ComplaintIn.model_validate(body))
+    with district.storage.read() as tx:
+        return [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch("nasional", 0, 100)]
+
+
+def test_batches_applied_out_of_order_move_the_cursor_once_the_gap_is_filled(pair, sample_complaints):
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:6])
+    first, second = items[:3], items[3:]
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+
+    early = receiver.receive("kab-paser", first[-1]["pos"], second)
+    assert (early.accepted, early.cursor) == (3, 0)          # stored, but the first batch is still missing
+    late = receiver.receive("kab-paser", 0, first)
+    assert (late.accepted, late.cursor) == (3, items[-1]["pos"])
+    with hub.storage.read() as tx:
+        assert tx.peer("kab-paser")["cursor"] == items[-1]["pos"]
+        assert len(tx.existing_event_ids(i["event"]["id"] for i in items)) == 6
+
+
+def test_a_batch_that_failed_to_store_is_not_passed_over(pair, sample_complaints, monkeypatch):
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:4])
+    first, second = items[:2], items[2:]
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+
+    def broken(tx, states, fresh):
+        raise RuntimeError("disk full")
+    receiver.react = broken
+    with pytest.raises(RuntimeError):
+        receiver.receive("kab-paser", first[-1]["pos"], second)   # rolled back: nothing of it is held
+    receiver.react = hub_react(hub)
+    assert receiver.receive("kab-paser", 0, first).cursor == first[-1]["pos"]
+    with hub.storage.read() as tx:
+        assert not tx.existing_event_ids(i["event"]["id"] for i in second)
