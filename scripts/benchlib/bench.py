@@ -157,11 +157,11 @@ def report(args, res: dict) -> tuple[str, bool]:
                        .get("vmhwm_mb", 0.0))
             row(f"  peak RSS {name} ({dr['events']:,} backlog)", peak, "MB", None, "<= 200 MB",
                 peak <= TARGET_RSS_MB)
-    for inflight, dr in res.get("links", {}).items():
-        row(f"drain {dr['events']:,} over {args.rtt:g} ms RTT, {inflight} in flight", dr["per_s"], "events/s")
     if "intake" in res:
         row("  peak RSS intake node", res["intake"]["memory_mb"].get("VmHWM", 0.0), "MB", None, "<= 200 MB",
             res["intake"]["memory_mb"].get("VmHWM", 0.0) <= TARGET_RSS_MB)
+    for inflight, dr in res.get("links", {}).items():
+        row(f"drain {dr['events']:,} over {args.rtt:g} ms RTT, {inflight} in flight", dr["per_s"], "events/s")
     head = ("figure", "value", "unit", "ratio", "target", "")
     return table(rows, head), ok
 
