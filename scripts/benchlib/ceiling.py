@@ -7,9 +7,9 @@
   transaction through SQLAlchemy Core, as the storage layer writes them.
 
 The benchmark prints its figures as ratios to these, so that a slower or busier
-machine shows up as lower ceilings rather than as a worse design. The machine
-this was written on (a 2-core VM) changes speed by up to 2x from one minute to
-the next, so the verification ceiling is also taken right before and right
+machine shows up as lower ceilings rather than as a worse design. On the
+machine this was written on (a 2-core VM) the verification ceiling moves by up
+to 2x from one minute to the next, so it is also taken right before and right
 after each drain (``around``), with the nodes paused, and a drain's ratio is to
 the mean of those two.
 """
