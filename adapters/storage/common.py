@@ -6,8 +6,19 @@ cache-keying a SQLAlchemy statement costs more than SQLite takes to run it.
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy.dialects import postgresql, sqlite
+
+
+IN_PAGE = 500  # values bound in one IN (...) list: well under SQLite's parameter limit
+
+
+def pages(values: Iterable, size: int = IN_PAGE) -> Iterator[list]:
+    """``values`` in lists of at most ``size``, for ``IN (...)`` queries over a list of any length."""
+    values = list(values)
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
 
 
 @functools.lru_cache(maxsize=None)

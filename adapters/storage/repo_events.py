@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 from sqlalchemy import bindparam, func, select
 
-from adapters.storage.common import insert_ignore, upsert, upsert_statement
+from adapters.storage.common import insert_ignore, pages, upsert, upsert_statement
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
                                      ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
@@ -113,25 +113,22 @@ class EventRepo:
         return fresh
 
     def existing_event_ids(self, ids: Iterable[str]) -> set[str]:
-        ids = list(ids)
         found: set[str] = set()
-        for i in range(0, len(ids), 500):
-            found.update(self.conn.execute(_EXISTING_IDS, {"ids": ids[i:i + 500]}).scalars())
+        for page in pages(ids):
+            found.update(self.conn.execute(_EXISTING_IDS, {"ids": page}).scalars())
         return found
 
     def stored_raw(self, ids: Iterable[str]) -> dict[str, str]:
         """The stored canonical form of those of ``ids`` that are stored."""
-        ids = list(ids)
         out: dict[str, str] = {}
-        for i in range(0, len(ids), 500):
-            out.update((r.id, r.raw) for r in self.conn.execute(_STORED_RAW, {"ids": ids[i:i + 500]}))
+        for page in pages(ids):
+            out.update((r.id, r.raw) for r in self.conn.execute(_STORED_RAW, {"ids": page}))
         return out
 
     def get_events(self, ids: Iterable[str]) -> list[Event]:
-        ids = list(ids)
         out: list[Event] = []
-        for i in range(0, len(ids), 500):
-            rows = self.conn.execute(select(E.c.raw).where(E.c.id.in_(ids[i:i + 500]))).scalars()
+        for page in pages(ids):
+            rows = self.conn.execute(select(E.c.raw).where(E.c.id.in_(page))).scalars()
             out.extend(Event.from_stored(r) for r in rows)
         return out
 
@@ -154,11 +151,9 @@ class EventRepo:
     def prefetch_ticket_events(self, ticket_ids: Iterable[str]) -> None:
         """Read the events of many tickets at once, for ``ticket_events`` later in this transaction."""
         cache = self._events_cache()
-        wanted = [t for t in dict.fromkeys(ticket_ids) if t not in cache]
-        for i in range(0, len(wanted), 500):
-            chunk = wanted[i:i + 500]
-            found: dict[str, list[Event]] = {t: [] for t in chunk}
-            for ticket, event_id, raw in self.conn.execute(_TICKETS_EVENTS, {"tickets": chunk}):
+        for page in pages(t for t in dict.fromkeys(ticket_ids) if t not in cache):
+            found: dict[str, list[Event]] = {t: [] for t in page}
+            for ticket, event_id, raw in self.conn.execute(_TICKETS_EVENTS, {"tickets": page}):
                 found[ticket].append(stored_event(event_id, raw))
             cache.update(found)
 
@@ -248,9 +243,8 @@ class EventRepo:
     def idempotency_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(request hash, ticket id) of those of ``keys`` already used."""
         out: dict[str, tuple[str, str]] = {}
-        keys = list(dict.fromkeys(keys))
-        for i in range(0, len(keys), 500):
-            for row in self.conn.execute(_IDEMPOTENCY_GET, {"keys": keys[i:i + 500]}):
+        for page in pages(dict.fromkeys(keys)):
+            for row in self.conn.execute(_IDEMPOTENCY_GET, {"keys": page}):
                 out[row.key] = (row.request_hash, row.ticket_id)
         return out
 

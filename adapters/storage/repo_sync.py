@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, func, or_, select, update
 
-from adapters.storage.common import insert_ignore
+from adapters.storage.common import insert_ignore, pages
 from adapters.storage.repo_events import stored_event
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
@@ -63,10 +63,9 @@ class SyncRepo:
     def queued_for(self, dest: str, event_ids: Iterable[str], after: int = 0) -> set[str]:
         """Which of ``event_ids`` are queued for ``dest`` (with ``after``: still in flight, past that
         acknowledged position). Asked about a page of ids at a time, so a long queue is never read whole."""
-        ids = list(event_ids)
         out: set[str] = set()
-        for i in range(0, len(ids), 500):
-            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "after": after, "ids": ids[i:i + 500]}).scalars())
+        for page in pages(event_ids):
+            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "after": after, "ids": page}).scalars())
         return out
 
     # -- inbox ------------------------------------------------------------------
@@ -169,7 +168,7 @@ class SyncRepo:
     def event_ids_by_ticket(self, ticket_ids: Sequence[str]) -> dict[str, list[str]]:
         ticket_ids = list(ticket_ids)
         out: dict[str, list[str]] = {t: [] for t in ticket_ids}
-        for i in range(0, len(ticket_ids), 500):
-            for r in self.conn.execute(select(E.c.ticket, E.c.id).where(E.c.ticket.in_(ticket_ids[i:i + 500]))):
+        for page in pages(ticket_ids):
+            for r in self.conn.execute(select(E.c.ticket, E.c.id).where(E.c.ticket.in_(page))):
                 out[r.ticket].append(r.id)
         return out
