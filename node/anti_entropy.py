@@ -47,19 +47,18 @@ class AntiEntropy:
 
     def _answer(self, sender: str, request: dict) -> dict:
         with self.node.storage.read() as tx:
-            acked = tx.peer(sender)["acked"]
             if request["op"] == "list":
                 after = str(request.get("after") or "")
                 tickets = tx.tickets_for_node(sender, after, PAGE)
                 ids = tx.event_ids_by_ticket(tickets)
-                pending = tx.queued_for(sender, [i for t in tickets for i in ids[t]], acked)
+                pending = tx.in_flight(sender, [i for t in tickets for i in ids[t]])
                 return {"tickets": [[t, digest(set(ids[t]) - pending)] for t in tickets],
                         "next": tickets[-1] if len(tickets) == PAGE else None}
             theirs = request.get("tickets")
             if not isinstance(theirs, dict) or len(theirs) > PAGE:
                 raise ValidationError(f"'tickets' must map at most {PAGE} ticket ids to event id lists")
             ours = tx.event_ids_by_ticket(list(theirs))
-            pending = tx.queued_for(sender, [i for t in theirs for i in ours.get(t, [])], acked)
+            pending = tx.in_flight(sender, [i for t in theirs for i in ours.get(t, [])])
             send, missing_here = [], []
             for ticket, their_ids in theirs.items():
                 mine, their_set = set(ours.get(ticket, [])) - pending, set(their_ids)
@@ -117,7 +116,7 @@ class AntiEntropy:
     def _compare(self, peer: str, listed: dict[str, str]) -> list[str]:
         with self.node.storage.read() as tx:
             ids = tx.event_ids_by_ticket(list(listed))
-            pending = tx.queued_for(peer, [i for t in listed for i in ids[t]], tx.peer(peer)["acked"])
+            pending = tx.in_flight(peer, [i for t in listed for i in ids[t]])
         return [t for t, d in listed.items() if digest(set(ids[t]) - pending) != d]
 
     def _unlisted_own(self, listed: set[str]) -> list[str]:
@@ -144,7 +143,7 @@ class AntiEntropy:
         got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events]).accepted if events else 0
         with self.node.storage.transaction() as tx:
             ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]
-            queued = tx.queued_for(peer, ours, tx.peer(peer)["acked"])   # on their way already
+            queued = tx.in_flight(peer, ours)   # on their way already
             ours = [i for i in ours if i not in queued]
             tx.enqueue(peer, ours)
         return got + len(ours)

@@ -60,9 +60,13 @@ class SyncRepo:
         res = self.conn.execute(O.delete().where(O.c.dest == dest, O.c.id <= upto, O.c.enqueued_at < keep_after))
         return res.rowcount or 0
 
+    def in_flight(self, dest: str, event_ids: Iterable[str]) -> set[str]:
+        """Which of ``event_ids`` are queued for ``dest`` and not yet acknowledged by it."""
+        return self.queued_for(dest, event_ids, after=self.peer(dest)["acked"])
+
     def queued_for(self, dest: str, event_ids: Iterable[str], after: int = 0) -> set[str]:
-        """Which of ``event_ids`` are queued for ``dest`` (with ``after``: still in flight, past that
-        acknowledged position). Asked about a page of ids at a time, so a long queue is never read whole."""
+        """Which of ``event_ids`` are queued for ``dest`` past the position ``after``. Asked about a page of
+        ids at a time, so a long queue is never read whole."""
         out: set[str] = set()
         for page in pages(event_ids):
             out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "after": after, "ids": page}).scalars())

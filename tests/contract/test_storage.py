@@ -239,6 +239,7 @@ def test_outbox_and_checkpoints(storage):
         tx.advance_peer("nasional", acked=1, cursor=2)      # never back
         peer = tx.peer("nasional")
         assert (peer["acked"], peer["cursor"]) == (pos, 7)
+        assert tx.in_flight("nasional", [e.id for e in evs]) == {e.id for e in evs[3:]}   # past the ack
         tx.advance_peer("nasional", acked=pos + 1)
         assert tx.peer("nasional")["acked"] == pos + 1
         tx.update_peer("nasional", failures=3, last_error="boom")
