@@ -37,6 +37,7 @@ from schemas.events import Event
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
 CHUNK = 100          # items verified as one task on the pool (and then stored together)
+GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
 
 
 @dataclass(frozen=True)
@@ -175,8 +176,8 @@ class Receiver:
         if ahead:  # only once stored: the cursor must never pass an event that is not
             gaps = self._ahead.setdefault(sender, {})
             gaps[after] = last
-            for stale in sorted(gaps)[:-64]:
-                del gaps[stale]
+            for oldest in sorted(gaps)[:-GAPS_KEPT]:  # (those behind the cursor, which can never match, first)
+                del gaps[oldest]
         return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
                         cursor=cursor, fresh=tuple(fresh))
 
@@ -185,8 +186,6 @@ class Receiver:
         gaps = self._ahead.get(sender, {})
         while cursor in gaps:
             cursor = max(cursor, gaps.pop(cursor))
-        for stale in [a for a in gaps if a < cursor]:
-            del gaps[stale]
         return cursor
 
     @staticmethod
