@@ -239,11 +239,12 @@ def make_event(*, ticket: str, author: str, seq: int, prev: str | None, parents:
     """Build, hash and sign a new event."""
     if type not in EVENT_TYPES:
         raise ValidationError(f"unknown event type {type!r}")
-    body = {"ticket": ticket, "author": author, "seq": seq, "prev": prev, "parents": sorted(parents),
+    parents = sorted(parents)
+    body = {"ticket": ticket, "author": author, "seq": seq, "prev": prev, "parents": parents,
             "hlc": hlc, "type": type, "payload": dict(payload), "key": key_id}
     data, plain = _canonical(body)
     event = Event(id=hashlib.sha256(data).hexdigest(), sig=b64u(private_key.sign(data)), ticket=ticket,
-                  author=author, seq=seq, prev=prev, parents=tuple(sorted(parents)), hlc=hlc, type=type,
-                  payload=dict(payload), key=key_id)
+                  author=author, seq=seq, prev=prev, parents=tuple(parents), hlc=hlc, type=type,
+                  payload=body["payload"], key=key_id)
     event.__dict__["_signed"] = (data, plain)
     return event
