@@ -5,6 +5,8 @@ back can be chosen); real pushes between node processes are in tests/acceptance.
 """
 import asyncio
 
+import pytest
+
 from adapters.transport import Peer, PushResult
 from node.errors import PeerError
 from node.sync import SyncEngine
@@ -140,14 +142,15 @@ async def test_a_failed_push_abandons_the_batches_behind_it(make_node, tmp_path,
     assert _acked(node) == positions[-1]
 
 
-async def test_one_in_flight_when_configured(make_node, tmp_path, sample_complaints):
-    node, positions = _queued(make_node, tmp_path, sample_complaints, n=3)
+@pytest.mark.parametrize("inflight", [1, 2, 3])
+async def test_as_many_pushes_in_flight_as_configured(make_node, tmp_path, sample_complaints, inflight):
+    node, positions = _queued(make_node, tmp_path, sample_complaints)
 
     async def answer(n, after, sent):
-        await asyncio.sleep(0)
+        await asyncio.sleep(0.05)       # slow enough that every push the window allows has started
         return PushResult(accepted=len(sent), duplicates=0, rejected=(), cursor=0)
 
     transport = ScriptedTransport(answer)
-    assert await _engine(node, transport, inflight=1).drain(Peer("nasional", "http://127.0.0.1:1")) == 3
-    assert transport.most_in_flight == 1
+    assert await _engine(node, transport, inflight=inflight).drain(Peer("nasional", "http://127.0.0.1:1")) == 5
+    assert transport.most_in_flight == inflight
     assert _acked(node) == positions[-1]
