@@ -10,9 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import orjson
 
 from node import ids
 from node.errors import Conflict, Forbidden, NotFound, SimpulError, ValidationError
@@ -35,7 +36,16 @@ class Filed:
 
 
 def request_hash(complaint: ComplaintIn) -> str:
-    return hashlib.sha256(json.dumps(complaint.model_dump(), sort_keys=True).encode()).hexdigest()
+    """What an Idempotency-Key is bound to: SHA-256 of the complaint as compact JSON with sorted keys."""
+    return hashlib.sha256(orjson.dumps(complaint.model_dump(), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def same_request(stored: str, digest: str, complaint: ComplaintIn) -> bool:
+    """Is ``stored`` (an Idempotency-Key's digest) this complaint's? Digests stored before request_hash
+    used orjson were made with the standard library's JSON (other separators, ASCII escapes); those keys
+    must still match a retry of their complaint, so a mismatch is checked against that form too."""
+    return stored == digest or stored == hashlib.sha256(
+        json.dumps(complaint.model_dump(), sort_keys=True).encode()).hexdigest()
 
 
 class ComplaintService:
@@ -71,7 +81,7 @@ class ComplaintService:
                     plan.append((ids.ticket_id(), digest, True))
                     if key:
                         known[keys[key]] = (digest, plan[-1][0])
-                elif seen[0] != digest:
+                elif not same_request(seen[0], digest, complaint):
                     plan.append(Conflict("Idempotency-Key was already used with a different complaint"))
                 else:
                     plan.append((seen[1], digest, False))

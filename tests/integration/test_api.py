@@ -176,6 +176,27 @@ async def test_idempotency_key_retry_returns_same_ticket(client, tokens, complai
     assert counts(node)["tickets"] == 2
 
 
+async def test_idempotency_key_stored_with_the_old_digest_still_matches(client, tokens, complaint, node, db_snapshot):
+    """Keys stored before request_hash moved to orjson hold the standard library's digest: a retry of the
+    same complaint still gets its ticket back, and a different complaint is still refused."""
+    import hashlib
+    import json
+    from schemas.complaints import ComplaintIn
+    resp1, d1 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "old-gw-0001"})
+    assert resp1.status == 201
+    legacy = hashlib.sha256(json.dumps(ComplaintIn.model_validate(complaint).model_dump(),
+                                       sort_keys=True).encode()).hexdigest()
+    with node.storage.engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE idempotency SET request_hash = ? WHERE key = ?", (legacy, "intake:old-gw-0001"))
+    resp2, d2 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "old-gw-0001"})
+    assert resp2.status == 200 and d2["ticket_id"] == d1["ticket_id"]
+    before = db_snapshot(node.storage)
+    resp3 = await client.post("/api/v1/complaints", json=dict(complaint, title="Pungutan buku LKS di SMP negeri"),
+                              headers={**auth(tokens.intake), "Idempotency-Key": "old-gw-0001"})
+    await assert_problem(resp3, 409, "Idempotency-Key")
+    assert db_snapshot(node.storage) == before
+
+
 # -------------------------------------------------------------- bad input
 def _without(key):
     def f(c):
