@@ -39,6 +39,7 @@ wins over the generic one. Finding offsets refer to the original text.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -111,7 +112,14 @@ def _regex_findings(pattern: re.Pattern[str], kind: str, text: str) -> Iterator[
             yield Finding(kind, m.start(), m.end())
 
 
-def _reporter_patterns(reporter: Mapping[str, str], text: str) -> Iterator[tuple[str, re.Pattern[str]]]:
+@functools.lru_cache(maxsize=4)
+def _reporter_digits(nik: str, phone: str) -> tuple[str, str]:
+    """The reporter's NIK digits and phone's national number (a complaint's title and body share them)."""
+    return _digits(nik), _national_number(phone)
+
+
+def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
+                       ) -> Iterator[tuple[str, re.Pattern[str]]]:
     """The reporter's own data as patterns, each compiled only if ``text`` may contain it.
 
     Compiling a reporter's fresh patterns costs far more than scanning a text
@@ -121,16 +129,14 @@ def _reporter_patterns(reporter: Mapping[str, str], text: str) -> Iterator[tuple
     lower-cased text (beyond ASCII, case-insensitive matching has special
     cases, so the pattern is always compiled).
     """
-    text_digits = _digits(text)
     lowered = text.lower() if text.isascii() else None
 
     def may_contain(word: str) -> bool:
         return lowered is None or not word.isascii() or word.lower() in lowered
 
-    nik = _digits(reporter.get("nik") or "")
+    nik, phone = _reporter_digits(reporter.get("nik") or "", reporter.get("phone") or "")
     if len(nik) >= _MIN_REPORTER_DIGITS and nik in text_digits:
         yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(nik) + r"(?![0-9])")
-    phone = _national_number(reporter.get("phone") or "")
     if len(phone) >= _MIN_REPORTER_DIGITS and phone in text_digits:
         prefix = r"(?:\(?" + _PHONE_PREFIX + r"[ .\-]?)?"
         yield "reporter_phone", re.compile(r"(?<![0-9+])" + prefix + _digitwise(phone) + r"(?![0-9])")
@@ -167,11 +173,12 @@ def _nik_findings(text: str) -> Iterator[Finding]:
 
 def _candidates(text: str, reporter: Mapping[str, str] | None) -> Iterator[Finding]:
     # Each scan runs only if the text has what every match needs: an "@", 16 digits, an "8".
-    for kind, pattern in _reporter_patterns(reporter or {}, text):
+    text_digits = _digits(text)
+    for kind, pattern in _reporter_patterns(reporter or {}, text, text_digits):
         yield from _regex_findings(pattern, kind, text)
     if "@" in text:
         yield from _regex_findings(_EMAIL_RE, "email", text)
-    if len(_digits(text)) >= _NIK_DIGITS:
+    if len(text_digits) >= _NIK_DIGITS:
         yield from _nik_findings(text)
     if "8" in text:
         yield from _regex_findings(_PHONE_RE, "phone", text)
