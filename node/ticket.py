@@ -55,7 +55,8 @@ class TicketState:
 
     def public_dict(self) -> dict[str, Any]:
         """The state as JSON-ready data. Nested values are this (frozen) state's own: read them, never mutate."""
-        data = {name: getattr(self, name) for name in _FIELDS}
+        own = self.__dict__
+        data = {name: own[name] for name in _FIELDS}
         data["status"] = self.status.value
         data["ignored"] = [list(x) for x in self.ignored]
         return data

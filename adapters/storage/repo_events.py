@@ -254,8 +254,8 @@ class EventRepo:
 
     # -- origin-only data -----------------------------------------------------
     def put_private(self, ticket_id: str, identity: dict, original_body: str, redactions: list) -> None:
-        self.defer(_PUT_PRIVATE, {"ticket_id": ticket_id, "identity_json": json.dumps(identity, ensure_ascii=False),
-                                  "original_body": original_body, "redactions": json.dumps(redactions)})
+        self.defer(_PUT_PRIVATE, {"ticket_id": ticket_id, "identity_json": orjson.dumps(identity).decode(),
+                                  "original_body": original_body, "redactions": orjson.dumps(redactions).decode()})
 
     def get_private(self, ticket_id: str) -> dict | None:
         P = ReporterPrivateRow.__table__

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import operator
 from collections.abc import Iterator
 
 from sqlalchemy import create_engine, event, text
@@ -98,7 +99,8 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
             # parameter processing cost more than SQLite's insert (sqlite3 takes our types as they are).
             sql = _driver_sql(stmt, keys) if self.dialect == "sqlite" else None
             if sql is not None:
-                self.conn._raw.exec_driver_sql(sql, [tuple(r[k] for k in keys) for r in rows])
+                row = operator.itemgetter(*keys)
+                self.conn._raw.exec_driver_sql(sql, [row(r) for r in rows] if len(keys) > 1 else [(row(r),) for r in rows])
             else:
                 self.conn._raw.execute(stmt, rows)
 
