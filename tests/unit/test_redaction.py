@@ -195,3 +195,10 @@ def test_all_sample_bodies():
 def test_sample_titles_unchanged():
     for s in load_samples():
         assert redact(s["title"], reporter=s["reporter"]).text == s["title"], s["ref"]
+
+
+@pytest.mark.parametrize("text", ["Rp750.000, hubungi 0812-3456-7890", "tanpa angka", "", "NIK: 6401 0768 0364 2274",
+                                  "nomor ٠١٢ dan 345 — lihat 6.7", "tel. ＋62 812 (lebar penuh) 99"])
+def test_digits_match_the_regular_expression_on_any_text(text):
+    from node.redaction import _digits
+    assert _digits(text) == re.sub(r"[^0-9]+", "", text)
