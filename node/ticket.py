@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
 from node import merge
@@ -80,16 +80,29 @@ def replace(state: TicketState, **changes: Any) -> TicketState:
     new.__dict__.update(changes)
     return new
 order_key = merge.order_key
+_DEFAULTS = {f.name: f.default for f in fields(TicketState) if f.default is not MISSING}
+_REQUIRED = frozenset(f.name for f in fields(TicketState) if f.default is MISSING and f.default_factory is MISSING)
+
+
+def _fresh(values: dict[str, Any]) -> TicketState:
+    """``TicketState(**values)`` without the frozen dataclass's ``__init__`` (as ``replace``)."""
+    missing = _REQUIRED - values.keys()
+    if missing or not _FIELD_SET >= values.keys():
+        raise TypeError(f"TicketState: missing {sorted(missing)}, unknown {sorted(values.keys() - _FIELD_SET)}")
+    new = object.__new__(TicketState)
+    new.__dict__.update(_DEFAULTS)
+    new.__dict__.update(values)
+    return new
 
 
 def _created(event: Event) -> TicketState:
     p = event.payload
-    return TicketState(
+    return _fresh(dict(
         ticket_id=event.ticket, tracking_id=p["tracking_id"], origin=event.author, report_type=p["type"],
         category=p["category"], topic=p.get("topic"), region=p["region"], kecamatan=p.get("kecamatan"),
         title=p["title"], body=p["body"], incident_date=p.get("incident_date"), anonim=bool(p["anonim"]),
         rahasia=bool(p["rahasia"]), channel=p["channel"], chosen_institution=p.get("chosen_institution"),
-        filed_at=p["filed_at"], hub=p.get("hub"), last_hlc=event.hlc, event_count=1)
+        filed_at=p["filed_at"], hub=p.get("hub"), last_hlc=event.hlc, event_count=1))
 
 
 def _effect(state: TicketState, event: Event) -> dict[str, Any]:

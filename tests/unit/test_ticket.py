@@ -116,3 +116,22 @@ def test_heads():
     shuffled = list(b.events)
     random.Random(1).shuffle(shuffled)
     assert heads(shuffled) == (m.id,)
+
+
+def test_a_created_state_is_the_one_the_dataclass_would_build():
+    """fold builds states without TicketState.__init__ (ticket._fresh); the result must be the same."""
+    from node.ticket import TicketState, _fresh
+    created = Builder().add("kab-paser", "created", 1000, CREATED)
+    state = fold([created])
+    expected = TicketState(ticket_id="t1", tracking_id=CREATED["tracking_id"], origin="kab-paser",
+                           report_type="pengaduan", category="pendidikan", topic="smp", region="6401",
+                           kecamatan="Tanah Grogot", title=CREATED["title"], body=CREATED["body"],
+                           incident_date="2026-10-06", anonim=False, rahasia=False, channel="web",
+                           chosen_institution=None, filed_at=CREATED["filed_at"], hub="nasional",
+                           last_hlc=created.hlc, event_count=1)
+    assert state == expected and state.public_dict() == expected.public_dict()
+    values = {k: v for k, v in expected.public_dict().items() if k not in ("status", "ignored")}
+    with pytest.raises(TypeError, match="missing"):
+        _fresh({k: v for k, v in values.items() if k != "region"})
+    with pytest.raises(TypeError, match="unknown"):
+        _fresh({**values, "colour": "red"})
