@@ -47,15 +47,17 @@ async def _fire(url: str, token: str, bodies: list[tuple[str, bytes]], concurren
             "p50_ms": pick(0.5), "p99_ms": pick(0.99)}
 
 
-def run(cluster, node_id: str, samples: list[dict], n: int, concurrency: int, seed: int = 5) -> dict:
-    """File ``n`` complaints at ``node_id`` (running); return the figures."""
+def run(cluster, node_id: str, samples: list[dict], n: int, concurrency: int, seed: int = 5,
+        prefix: str = "I") -> dict:
+    """File ``n`` complaints at ``node_id`` (running); return the figures. ``prefix`` starts their
+    references, which are their Idempotency-Keys: runs on one node need different ones."""
     bodies = [(c["ref"], json.dumps(api_body(c), ensure_ascii=False).encode())
-              for c in generate(samples, n, seed=seed, filed_at=node_id, prefix="I")]
+              for c in generate(samples, n, seed=seed, filed_at=node_id, prefix=prefix)]
     proc = cluster.proc(node_id)
     url = f"{proc.url}/api/v1/complaints"
     token = cluster.tokens(node_id)["intake"]
     # warm up (first requests pay for imports and caches), not counted
-    asyncio.run(_fire(url, token, [(f"warm-{i}", b) for i, (_, b) in enumerate(bodies[:50])], 8))
+    asyncio.run(_fire(url, token, [(f"warm-{prefix}-{i}", b) for i, (_, b) in enumerate(bodies[:50])], 8))
     cpu0, client0 = cpu_seconds(proc.popen.pid), time.process_time()
     result = asyncio.run(_fire(url, token, bodies, concurrency))
     cpu, client = cpu_seconds(proc.popen.pid) - cpu0, time.process_time() - client0
