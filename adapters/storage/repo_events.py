@@ -32,6 +32,8 @@ _TICKET_EVENTS = (select(E.c.id, E.c.raw).where(E.c.ticket == bindparam("ticket"
                   .order_by(E.c.hlc, E.c.author, E.c.id))
 _TICKETS_EVENTS = (select(E.c.ticket, E.c.id, E.c.raw).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
                    .order_by(E.c.ticket, E.c.hlc, E.c.author, E.c.id))
+_AUTHOR_SEQS = select(E.c.seq, E.c.id).where(E.c.author == bindparam("author"),
+                                            E.c.seq.in_(bindparam("seqs", expanding=True)))
 _CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
 _GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
 _META_GET = select(MetaRow.__table__.c.value).where(MetaRow.__table__.c.key == bindparam("key"))
@@ -83,6 +85,7 @@ class EventRepo:
     conn: object
     dialect: str
     defer: object  # Tx.defer
+    select_in: object  # Tx.select_in
 
     # -- events ---------------------------------------------------------------
     def insert_events(self, events: Sequence[Event], now: float | None = None, *, signed_here: bool = False
@@ -113,17 +116,11 @@ class EventRepo:
         return fresh
 
     def existing_event_ids(self, ids: Iterable[str]) -> set[str]:
-        found: set[str] = set()
-        for page in pages(ids):
-            found.update(self.conn.execute(_EXISTING_IDS, {"ids": page}).scalars())
-        return found
+        return {r.id for r in self.select_in(_EXISTING_IDS, "ids", ids)}
 
     def stored_raw(self, ids: Iterable[str]) -> dict[str, str]:
         """The stored canonical form of those of ``ids`` that are stored."""
-        out: dict[str, str] = {}
-        for page in pages(ids):
-            out.update((r.id, r.raw) for r in self.conn.execute(_STORED_RAW, {"ids": page}))
-        return out
+        return {r.id: r.raw for r in self.select_in(_STORED_RAW, "ids", ids)}
 
     def get_events(self, ids: Iterable[str]) -> list[Event]:
         out: list[Event] = []
@@ -153,7 +150,7 @@ class EventRepo:
         cache = self._events_cache()
         for page in pages(t for t in dict.fromkeys(ticket_ids) if t not in cache):
             found: dict[str, list[Event]] = {t: [] for t in page}
-            for ticket, event_id, raw in self.conn.execute(_TICKETS_EVENTS, {"tickets": page}):
+            for ticket, event_id, raw in self.select_in(_TICKETS_EVENTS, "tickets", page):
                 found[ticket].append(stored_event(event_id, raw))
             cache.update(found)
 
@@ -162,8 +159,7 @@ class EventRepo:
                                       .order_by(E.c.hlc, E.c.author, E.c.id)).scalars())
 
     def author_seq_ids(self, author: str, seqs) -> dict[int, str]:
-        rows = self.conn.execute(select(E.c.seq, E.c.id).where(E.c.author == author, E.c.seq.in_(list(seqs))))
-        return {r.seq: r.id for r in rows}
+        return {r.seq: r.id for r in self.select_in(_AUTHOR_SEQS, "seqs", seqs, author=author)}
 
     def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """(pos, raw) of ``author``'s events in chain order."""
@@ -242,11 +238,8 @@ class EventRepo:
 
     def idempotency_get_many(self, keys: Sequence[str]) -> dict[str, tuple[str, str]]:
         """(request hash, ticket id) of those of ``keys`` already used."""
-        out: dict[str, tuple[str, str]] = {}
-        for page in pages(dict.fromkeys(keys)):
-            for row in self.conn.execute(_IDEMPOTENCY_GET, {"keys": page}):
-                out[row.key] = (row.request_hash, row.ticket_id)
-        return out
+        return {row.key: (row.request_hash, row.ticket_id)
+                for row in self.select_in(_IDEMPOTENCY_GET, "keys", dict.fromkeys(keys))}
 
     def idempotency_put(self, key: str, request_hash: str, ticket_id: str) -> None:
         self.defer(_IDEMPOTENCY_PUT, {"key": key, "request_hash": request_hash, "ticket_id": ticket_id,

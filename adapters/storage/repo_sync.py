@@ -29,6 +29,7 @@ PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attem
 class SyncRepo:
     conn: object
     dialect: str
+    select_in: object  # Tx.select_in
 
     # -- outbox ---------------------------------------------------------------
     def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
@@ -67,10 +68,7 @@ class SyncRepo:
     def queued_for(self, dest: str, event_ids: Iterable[str], after: int = 0) -> set[str]:
         """Which of ``event_ids`` are queued for ``dest`` past the position ``after``. Asked about a page of
         ids at a time, so a long queue is never read whole."""
-        out: set[str] = set()
-        for page in pages(event_ids):
-            out.update(self.conn.execute(_QUEUED_FOR, {"dest": dest, "after": after, "ids": page}).scalars())
-        return out
+        return {r.event_id for r in self.select_in(_QUEUED_FOR, "ids", event_ids, dest=dest, after=after)}
 
     # -- inbox ------------------------------------------------------------------
     def inbox_add(self, origin: str, event_ids: Sequence[str], now: float | None = None) -> None:

@@ -87,6 +87,32 @@ def test_insert_events_is_idempotent(storage):
         assert tx.get_events([a.id])[0] == a
 
 
+def test_lookups_by_a_list_span_several_pages(storage):
+    """The IN (...) lookups page long lists (common.IN_PAGE) and, on SQLite, go to the driver
+    (Tx.select_in); both must find exactly what a lookup one by one would."""
+    from adapters.storage.common import IN_PAGE
+    n = IN_PAGE + 37
+    evs = [ev(ticket=f"t{i % 7}", seq=i, at=1000 + i) for i in range(1, n + 1)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        tx.enqueue("nasional", [e.id for e in evs[::2]])
+        for i in range(0, n, 3):
+            tx.idempotency_put(f"intake:k{i}", "h" * 64, f"t{i}")
+    asked = [e.id for e in evs] + ["0" * 64, evs[3].id]   # one unknown, one twice
+    with storage.read() as tx:
+        assert tx.existing_event_ids(asked) == {e.id for e in evs}
+        assert tx.stored_raw(asked) == {e.id: e.canonical_wire() for e in evs}
+        assert tx.queued_for("nasional", asked) == {e.id for e in evs[::2]}
+        assert tx.queued_for("nasional", asked, after=n) == set()
+        assert tx.author_seq_ids("kab-paser", range(0, n + 5)) == {e.seq: e.id for e in evs}
+        assert tx.author_seq_ids("nasional", range(1, 10)) == {}
+        assert tx.idempotency_get_many([f"intake:k{i}" for i in range(n)]) == {
+            f"intake:k{i}": ("h" * 64, f"t{i}") for i in range(0, n, 3)}
+        tx.prefetch_ticket_events([f"t{i}" for i in range(8)])
+        for i in range(8):
+            assert tx.ticket_events(f"t{i}") == [e for e in evs if e.ticket == f"t{i}"]
+
+
 def test_unique_author_seq(storage):
     with storage.transaction() as tx:
         tx.insert_events([ev(seq=1)])
