@@ -13,7 +13,7 @@ of the state and the conflicts are listed in ``conflicts``.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
@@ -182,8 +182,24 @@ def fold(events: Iterable[Event]) -> TicketState | None:
     return state
 
 
+def _linear(ordered: Sequence[Event]) -> bool:
+    """Is each event's only parent the one before it? Then every event is an ancestor of the ones after
+    it, and no two are concurrent: there is nothing for find_conflicts to find, nor for a resolution to
+    settle. That is a ticket's usual history, and how the hub first receives it (whole, in one batch)."""
+    return all(len(e.parents) == 1 and e.parents[0] == p.id for p, e in zip(ordered, ordered[1:]))
+
+
 def _fold(events: Iterable[Event]) -> TicketState | None:
     ordered = sorted(events, key=order_key)
+    if _linear(ordered):
+        state = None
+        for event in ordered:
+            state = apply(state, event)
+        return state
+    return _fold_concurrent(ordered)
+
+
+def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     created = next((e for e in ordered if e.type == "created"), None)
     if created is None:
         return None

@@ -217,3 +217,38 @@ def test_replicas_converge_and_agree_on_conflicts(steps, seed):
     expected = sum(1 for a in anchors if any(vector_concurrent(a, p, clocks) for p in progress))
     kinds = [c for c in states[0].conflicts if c["kind"] in ("archive_vs_progress", "reroute_vs_progress")]
     assert len(kinds) == expected
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=st.lists(st.tuples(st.sampled_from([HUB, ORIGIN, HOLDER]), st.integers(0, 5), st.booleans()),
+                      min_size=1, max_size=12),
+       seed=st.integers(0, 10**6))
+def test_the_fold_of_a_linear_history_equals_the_general_fold(steps, seed):
+    """ticket._fold takes a shortcut when each event's only parent is the one before it (nothing is
+    concurrent); on every prefix of each replica's arrival order, and on random subsets, of histories
+    with concurrency, conflicts and resolutions, it must agree with the general fold."""
+    from node import ticket
+    from node.merge import order_key
+    rnd = random.Random(seed)
+    hub, origin, holder = routed_ticket()
+    replicas = {HUB: hub, ORIGIN: origin, HOLDER: holder}
+    for who, choice, share in steps:
+        action = ACTIONS[who][choice % len(ACTIONS[who])]
+        payload = {"institution": "bpp-pu", "node": OTHER} if action == "routed:other" else None
+        event = replicas[who].author("routed" if action == "routed:other" else action, payload)
+        if share:
+            for r in rnd.sample(list(replicas.values()), rnd.randint(1, 3)):
+                r.receive([event])
+    if hub.state() and hub.state().conflicts:
+        hub.author("conflict_resolved", {"conflict": hub.state().conflicts[0]["id"], "winner": rnd.choice("AB")})
+    exchange(*replicas.values())
+    linear = 0
+    for r in replicas.values():
+        arrival = list(r.events.values())
+        subsets = [arrival[:k] for k in range(1, len(arrival) + 1)]
+        subsets += [rnd.sample(arrival, rnd.randint(1, len(arrival))) for _ in range(5)]
+        for events in subsets:
+            ordered = sorted(events, key=order_key)
+            linear += ticket._linear(ordered)
+            assert ticket._fold(events) == ticket._fold_concurrent(ordered)
+    assert linear > 0  # the created event alone, at least: the shortcut is exercised
