@@ -168,6 +168,8 @@ def report(args, res: dict) -> tuple[str, bool]:
         row(f"drain {dr['events']:,} events", dr["per_s"], "events/s", near["mean"], ">= 0.50 x verify",
             dr["per_s"] >= TARGET_DRAIN_RATIO * near["mean"] and dr["hub_holds"] == dr["events"])
         row("  verify ceiling just before / after it", f"{near['before']:,.0f} / {near['after']:,.0f}", "verif/s")
+        if "district_startup_s" in dr:
+            row("  district start-up before it (not counted)", dr["district_startup_s"], "s")
         hub, dist = dr["processes"][res["hub"]], dr["processes"][args.district]
         row("  drain CPU: hub / district", f"{hub['cpu_s']} / {dist['cpu_s']}", "cpu-s")
         if "catch_up" in d:
