@@ -39,7 +39,6 @@ wins over the generic one. Finding offsets refer to the original text.
 from __future__ import annotations
 
 import bisect
-import functools
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -116,12 +115,6 @@ def _regex_findings(pattern: re.Pattern[str], kind: str, text: str) -> Iterator[
             yield Finding(kind, m.start(), m.end())
 
 
-@functools.lru_cache(maxsize=4)
-def _reporter_digits(nik: str, phone: str) -> tuple[str, str]:
-    """The reporter's NIK digits and phone's national number (a complaint's title and body share them)."""
-    return _digits(nik), _national_number(phone)
-
-
 def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
                        ) -> Iterator[tuple[str, re.Pattern[str]]]:
     """The reporter's own data as patterns, each compiled only if ``text`` may contain it.
@@ -138,7 +131,8 @@ def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
     def may_contain(word: str) -> bool:
         return lowered is None or not word.isascii() or word.lower() in lowered
 
-    nik, phone = _reporter_digits(reporter.get("nik") or "", reporter.get("phone") or "")
+    nik = _digits(reporter.get("nik") or "")
+    phone = _national_number(reporter.get("phone") or "")
     if len(nik) >= _MIN_REPORTER_DIGITS and nik in text_digits:
         yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(nik) + r"(?![0-9])")
     if len(phone) >= _MIN_REPORTER_DIGITS and phone in text_digits:

@@ -131,8 +131,9 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
             # parameter processing cost more than SQLite's insert (sqlite3 takes our types as they are).
             sql = _driver_sql(stmt, keys) if self.dialect == "sqlite" else None
             if sql is not None:
-                row = operator.itemgetter(*keys)
-                self.conn._raw.exec_driver_sql(sql, [row(r) for r in rows] if len(keys) > 1 else [(row(r),) for r in rows])
+                row = operator.itemgetter(*keys)  # a tuple for two keys or more, the bare value for one
+                args = [row(r) for r in rows] if len(keys) > 1 else [(row(r),) for r in rows]
+                self.conn._raw.exec_driver_sql(sql, args)
             else:
                 self.conn._raw.execute(stmt, rows)
 
