@@ -16,7 +16,8 @@ verified in chunks on a small thread pool (one thread per core), so a node
 verifies on every core while the rest of the receive path stays on the
 database thread, storing each chunk as soon as it is verified while the next
 ones are still being checked. The outcome is the same as checking item by
-item, in order.
+item, in order. A push's checks start as soon as its request is authenticated
+(``start``), so they overlap with the storing of the batch ahead of it.
 An item byte-for-byte equal to an event already stored (a push and a pull
 crossing, a retried batch) is not verified again: the stored copy was, with
 the same key; only its key is checked again (it may have been revoked since).
@@ -117,23 +118,26 @@ class Receiver:
             event.verify(entry[1])
         return item["pos"], event
 
-    def _verifying(self, sender: str, items: list) -> list[Callable[[], tuple[list, list]]]:
-        """Start checking ``items``; return, in order, one callable per chunk that waits for its outcome."""
+    def start(self, sender: str, items: list) -> list[Callable[[], tuple[list, list]]] | None:
+        """Start checking a large batch on the pool now; return, in order, one callable per chunk that waits
+        for its outcome, to hand to ``receive``. A push handler calls this as soon as the request is
+        authenticated, so that a batch is verified while the one ahead of it is still being stored on the
+        database thread. None for a batch small enough to be checked inline by ``receive``."""
+        if self.verify_threads < 2 or len(items) < PARALLEL_FROM:
+            return None
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="simpul-verify")
+        futures = [self._pool.submit(self._verify_chunk, sender, items[i:i + CHUNK])
+                   for i in range(0, len(items), CHUNK)]
+        return [f.result for f in futures]
+
+    def _verify_chunk(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
+        # Items already stored byte for byte need no signature check (the stored copy had one). This is
+        # only a shortcut: read before the batch ahead is stored, it just verifies a few more signatures.
         ids = [i["event"]["id"] for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)
                and isinstance(i["event"].get("id"), str)]
         with self.node.storage.read() as tx:
             known = tx.stored_raw(ids)
-        if self.verify_threads < 2 or len(items) < PARALLEL_FROM:
-            outcome = self._verify_chunk(sender, items, known)
-            return [lambda: outcome]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="simpul-verify")
-        futures = [self._pool.submit(self._verify_chunk, sender, items[i:i + CHUNK], known)
-                   for i in range(0, len(items), CHUNK)]
-        return [f.result for f in futures]
-
-    def _verify_chunk(self, sender: str, items: Sequence, known: dict[str, str]
-                      ) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
         good, rejected = [], []
         for item in items:
             try:
@@ -145,12 +149,17 @@ class Receiver:
                 rejected.append((str(ident), str(exc)))
         return good, rejected
 
-    def receive(self, sender: str, after: int, items: Sequence) -> Received:
-        """Check and apply one batch. Chunks are stored as soon as they are verified, while the next ones
-        are still being verified on the pool: the same outcome as receiving them as consecutive batches,
-        except that the role's reactions run once, on the whole batch."""
+    def receive(self, sender: str, after: int, items: Sequence,
+                started: list[Callable[[], tuple[list, list]]] | None = None) -> Received:
+        """Check and apply one batch (``started``: its checks, if ``start`` began them already). Chunks are
+        stored as soon as they are verified, while the next ones are still being verified on the pool: the
+        same outcome as receiving them as consecutive batches, except that the role's reactions run once,
+        on the whole batch."""
         items = list(items)
-        parts = self._verifying(sender, items)
+        parts = started or self.start(sender, items)
+        if parts is None:
+            outcome = self._verify_chunk(sender, items)
+            parts = [lambda: outcome]
         rejected: list[tuple[str, str]] = []
         fresh: list[Event] = []
         states: dict = {}

@@ -23,21 +23,22 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-async def _verified_sender(request: web.Request, body: bytes) -> str:
-    node, keys = request.app["node"], request.app["keydir"]
-    now = time.time()
+def _authenticated(request: web.Request, body: bytes) -> httpsig.Verified:
     verified = httpsig.verify_request(request.method, str(request.url), request.headers, body,
-                                      resolve_key=keys.resolve, now=now)
-    sender = verified.key_id.split("#", 1)[0]
-    if sender == node.node_id:
+                                      resolve_key=request.app["keydir"].resolve, now=time.time())
+    if verified.key_id.split("#", 1)[0] == request.app["node"].node_id:
         raise SignatureError("request signed with this node's own key")
+    return verified
+
+
+async def _spend_nonce(request: web.Request, verified: httpsig.Verified) -> None:
+    node, now = request.app["node"], time.time()
 
     def use_nonce():
         with node.storage.transaction() as tx:
             return tx.use_nonce(verified.key_id, verified.nonce, verified.created + 2 * httpsig.REPLAY_WINDOW_S, now)
     if not await node.db(use_nonce):
         raise SignatureError(f"replayed request: nonce already used by {verified.key_id}")
-    return sender
 
 
 def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | None = None,
@@ -52,14 +53,23 @@ def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | N
     return web.Response(status=status, body=body, headers=headers)
 
 
-def federation_handler(fn):
-    """Verify the caller, run ``fn(request, sender, body)``, sign whatever comes back."""
+def federation_handler(fn, prepare=None):
+    """Verify the caller, run ``fn(request, sender, body)``, sign whatever comes back.
+
+    ``prepare(request, sender, body)``, if given, runs once the request's signature is verified but
+    before its nonce is spent, and its result is passed to ``fn`` as a fourth argument. Spending the
+    nonce is a write on the database thread, behind whatever is queued there; work started in
+    ``prepare`` runs meanwhile (a replayed request only costs that work: it changes nothing)."""
     async def handler(request: web.Request) -> web.Response:
         try:
             body = await request.read()
-            sender = await _verified_sender(request, body)
+            verified = _authenticated(request, body)
+            sender = verified.key_id.split("#", 1)[0]
+            args = (request, sender, body) if prepare is None else (
+                request, sender, body, prepare(request, sender, body))
+            await _spend_nonce(request, verified)
             request.app["sync"].on_contact(sender)
-            return _signed(request, 200, await fn(request, sender, body))
+            return _signed(request, 200, await fn(*args))
         except SimpulError as exc:
             log.warning("federation %s %s refused: %s", request.method, request.path, exc)
             resp = problem(exc.status, exc.slug, exc.title, str(exc))
@@ -67,7 +77,10 @@ def federation_handler(fn):
     return handler
 
 
-async def _push(request, sender, body) -> dict:
+def _parse_push(request, sender, body) -> tuple[dict, list | None]:
+    """The batch, and at a hub its checks already started (``Receiver.start``). A district first
+    refreshes its directory if the batch carries keys it does not know (``_learn_new_keys``), so it
+    starts its checks in ``_push``."""
     try:
         data = orjson.loads(body)
     except ValueError as exc:
@@ -76,10 +89,17 @@ async def _push(request, sender, body) -> dict:
         raise ValidationError("body must be {'after': int, 'items': [...]}")
     if len(data["items"]) > 5000:
         raise ValidationError("at most 5000 items per batch")
-    node = request.app["node"]
+    hub = request.app["node"].role == "hub"
+    return data, request.app["receiver"].start(sender, data["items"]) if hub else None
+
+
+async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict:
+    data, started = parsed
+    node, receiver = request.app["node"], request.app["receiver"]
     if node.role != "hub":
         await _learn_new_keys(request, data["items"])
-    result = await node.db(request.app["receiver"].receive, sender, data["after"], data["items"])
+        started = receiver.start(sender, data["items"])
+    result = await node.db(receiver.receive, sender, data["after"], data["items"], started)
     if result.duplicates:
         # Harmless (the inbox makes delivery idempotent) but worth seeing: a push/pull race,
         # a sender that lost its checkpoint, or a double send.
@@ -127,7 +147,7 @@ async def _digests(request, sender, body) -> dict:
     return await anti_entropy.answer(sender, json.loads(body))
 
 
-routes.post("/federation/v1/events")(federation_handler(_push))
+routes.post("/federation/v1/events")(federation_handler(_push, prepare=_parse_push))
 routes.get("/federation/v1/events")(federation_handler(_pull))
 routes.get("/federation/v1/directory")(federation_handler(_directory))
 routes.post("/federation/v1/digests")(federation_handler(_digests))

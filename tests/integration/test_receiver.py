@@ -59,3 +59,28 @@ def test_a_batch_that_failed_to_store_is_not_passed_over(pair, sample_complaints
     assert receiver.receive("kab-paser", 0, first).cursor == first[-1]["pos"]
     with hub.storage.read() as tx:
         assert not tx.existing_event_ids(i["event"]["id"] for i in second)
+
+
+def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(pair, sample_complaints):
+    """A push handler starts a batch's checks (Receiver.start) before the batch ahead of it is stored. The
+    outcome must not change: a forged event is still refused, and an event the batch ahead carried too
+    (not yet stored when the checks began, so verified again) is still stored once."""
+    from node.federation import PARALLEL_FROM
+    district, hub = pair
+    bodies = [dict(b, title=f"{b['title']} ({i})") for i, b in enumerate(sample_complaints * 2)][:PARALLEL_FROM + 6]
+    items = _queued(district, bodies)
+    ahead, batch = items[:4], [dict(i) for i in items[3:]]          # items[3] travels in both
+    batch[10] = {"pos": batch[10]["pos"], "event": {**batch[10]["event"],
+                                                    "payload": {**batch[10]["event"]["payload"], "title": "palsu"}}}
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub), verify_threads=2)
+    assert receiver.start("kab-paser", batch[:PARALLEL_FROM - 1]) is None   # small: checked inline later
+
+    started = receiver.start("kab-paser", batch)
+    assert receiver.receive("kab-paser", 0, ahead).accepted == 4
+    got = receiver.receive("kab-paser", ahead[-1]["pos"], batch, started)
+    assert [i for i, _ in got.rejected] == [batch[10]["event"]["id"]]
+    assert (got.accepted, got.duplicates) == (len(batch) - 2, 1)
+    assert got.cursor == items[-1]["pos"]
+    with hub.storage.read() as tx:
+        assert tx.count_events() >= len(items) - 1
+        assert not tx.existing_event_ids([batch[10]["event"]["id"]])
