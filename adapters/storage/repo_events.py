@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 from sqlalchemy import bindparam, func, select
 
-from adapters.storage.common import insert_ignore, pages, upsert, upsert_statement
+from adapters.storage.common import insert_ignore, upsert, upsert_statement
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
                                      ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
@@ -123,11 +123,7 @@ class EventRepo:
         return {r.id: r.raw for r in self.select_in(_STORED_RAW, "ids", ids)}
 
     def get_events(self, ids: Iterable[str]) -> list[Event]:
-        out: list[Event] = []
-        for page in pages(ids):
-            rows = self.conn.execute(select(E.c.raw).where(E.c.id.in_(page))).scalars()
-            out.extend(Event.from_stored(r) for r in rows)
-        return out
+        return [Event.from_stored(r.raw) for r in self.select_in(_STORED_RAW, "ids", ids)]
 
     def _events_cache(self) -> dict[str, list[Event]]:
         cache = self.__dict__.setdefault("_ticket_events", {})
@@ -148,11 +144,10 @@ class EventRepo:
     def prefetch_ticket_events(self, ticket_ids: Iterable[str]) -> None:
         """Read the events of many tickets at once, for ``ticket_events`` later in this transaction."""
         cache = self._events_cache()
-        for page in pages(t for t in dict.fromkeys(ticket_ids) if t not in cache):
-            found: dict[str, list[Event]] = {t: [] for t in page}
-            for ticket, event_id, raw in self.select_in(_TICKETS_EVENTS, "tickets", page):
-                found[ticket].append(stored_event(event_id, raw))
-            cache.update(found)
+        found: dict[str, list[Event]] = {t: [] for t in ticket_ids if t not in cache}
+        for ticket, event_id, raw in self.select_in(_TICKETS_EVENTS, "tickets", found):
+            found[ticket].append(stored_event(event_id, raw))   # (in order: a ticket is never split across pages)
+        cache.update(found)
 
     def ticket_events_raw(self, ticket_id: str) -> list[str]:
         return list(self.conn.execute(select(E.c.raw).where(E.c.ticket == ticket_id)

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, func, or_, select, update
 
-from adapters.storage.common import insert_ignore, pages
+from adapters.storage.common import insert_ignore
 from adapters.storage.repo_events import stored_event
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
@@ -16,6 +16,7 @@ T = TicketRow.__table__
 
 _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
+_TICKET_EVENT_IDS = select(E.c.ticket, E.c.id).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
 _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
 _OUTBOX_BATCH = (select(O.c.id, O.c.event_id, E.c.raw).join(E, E.c.id == O.c.event_id)
@@ -168,9 +169,7 @@ class SyncRepo:
         return list(self.conn.execute(q).scalars())
 
     def event_ids_by_ticket(self, ticket_ids: Sequence[str]) -> dict[str, list[str]]:
-        ticket_ids = list(ticket_ids)
         out: dict[str, list[str]] = {t: [] for t in ticket_ids}
-        for page in pages(ticket_ids):
-            for r in self.conn.execute(select(E.c.ticket, E.c.id).where(E.c.ticket.in_(page))):
-                out[r.ticket].append(r.id)
+        for r in self.select_in(_TICKET_EVENT_IDS, "tickets", out):
+            out[r.ticket].append(r.id)
         return out

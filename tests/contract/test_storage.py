@@ -108,6 +108,10 @@ def test_lookups_by_a_list_span_several_pages(storage):
         assert tx.author_seq_ids("nasional", range(1, 10)) == {}
         assert tx.idempotency_get_many([f"intake:k{i}" for i in range(n)]) == {
             f"intake:k{i}": ("h" * 64, f"t{i}") for i in range(0, n, 3)}
+        assert sorted(e.id for e in tx.get_events(asked[:-1])) == sorted(e.id for e in evs)
+        by_ticket = tx.event_ids_by_ticket([f"t{i}" for i in range(8)])
+        assert {t: sorted(ids) for t, ids in by_ticket.items()} == {
+            f"t{i}": sorted(e.id for e in evs if e.ticket == f"t{i}") for i in range(8)}
         tx.prefetch_ticket_events([f"t{i}" for i in range(8)])
         for i in range(8):
             assert tx.ticket_events(f"t{i}") == [e for e in evs if e.ticket == f"t{i}"]
