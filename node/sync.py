@@ -264,9 +264,12 @@ class SyncEngine:
 def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None = None) -> int:
     """Queue dead letters again (all unreplayed ones when ``ids`` is None) and lift their peers' backoff."""
     with storage.transaction() as tx:
-        chosen = [r["id"] for r in tx.dead_letters() if ids is None or r["id"] in ids]
+        chosen = [r["id"] for r in tx.dead_letters()] if ids is None else ids
         replayed = tx.mark_replayed(chosen, now)
+        by_dest: dict[str, list[str]] = {}
         for row in replayed:
-            tx.enqueue(row["dest"], [row["event_id"]])
-            tx.update_peer(row["dest"], failures=0, next_attempt_at=0.0)
+            by_dest.setdefault(row["dest"], []).append(row["event_id"])
+        for dest, event_ids in by_dest.items():   # each queue in dead-letter order
+            tx.enqueue(dest, event_ids)
+            tx.update_peer(dest, failures=0, next_attempt_at=0.0)
     return len(replayed)

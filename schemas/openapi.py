@@ -32,6 +32,9 @@ def document(server_url: str) -> dict:
     list_params = [{"name": n, "in": "query", "schema": {"type": "string"}} for n in
                    ("status", "institution", "origin", "category", "report_type", "region", "tracking_id",
                     "awaiting_disposition")]
+    dead_params = [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                   {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 5000}},
+                   {"name": "all", "in": "query", "schema": {"type": "boolean"}}]
     list_params += [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 500}},
                     {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}}]
     return {
@@ -63,7 +66,8 @@ def document(server_url: str) -> dict:
                 "get": {"summary": "Public listing: never rahasia reports, never identities", "security": [],
                         "responses": {"200": JSON_OK, "422": PROBLEM}}},
             "/api/v1/sync/status": {"get": _op("Per-peer sync state", "operator, admin", {"200": JSON_OK})},
-            "/api/v1/dead-letters": {"get": _op("Dead letters", "admin", {"200": JSON_OK})},
+            "/api/v1/dead-letters": {"get": _op("Dead letters, by id, a page at a time (next: the after of the "
+                                                "next page)", "admin", {"200": JSON_OK}, params=dead_params)},
             "/api/v1/dead-letters/replay": {"post": _op("Replay dead letters", "admin", {"200": JSON_OK})},
             "/api/v1/conflicts": {"get": _op("Sync conflicts", "operator, admin", {"200": JSON_OK})},
             "/api/v1/conflicts/{id}/resolve": {"post": _op("Resolve a conflict", "admin", {"201": JSON_OK})},

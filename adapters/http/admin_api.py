@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.api import json_response, ticket_view
+from adapters.http.api import json_response, query_int, ticket_view
 from adapters.http.auth import require
 from adapters.http.problems import read_json
 from node import directory
@@ -26,8 +26,11 @@ async def dead_letters(request: web.Request) -> web.Response:
     require(request, "admin")
     node = request.app["node"]
     everything = request.query.get("all") in ("1", "true")
-    items = await node.db(node.in_read, lambda tx: tx.dead_letters(include_replayed=everything))
-    return json_response({"items": items})
+    after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
+    items = await node.db(node.in_read, lambda tx: tx.dead_letters(include_replayed=everything, after=after,
+                                                                     limit=limit))
+    # a whole backlog can be dead-lettered at once: the list comes a page at a time, ``next`` asks for the rest
+    return json_response({"items": items, "next": items[-1]["id"] if len(items) == limit else None})
 
 
 @routes.post("/api/v1/dead-letters/replay")

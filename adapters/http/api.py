@@ -60,7 +60,7 @@ async def get_complaint(request: web.Request) -> web.Response:
     return json_response(ticket_view(state))
 
 
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
@@ -83,7 +83,7 @@ async def list_complaints(request: web.Request) -> web.Response:
     filters: dict = {k: request.query[k] for k in LIST_FILTERS if k in request.query}
     if "awaiting_disposition" in filters:
         filters["awaiting_disposition"] = filters["awaiting_disposition"] in ("1", "true", "yes")
-    limit, offset = _int(request, "limit", 50, 1, 500), _int(request, "offset", 0, 0, 10**9)
+    limit, offset = query_int(request, "limit", 50, 1, 500), query_int(request, "offset", 0, 0, 10**9)
     node = request.app["node"]
     items, total = await node.db(node.complaints.list, filters, limit, offset)
     return json_response({"items": [ticket_view(s) for s in items], "total": total, "limit": limit,

@@ -94,6 +94,7 @@ _ID = {
     "choose": "Pilih", "destination": "Tujuan", "event": "Peristiwa", "replay_one": "Kirim ulang",
     "replay_selected": "Kirim ulang yang dipilih", "replay_all": "Kirim ulang semua ({n})",
     "no_dead_letters": "Tidak ada pesan gagal.", "replayed": "{n} pesan dikirim ulang.",
+    "dead_letters_more": "Menampilkan {shown} yang tertua dari {total}. Kirim ulang semua mencakup seluruhnya.",
     "replay_none_chosen": "Tidak ada pesan yang dipilih.",
     # conflicts
     "conflicts_title": "Konflik sinkronisasi", "conflict": "Konflik", "kind": "Jenis",
@@ -192,6 +193,7 @@ _EN = {
     "choose": "Select", "destination": "Destination", "event": "Event", "replay_one": "Replay",
     "replay_selected": "Replay selected", "replay_all": "Replay all ({n})",
     "no_dead_letters": "No dead letters.", "replayed": "{n} dead letter(s) replayed.",
+    "dead_letters_more": "Showing the oldest {shown} of {total}. Replay all takes every one.",
     "replay_none_chosen": "Nothing was selected.",
     "conflicts_title": "Sync conflicts", "conflict": "Conflict", "kind": "Kind",
     "cfilter_open": "Open", "cfilter_resolved": "Resolved", "cfilter_all": "All",

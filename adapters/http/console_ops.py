@@ -63,17 +63,21 @@ def _short(exc: Exception) -> str:
 
 
 # ------------------------------------------------------------------ dead letters
-def _dead_letters(node) -> list[dict]:
+DEAD_LETTERS_SHOWN = 200  # the oldest ones; "replay all" still takes every one
+
+
+def _dead_letters(node) -> dict:
     with node.storage.read() as tx:
-        rows = tx.dead_letters()
+        rows = tx.dead_letters(limit=DEAD_LETTERS_SHOWN)
+        total = tx.dead_letter_count()
         tickets = {e.id: e.ticket for e in tx.get_events([r["event_id"] for r in rows])}
-    return [{**r, "ticket": tickets.get(r["event_id"])} for r in rows]
+    return {"items": [{**r, "ticket": tickets.get(r["event_id"])} for r in rows], "total": total}
 
 
 @routes.get("/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
     node = request.config_dict["node"]
-    return render(request, "dead_letters.html", {"items": await node.db(_dead_letters, node)})
+    return render(request, "dead_letters.html", await node.db(_dead_letters, node))
 
 
 @routes.post("/dead-letters/replay")

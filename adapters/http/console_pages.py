@@ -40,7 +40,7 @@ def _dashboard_data(node, today: date) -> dict:
             items, _ = tx.list_tickets(filters={"status": s}, limit=SLA_SCAN, offset=0)
             scanned.extend(items)
         awaiting = tx.list_tickets(filters={"awaiting_disposition": True}, limit=1, offset=0)[1]
-        dead = len(tx.dead_letters())
+        dead = tx.dead_letter_count()
     sla = Counter()
     for state in scanned:
         result = ticket_sla(state, today)

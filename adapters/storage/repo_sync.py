@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 
 from sqlalchemy import bindparam, func, or_, select, update
 
-from adapters.storage.common import insert_ignore
+from adapters.storage.common import insert_ignore, pages
 from adapters.storage.repo_events import stored_event
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
@@ -19,6 +19,9 @@ _PEER = select(P).where(P.c.node_id == bindparam("node"))
 _TICKET_EVENT_IDS = select(E.c.ticket, E.c.id).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
 _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
+_DEAD_UNREPLAYED = select(D).where(D.c.id.in_(bindparam("ids", expanding=True)), D.c.replayed_at.is_(None))
+_MARK_REPLAYED = (update(D).where(D.c.id.in_(bindparam("ids", expanding=True)))
+                  .values(replayed_at=bindparam("now")))
 _OUTBOX_BATCH = (select(O.c.id, O.c.event_id, E.c.raw).join(E, E.c.id == O.c.event_id)
                  .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
                  .limit(bindparam("limit")))
@@ -132,22 +135,28 @@ class SyncRepo:
             self.conn.execute(D.insert(), [{"dest": dest, "event_id": e, "reason": r, "created_at": now}
                                            for e, r in items])
 
-    def dead_letters(self, *, include_replayed: bool = False) -> list[dict]:
-        q = select(D).order_by(D.c.id)
+    def dead_letters(self, *, include_replayed: bool = False, after: int = 0, limit: int | None = None) -> list[dict]:
+        """Dead letters by id, those after ``after``; at most ``limit`` of them (all when None)."""
+        q = select(D).where(D.c.id > after).order_by(D.c.id)
         if not include_replayed:
             q = q.where(D.c.replayed_at.is_(None))
+        if limit is not None:
+            q = q.limit(limit)
         return [dict(r._mapping) for r in self.conn.execute(q)]
 
-    def dead_letter_count(self, dest: str) -> int:
-        return self.conn.execute(select(func.count()).select_from(D)
-                                 .where(D.c.dest == dest, D.c.replayed_at.is_(None))).scalar_one()
+    def dead_letter_count(self, dest: str | None = None) -> int:
+        """Unreplayed dead letters for ``dest`` (all destinations when None)."""
+        q = select(func.count()).select_from(D).where(D.c.replayed_at.is_(None))
+        return self.conn.execute(q if dest is None else q.where(D.c.dest == dest)).scalar_one()
 
-    def mark_replayed(self, ids: Sequence[int], now: float | None = None) -> list[dict]:
+    def mark_replayed(self, ids: Iterable[int], now: float | None = None) -> list[dict]:
+        """Mark the unreplayed ones among ``ids`` replayed; return them in id order. Any number of ids (a
+        whole backlog may have been dead-lettered): they are bound a page at a time."""
         now = time.time() if now is None else now
-        rows = [dict(r._mapping) for r in self.conn.execute(select(D).where(D.c.id.in_(list(ids)),
-                                                                             D.c.replayed_at.is_(None)))]
-        if rows:
-            self.conn.execute(update(D).where(D.c.id.in_([r["id"] for r in rows])).values(replayed_at=now))
+        rows = sorted((dict(r._mapping) for r in self.select_in(_DEAD_UNREPLAYED, "ids", set(ids))),
+                      key=lambda r: r["id"])
+        for page in pages([r["id"] for r in rows]):
+            self.conn.execute(_MARK_REPLAYED, {"ids": page, "now": now})
         return rows
 
     # -- replay protection ------------------------------------------------------

@@ -313,6 +313,22 @@ def test_dead_letters(storage):
         assert [r["event_id"] for r in tx.dead_letters()] == ["e2"]
         assert len(tx.dead_letters(include_replayed=True)) == 3
         assert tx.dead_letter_count("nasional") == 1 and tx.dead_letter_count("kab-ppu") == 0
+        assert tx.dead_letter_count() == 1
+
+
+def test_replaying_more_dead_letters_than_one_statement_can_bind(storage):
+    """An outage that ends in a permanent refusal can dead-letter a whole backlog; replaying it all must
+    not run into the database's limit on bound parameters (PostgreSQL's protocol: 65,535)."""
+    n = 70_000
+    with storage.transaction() as tx:
+        tx.add_dead_letters("nasional", [(f"e{i}", "403") for i in range(n)], now=10.0)
+    with storage.transaction() as tx:
+        ids = [r["id"] for r in tx.dead_letters()]
+        replayed = tx.mark_replayed(ids + [ids[0]], now=20.0)   # one asked twice
+        assert [r["event_id"] for r in replayed] == [f"e{i}" for i in range(n)]
+    with storage.read() as tx:
+        assert tx.dead_letters() == [] and tx.dead_letter_count() == 0
+        assert len(tx.dead_letters(include_replayed=True)) == n
 
 
 def test_nonce_reuse_rejected(storage):

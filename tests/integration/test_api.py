@@ -361,7 +361,7 @@ async def test_operator_actions_happy_path(client, tokens, complaint, node):
     assert events[1]["payload"] == {"actor": "Admin Paser", "institution": "paser-disdikbud", "node": "kab-paser",
                                     "reason": "manual"}
 
-    resp = await client.get(f"/api/v1/complaints?status=followed_up&institution=paser-disdikbud",
+    resp = await client.get("/api/v1/complaints?status=followed_up&institution=paser-disdikbud",
                             headers=auth(tokens.operator))
     assert [i["ticket_id"] for i in (await resp.json())["items"]] == [filed["ticket_id"]]
     with node.storage.read() as tx:  # every event queued for the hub, in the same transactions
@@ -521,3 +521,28 @@ async def test_events_verify_independently(client, tokens, complaint, sample_com
                 keys[e["key"]].verify(unb64u(e["sig"]), forged)
             checked += 1
     assert checked == 6
+
+
+async def test_dead_letters_come_a_page_at_a_time(client, node, tokens):
+    with node.storage.transaction() as tx:
+        tx.add_dead_letters("nasional", [(f"e{i}", "403 from peer") for i in range(7)])
+        first = tx.dead_letters()[0]["id"]
+        tx.mark_replayed([first + 1])
+    seen, after = [], 0
+    while True:
+        resp = await client.get(f"/api/v1/dead-letters?limit=3&after={after}", headers=auth(tokens.admin))
+        assert resp.status == 200
+        page = await resp.json()
+        assert len(page["items"]) <= 3
+        seen += [d["event_id"] for d in page["items"]]
+        if page["next"] is None:
+            break
+        after = page["next"]
+    assert seen == [f"e{i}" for i in range(7) if i != 1]           # replayed ones only with all=1
+    resp = await client.get("/api/v1/dead-letters?all=1", headers=auth(tokens.admin))
+    assert [d["event_id"] for d in (await resp.json())["items"]] == [f"e{i}" for i in range(7)]
+    for bad in ("limit=0", "limit=5001", "after=-1", "after=x"):
+        resp = await client.get(f"/api/v1/dead-letters?{bad}", headers=auth(tokens.admin))
+        assert resp.status == 422 and resp.content_type == "application/problem+json", bad
+    resp = await client.get("/api/v1/dead-letters", headers=auth(tokens.operator))
+    assert resp.status == 403

@@ -221,6 +221,23 @@ async def test_dead_letter_replay_requeues(client, hub, sample_complaints):
         assert tx.outbox_depth("kab-ppu", 0) == depth_before + 2
 
 
+async def test_a_large_dead_letter_list_shows_the_oldest_and_replays_all(client, hub):
+    from adapters.http.console_ops import DEAD_LETTERS_SHOWN
+    n = DEAD_LETTERS_SHOWN + 50
+    with hub.storage.transaction() as tx:
+        tx.add_dead_letters("kab-ppu", [(f"{i:064x}", f"refused #{i}") for i in range(n)])
+    await logged_in(client, hub)
+    html = await (await client.get("/admin/dead-letters")).text()
+    assert html.count('<tr data-id="') == DEAD_LETTERS_SHOWN
+    assert "refused #0<" in html and f"refused #{n - 1}<" not in html
+    assert 'id="dead-letters-more"' in html and f"{DEAD_LETTERS_SHOWN} yang tertua dari {n}" in html
+    assert f"Kirim ulang semua ({n})" in html
+    resp = await client.post("/admin/dead-letters/replay", data={"csrf": CSRF.search(html).group(1), "all": "1"})
+    assert f"{n} pesan dikirim ulang" in await resp.text()
+    with hub.storage.read() as tx:
+        assert tx.dead_letter_count() == 0
+
+
 async def test_ticket_timeline_shows_verified_events(client, hub, sample_complaints):
     filed = await hub.db(hub.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S001")), None)
     await logged_in(client, hub)

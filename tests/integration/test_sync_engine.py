@@ -48,6 +48,36 @@ def test_replay_requeues_dead_letters_once(make_node, tmp_path, sample_complaint
         assert tx.dead_letters() == []
 
 
+def test_replay_requeues_each_destination_in_dead_letter_order(make_node, tmp_path, sample_complaints):
+    """Replay by id: only the chosen letters are queued again, each destination's in the order they were
+    dead-lettered, and only their destinations' backoff is lifted."""
+    from schemas.complaints import ComplaintIn
+    node = make_node(tmp_path)
+    events = []
+    for body in sample_complaints[:5]:
+        ticket = node.complaints.file(ComplaintIn.model_validate(body)).state.ticket_id
+        with node.storage.read() as tx:
+            events.append(tx.ticket_events(ticket)[0].id)
+    with node.storage.transaction() as tx:
+        tx.add_dead_letters("nasional", [(events[3], "422"), (events[0], "422"), (events[4], "422")])
+        tx.add_dead_letters("kab-ppu", [(events[1], "403")])
+        tx.add_dead_letters("prov-kaltim", [(events[2], "403")])
+        for peer in ("nasional", "kab-ppu", "prov-kaltim"):
+            tx.update_peer(peer, failures=4, next_attempt_at=9e9)
+        letters = {r["event_id"]: r["id"] for r in tx.dead_letters()}
+        start = {d: tx.outbox_last_id(d) for d in ("nasional", "kab-ppu", "prov-kaltim")}
+    chosen = [letters[events[4]], letters[events[1]], letters[events[3]]]
+    assert SyncEngine(node, NoTransport(), None).replay(chosen) == 3
+    with node.storage.read() as tx:
+        assert [e.id for _, e in tx.outbox_batch("nasional", start["nasional"], 10)] == [events[3], events[4]]
+        assert [e.id for _, e in tx.outbox_batch("kab-ppu", start["kab-ppu"], 10)] == [events[1]]
+        assert tx.outbox_batch("prov-kaltim", start["prov-kaltim"], 10) == []
+        assert sorted(r["event_id"] for r in tx.dead_letters()) == sorted([events[0], events[2]])
+        assert {p: (tx.peer(p)["failures"], tx.peer(p)["next_attempt_at"]) for p in
+                ("nasional", "kab-ppu", "prov-kaltim")} == {
+            "nasional": (0, 0.0), "kab-ppu": (0, 0.0), "prov-kaltim": (4, 9e9)}
+
+
 class ScriptedTransport:
     """Answers push number ``n`` with ``answer(n, after, positions)`` (awaited), counting pushes in flight."""
 
