@@ -283,7 +283,7 @@ class IdentityService:
         except (Forbidden, Conflict) as exc:
             self._audit(ticket_id, actor, "identity_open_denied", f"{reason} | {exc}")
             raise
-        except SealingError as exc:
+        except (SealingError, ValidationError) as exc:
             self._audit(ticket_id, actor, "identity_open_failed", f"{reason} | {exc}")
             log.warning("opening the identity of ticket %s failed: %s", state.tracking_id, exc)
             raise
