@@ -4,6 +4,10 @@ Every method is synchronous and runs in one storage transaction; the HTTP
 layer calls them through the DbRunner. The reporter's identity and the
 unredacted text stay in ``reporter_private`` on the origin node; the
 ``created`` event, which is what leaves the node, carries the redacted text.
+The free text of every later action (a reporter's reply, a follow-up, a reason,
+an edit) is masked the same way before it is signed: with the reporter's own
+identity on the origin node, which holds it, and by shape (NIK, phone, e-mail)
+everywhere else.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from node.ticket import TicketState, fold
 from schemas.complaints import ActionIn, ComplaintIn
 
 HOLDER_ACTIONS = {"accept", "follow_up", "status", "close", "return"}
+FREE_TEXT = ("text", "reason", "title", "body")  # the fields of an action's payload that people write
 ACTION_EVENTS = {"verify": "verified", "accept": "accepted", "follow_up": "followed_up", "status": "status_changed",
                  "close": "closed", "reopen": "reopened", "return": "returned", "reply": "reporter_replied",
                  "archive": "archived", "route": "routed", "edit": "edited"}
@@ -129,8 +134,17 @@ class ComplaintService:
             if action.action in HOLDER_ACTIONS and state.holder_node != self.node_id:
                 holder = state.holder_node or "nobody yet (not dispositioned)"
                 raise Forbidden(f"only the holder can '{action.action}' this ticket; it is held by {holder}")
-            payload = self._payload(state, action, institutions)
+            payload = self._masked(tx, ticket_id, self._payload(state, action, institutions))
             return self.log.append(tx, ticket_id, ACTION_EVENTS[action.action], payload).state
+
+    @staticmethod
+    def _masked(tx, ticket_id: str, payload: dict) -> dict:
+        """``payload`` with its free text redacted before it is signed and synced (``redact``)."""
+        written = [k for k in FREE_TEXT if isinstance(payload.get(k), str)]
+        if not written:
+            return payload
+        reporter = (tx.get_private(ticket_id) or {}).get("identity") or {}
+        return {**payload, **{k: redact(payload[k], reporter=reporter).text for k in written}}
 
     def _payload(self, state: TicketState, a: ActionIn, institutions: dict[str, dict]) -> dict:
         base = {"actor": a.actor} if a.actor else {}

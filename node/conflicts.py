@@ -12,8 +12,16 @@ import json
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
 from node.lifecycle import Status
 from node.ticket import TicketState, fold
+from schemas.text import has_control
 
 SHOWN = ("status", "institution", "holder_node", "title", "body")
+
+
+def _text(name: str, value: object, lo: int, hi: int) -> str:
+    """``value`` stripped, if it is text of ``lo`` to ``hi`` characters (no control characters)."""
+    if not isinstance(value, str) or not lo <= len(value.strip()) <= hi or has_control(value):
+        raise ValidationError(f"{name} must be text of {lo} to {hi} characters (no control characters)")
+    return value.strip()
 
 
 def projection_rows(state: TicketState) -> list[dict]:
@@ -72,14 +80,13 @@ class ConflictService:
 
     def resolve(self, conflict_id: str, *, winner: str | None, state: dict | None, reason: str,
                 actor: str = "admin") -> dict:
-        if not reason or not reason.strip():
-            raise ValidationError("reason is required")
+        reason = _text("reason", reason, 1, 2000)
+        actor = _text("actor", actor, 1, 100)
         if (winner is None) == (state is None):
             raise ValidationError("give either winner ('A' or 'B') or a merged state")
         if winner is not None and winner not in ("A", "B"):
             raise ValidationError("winner must be 'A' or 'B'")
-        payload = {"conflict": conflict_id, "reason": reason.strip(), "actor": actor,
-                   "winner": winner or "merged"}
+        payload = {"conflict": conflict_id, "reason": reason, "actor": actor, "winner": winner or "merged"}
         if state is not None:
             payload["state"] = self._check_state(state)
         with self.node.storage.transaction() as tx:
@@ -100,14 +107,22 @@ class ConflictService:
         unknown = set(state) - set(SHOWN)
         if unknown:
             raise ValidationError(f"state has unknown field(s): {', '.join(sorted(unknown))}")
-        if "status" in state:
-            try:
-                Status(state["status"])
-            except ValueError as exc:
-                raise ValidationError(f"unknown status {state['status']!r}") from exc
-        if "institution" in state and state["institution"] is not None:
-            insts = self.node.institutions()
-            if state["institution"] not in insts:
-                raise ValidationError(f"unknown institution {state['institution']!r}")
-            state = {**state, "holder_node": insts[state["institution"]]["node_id"]}
+        status = state.get("status")
+        if "status" in state and not (isinstance(status, str) and status in {s.value for s in Status}):
+            raise ValidationError(f"unknown status {status!r}")
+        for name, lo, hi in (("title", 3, 200), ("body", 10, 20000)):
+            if name in state:
+                _text(name, state[name], lo, hi)
+        state = dict(state)
+        given_holder = state.pop("holder_node", None)  # the holder follows the institution: derived, not given
+        if "institution" in state:
+            inst, holder = state["institution"], None
+            if inst is not None:
+                insts = self.node.institutions()
+                if not isinstance(inst, str) or inst not in insts:
+                    raise ValidationError(f"unknown institution {inst!r}")
+                holder = insts[inst]["node_id"]
+            state["holder_node"] = holder
+        if given_holder is not None and given_holder != state.get("holder_node"):
+            raise ValidationError("holder_node follows the institution: give 'institution' instead")
         return state

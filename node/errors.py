@@ -111,8 +111,14 @@ class SealingError(SimpulError):
 
 
 class StorageError(SimpulError):
+    """``refused``: the database refused what it was given (a constraint, a value it cannot store), as
+    opposed to being unreachable, locked or failing: the same statements would fail again."""
     slug = "storage"
     title = "Storage failure"
+
+    def __init__(self, message: str, *, refused: bool = False):
+        super().__init__(message)
+        self.refused = refused
 
 
 class PeerError(SimpulError):

@@ -7,9 +7,10 @@ together in the next one. There is no timer: a lone request is written at
 once, and under load a batch holds whatever arrived meanwhile (at most
 ``MAX_BATCH``), so batching adds no latency of its own.
 
-If a batch fails as a whole for a reason other than the database (say, a bug
-that one odd complaint triggers), each of its requests is filed again alone,
-so that one request cannot take the others down.
+If a batch fails as a whole for a reason other than the database being
+unavailable (say, a bug that one odd complaint triggers, or a value the
+database refuses to store), each of its requests is filed again alone, so that
+one request cannot take the others down.
 """
 from __future__ import annotations
 
@@ -63,8 +64,11 @@ class IntakeQueue:
         """On the database thread."""
         try:
             return self.node.complaints.file_many(requests)
-        except StorageError:
-            raise
+        except StorageError as exc:
+            if not exc.refused or len(requests) == 1:
+                raise
+            log.warning("the database refused a batch of %d complaints (%s); filing them one by one",
+                        len(requests), exc)
         except Exception:
             if len(requests) == 1:
                 raise

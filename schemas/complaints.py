@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.taxonomy import CATEGORIES
+from schemas.text import CONTROL_MESSAGE, has_control
 
 REPORT_TYPES = ("pengaduan", "aspirasi", "permintaan_informasi")
 CHANNELS = ("web", "sms", "whatsapp", "lapor-app", "walk-in", "email", "phone", "open311", "bundle", "api")
@@ -15,6 +16,13 @@ SLUG = r"^[a-z0-9_]{1,64}$"
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, v):
+        if isinstance(v, str) and has_control(v):
+            raise ValueError(CONTROL_MESSAGE)
+        return v
 
 
 class Reporter(Strict):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from schemas.text import CONTROL_MESSAGE, has_control
+
 
 class IdentityOpenIn(BaseModel):
     """POST /api/v1/complaints/{ticket_id}/identity.
@@ -26,4 +28,6 @@ class IdentityOpenIn(BaseModel):
         v = v.strip()
         if not v:
             raise ValueError("must not be blank")
+        if has_control(v):
+            raise ValueError(CONTROL_MESSAGE)
         return v

@@ -37,9 +37,15 @@ async def dead_letters(request: web.Request) -> web.Response:
 async def replay(request: web.Request) -> web.Response:
     require(request, "admin")
     data = await read_json(request) if request.can_read_body else {}
-    ids = data.get("ids") if isinstance(data, dict) else None
-    if ids is not None and not (isinstance(ids, list) and all(isinstance(i, int) for i in ids)):
-        raise ValidationError("ids must be a list of integers (omit it to replay all)")
+    # Replaying everything is the answer to an empty body only: a body that is not understood (a typo
+    # in the key, a wrong shape) is refused rather than taken for "all".
+    if not isinstance(data, dict) or set(data) - {"ids"}:
+        raise ValidationError("body must be {'ids': [dead letter id, ...]}, or empty to replay all")
+    ids = data.get("ids")
+    if ids is not None and not (isinstance(ids, list) and ids and all(
+            type(i) is int and 1 <= i < 2**63 for i in ids)):
+        raise ValidationError("ids must be a non-empty list of dead letter ids (positive integers); "
+                              "omit it to replay all")
     node = request.app["node"]
     count = await node.db(request.app["sync"].replay, ids)
     request.app["sync"].wake()

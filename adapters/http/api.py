@@ -43,8 +43,8 @@ async def file_complaint(request: web.Request) -> web.Response:
                         "a reporter's identity in clear")
     complaint = parse(ComplaintIn, await read_json(request))
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= 200):
-        raise BadRequest("Idempotency-Key must be 1 to 200 characters")
+    if key is not None and not (1 <= len(key) <= 200 and key.isascii() and key.isprintable()):
+        raise BadRequest("Idempotency-Key must be 1 to 200 printable ASCII characters")
     filed = await request.app["intake"].file(complaint, key)
     request.app["sync"].wake()
     body = {"ticket_id": filed.state.ticket_id, "tracking_id": filed.state.tracking_id,

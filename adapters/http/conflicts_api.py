@@ -35,6 +35,6 @@ async def resolve_conflict(request: web.Request) -> web.Response:
     node = request.app["node"]
     result = await node.db(lambda: node.conflicts.resolve(
         request.match_info["id"], winner=data.get("winner"), state=data.get("state"),
-        reason=data.get("reason") or "", actor=str(data.get("actor") or "admin")))
+        reason=data.get("reason", ""), actor=data.get("actor", "admin")))
     request.app["sync"].wake()
     return json_response(result, status=201)

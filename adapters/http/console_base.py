@@ -96,6 +96,16 @@ class SessionStore:
 SESSIONS = web.AppKey("console_sessions", SessionStore)
 
 
+def whole_number(raw: object, hi: int) -> int | None:
+    """A form or query value as an integer in 1..``hi``, else None (``str.isdigit`` alone also takes
+    digits such as "²" that ``int`` refuses, and an unbounded number overflows the database's integers)."""
+    text = str(raw)
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 1 <= value <= hi else None
+
+
 def same_token(given: object, expected: str) -> bool:
     return isinstance(given, str) and bool(given) and hmac.compare_digest(given.encode(), expected.encode())
 

@@ -11,7 +11,7 @@ import logging
 
 from aiohttp import web
 
-from adapters.http.console_base import flash, redirect, render, t
+from adapters.http.console_base import flash, redirect, render, t, whole_number
 from node.errors import SimpulError
 from schemas.complaints import ActionIn
 
@@ -87,7 +87,7 @@ async def replay(request: web.Request) -> web.Response:
         ids = None
     else:
         raw = form.getall("id", [])
-        ids = [int(i) for i in raw if str(i).isdigit()]
+        ids = [i for i in (whole_number(r, 2**63 - 1) for r in raw) if i is not None]
         if not ids:
             flash(request, "error", t(request, "replay_none_chosen"))
             return redirect("/admin/dead-letters")

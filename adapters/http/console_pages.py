@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from aiohttp import web
 
-from adapters.http.console_base import flash, local_time, page_error, redirect, render, t
+from adapters.http.console_base import flash, local_time, page_error, redirect, render, t, whole_number
 from adapters.http.console_views import (check_signature, event_fields, event_institution, local_date,
                                          ticket_sla)
 from node.errors import NotFound, SimpulError
@@ -76,7 +76,7 @@ async def tickets(request: web.Request) -> web.Response:
         filters["tracking_id"] = q["q"].strip().upper()
     if q.get("awaiting") == "1":
         filters["awaiting_disposition"] = True
-    page = int(q["page"]) if q.get("page", "").isdigit() and int(q["page"]) > 0 else 1
+    page = whole_number(q.get("page", ""), 10**6) or 1
     items, total = await node.db(node.complaints.list, filters, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     today = local_date(time.time())
     rows = [{"state": s, "sla": ticket_sla(s, today)} for s in items]

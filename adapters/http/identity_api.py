@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.api import json_response
+from adapters.http.api import json_response, query_int
 from adapters.http.auth import require
 from adapters.http.problems import parse, read_json
 from node.errors import ValidationError
@@ -28,13 +28,6 @@ from schemas.identity import IdentityOpenIn
 
 routes = web.RouteTableDef()
 PUBLIC_FILTERS = ("status", "category", "region", "institution")
-
-
-def _int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name, str(default))
-    if not raw.isdigit() or not lo <= int(raw) <= hi:
-        raise ValidationError(f"{name} must be an integer between {lo} and {hi}, not {raw!r}")
-    return int(raw)
 
 
 def _service(request: web.Request):
@@ -81,7 +74,7 @@ async def public_complaints(request: web.Request) -> web.Response:
                               f"filters are {', '.join(PUBLIC_FILTERS)}")
     filters: dict = {k: request.query[k] for k in PUBLIC_FILTERS if k in request.query}
     filters["rahasia"] = False
-    limit, offset = _int(request, "limit", 50, 1, 200), _int(request, "offset", 0, 0, 10**9)
+    limit, offset = query_int(request, "limit", 50, 1, 200), query_int(request, "offset", 0, 0, 10**9)
     node = request.app["node"]
     items, total = await node.db(node.complaints.list, filters, limit, offset)
     # The filter is in the query; this second check is belt and braces for the one rule that must hold.

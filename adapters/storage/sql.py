@@ -182,7 +182,8 @@ class SqlStorage:
                     yield tx
                     tx.flush()
         except (OperationalError, DBAPIError) as exc:
-            raise StorageError(f"database error: {exc.orig if exc.orig else exc}") from exc
+            raise StorageError(f"database error: {exc.orig if exc.orig else exc}",
+                               refused=not isinstance(exc, OperationalError)) from exc
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
         return self.transaction(write=False)

@@ -231,6 +231,11 @@ BAD_INPUT = [
     ("bad-nik", _with(reporter={"name": "Sri", "nik": "123"}), None, "application/json", 422, ["nik"]),
     ("body-too-short", _with(body="tolong"), None, "application/json", 422, ["body"]),
     ("bad-channel", _with(channel="telegram"), None, "application/json", 422, ["channel"]),
+    # PostgreSQL cannot store NUL in text: refused by validation, not by the database
+    ("nul-in-body", _with(body="Jalan rusak\u0000 sekali di desa"), None, "application/json", 422,
+     ["body", "control characters"]),
+    ("escape-in-reporter-name", _with(reporter={"name": "Sri\u001b[2J"}), None, "application/json", 422,
+     ["reporter.name", "control characters"]),
     ("oversized", "oversized", None, "application/json", 413, ["bytes"]),
     ("text-plain", "as-text", None, "text/plain", 415, ["Content-Type"]),
     ("form-encoded", "as-form", None, "application/x-www-form-urlencoded", 415, ["Content-Type"]),
@@ -277,6 +282,7 @@ BAD_ACTIONS = [
     ("route-to-other-node", {"action": "route", "institution": "ppu-disdik"}, 403, ["institution"]),
     ("reopen-received", {"action": "reopen"}, 422, ["reopened", "received"]),
     ("close-unrouted", {"action": "close"}, 403, ["holder"]),
+    ("nul-in-text", {"action": "reply", "text": "ya\u0000"}, 422, ["text", "control characters"]),
 ]
 
 
@@ -327,6 +333,44 @@ async def test_bad_list_parameters(client, tokens):
     await assert_problem(resp, 422, "offset")
     resp = await client.get("/api/v1/complaints?colour=red", headers=auth(tokens.operator))
     await assert_problem(resp, 422, "colour")
+    # "²".isdigit() is true but int() refuses it; an unbounded number overflows the database
+    for query in ("limit=%C2%B2", "offset=%C2%B2", "offset=99999999999999999999"):
+        resp = await client.get(f"/api/v1/public/complaints?{query}")
+        await assert_problem(resp, 422, query.split("=")[0])
+
+
+@pytest.mark.parametrize("key", ["\xff\xfe".encode("latin-1").decode("latin-1"), "a\tb", "x" * 201])
+async def test_an_idempotency_key_must_be_printable_ascii(client, tokens, complaint, node, db_snapshot, key):
+    before = db_snapshot(node.storage)
+    resp = await client.post("/api/v1/complaints", json=complaint,
+                             headers={**auth(tokens.intake), "Idempotency-Key": key})
+    await assert_problem(resp, 400, "Idempotency-Key")
+    assert db_snapshot(node.storage) == before
+
+
+async def test_free_text_of_actions_is_masked_before_it_is_signed(client, tokens, complaint, node):
+    """A reporter's reply, a follow-up or a reason can repeat the identity: the event, which syncs, carries
+    the masked text (with the reporter's own NIK and phone known at the origin)."""
+    body = {**complaint, "anonim": True, "reporter": {"name": "Sri Wahyuni", "nik": "6401000000000005",
+                                                       "phone": "081200000105"}}
+    _, filed = await file(client, tokens.intake, body)
+    url = f"/api/v1/complaints/{filed['ticket_id']}/events"
+    resp = await client.post(url, json={"action": "reply", "text": "Ini saya lagi, nomor saya 0812-0000-0105 "
+                                        "dan NIK 6401 0000 0000 0005, hubungi juga 081399887766"},
+                             headers=auth(tokens.operator))
+    assert resp.status == 201
+    resp = await client.post(url, json={"action": "route", "institution": "paser-disdikbud"},
+                             headers=auth(tokens.operator))
+    resp = await client.post(url, json={"action": "follow_up", "text": "Sudah ditelepon ke 081200000105"},
+                             headers=auth(tokens.operator))
+    assert resp.status == 201
+    with node.storage.read() as tx:
+        events = {e.type: e for e in tx.ticket_events(filed["ticket_id"])}
+    reply, follow = events["reporter_replied"].payload["text"], events["followed_up"].payload["text"]
+    assert reply == ("Ini saya lagi, nomor saya [nomor telepon disamarkan] dan NIK [NIK disamarkan], "
+                     "hubungi juga [nomor telepon disamarkan]")
+    assert follow == "Sudah ditelepon ke [nomor telepon disamarkan]"
+    assert "0105" not in json.dumps([e.payload for e in events.values()])
 
 
 # ------------------------------------------------------- operator actions
@@ -546,3 +590,35 @@ async def test_dead_letters_come_a_page_at_a_time(client, node, tokens):
         assert resp.status == 422 and resp.content_type == "application/problem+json", bad
     resp = await client.get("/api/v1/dead-letters", headers=auth(tokens.operator))
     assert resp.status == 403
+
+
+@pytest.mark.parametrize("body", [{"id": [1]}, {"ids": [True]}, {"ids": []}, {"ids": [2**63]}, {"ids": "1"},
+                                  [1], {"ids": [1], "all": True}])
+async def test_a_replay_request_not_understood_replays_nothing(client, node, tokens, body, db_snapshot):
+    """Only an empty body means 'replay all'; a typo or a wrong shape is refused, not taken for it."""
+    with node.storage.transaction() as tx:
+        tx.add_dead_letters("nasional", [(f"e{i}", "403") for i in range(3)])
+    before = db_snapshot(node.storage)
+    resp = await client.post("/api/v1/dead-letters/replay", json=body, headers=auth(tokens.admin))
+    await assert_problem(resp, 422, "ids")
+    assert db_snapshot(node.storage) == before
+    resp = await client.post("/api/v1/dead-letters/replay", headers=auth(tokens.admin))
+    assert (await resp.json()) == {"replayed": 3}
+
+
+@pytest.mark.parametrize("body, mentions", [
+    ({"winner": "A", "reason": 123}, ["reason"]),
+    ({"winner": "A", "reason": "ok", "actor": ["x"]}, ["actor"]),
+    ({"winner": ["A"], "reason": "ok"}, ["winner"]),
+    ({"state": {"institution": ["x"]}, "reason": "ok"}, ["institution"]),
+    ({"state": {"status": ["closed"]}, "reason": "ok"}, ["status"]),
+    ({"state": {"title": 5}, "reason": "ok"}, ["title"]),
+    ({"state": {"holder_node": "kab-ppu"}, "reason": "ok"}, ["holder_node", "institution"]),
+    ({"state": {"institution": "paser-disdikbud", "holder_node": "kab-ppu"}, "reason": "ok"}, ["holder_node"]),
+    ({"winner": "A", "reason": "ok\u0000"}, ["reason"]),
+])
+async def test_a_malformed_resolution_is_refused_before_anything(client, tokens, node, db_snapshot, body, mentions):
+    before = db_snapshot(node.storage)
+    resp = await client.post("/api/v1/conflicts/nope/resolve", json=body, headers=auth(tokens.admin))
+    await assert_problem(resp, 422, *mentions)
+    assert db_snapshot(node.storage) == before

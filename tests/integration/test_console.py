@@ -221,6 +221,22 @@ async def test_dead_letter_replay_requeues(client, hub, sample_complaints):
         assert tx.outbox_depth("kab-ppu", 0) == depth_before + 2
 
 
+async def test_odd_numbers_in_pages_and_forms_are_not_errors(client, hub):
+    """"²" passes str.isdigit but not int(); a 20-digit number overflows the database's integers."""
+    await logged_in(client, hub)
+    for page in ("%C2%B2", "99999999999999999999", "-1", "x"):
+        resp = await client.get(f"/admin/tickets?page={page}")
+        assert resp.status == 200, page
+    with hub.storage.transaction() as tx:
+        tx.add_dead_letters("kab-ppu", [("e" * 64, "403")])
+    token = CSRF.search(await (await client.get("/admin/dead-letters")).text()).group(1)
+    for raw in ("²", "99999999999999999999", "0"):
+        resp = await client.post("/admin/dead-letters/replay", data={"csrf": token, "id": raw})
+        assert resp.status == 200 and "Tidak ada pesan yang dipilih" in await resp.text(), raw
+    with hub.storage.read() as tx:
+        assert tx.dead_letter_count() == 1
+
+
 async def test_a_large_dead_letter_list_shows_the_oldest_and_replays_all(client, hub):
     from adapters.http.console_ops import DEAD_LETTERS_SHOWN
     n = DEAD_LETTERS_SHOWN + 50

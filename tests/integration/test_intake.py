@@ -88,3 +88,28 @@ async def test_one_failing_filing_does_not_take_its_batch_down(aiohttp_client, n
     with node.storage.read() as tx:
         assert tx.count_events() == 7
     assert verify_log(node.storage, node.keys).ok
+
+
+async def test_a_filing_the_database_refuses_does_not_take_its_batch_down(aiohttp_client, node, bodies,
+                                                                          monkeypatch):
+    """The database refusing one complaint's rows (as PostgreSQL refuses a value it cannot store) fails the
+    batch's transaction; its requests are then filed one by one, and only that one is refused."""
+    from sqlalchemy import text
+    client = await aiohttp_client(build_app(node))
+    token = node.settings.tokens.intake
+    original = node.complaints._file_one
+
+    def file_one(tx, complaint, ticket_id, tracking_id):
+        if complaint.title == bodies[2]["title"]:  # a real constraint violation, from SQLite itself
+            tx.conn.execute(text("INSERT INTO meta (key, value) VALUES ('twice', '1'), ('twice', '2')"))
+        return original(tx, complaint, ticket_id, tracking_id)
+    monkeypatch.setattr(node.complaints, "_file_one", file_one)
+
+    responses = await asyncio.gather(*(client.post("/api/v1/complaints", json=b, headers=auth(token))
+                                       for b in bodies[:8]))
+    statuses = [r.status for r in responses]
+    assert statuses[2] == 500 and statuses[:2] + statuses[3:] == [201] * 7
+    assert "UNIQUE" in (await responses[2].json())["detail"]
+    with node.storage.read() as tx:
+        assert tx.count_events() == 7
+    assert verify_log(node.storage, node.keys).ok
