@@ -4,6 +4,13 @@ The value is rendered ``WWWWWWWWWWWWWWWW.CCCC`` (16 + 1 + 4 characters) so that
 it sorts as text in SQL. Every local event takes ``tick()``; every received
 event is passed to ``observe()`` so that a node's next event is always later
 than everything it has seen. The wall clock is injected for tests.
+
+A remote clock is trusted only so far: a received event whose clock is more
+than ``MAX_AHEAD_MS`` ahead of this node's wall clock is refused (by the
+Receiver, ``too_far_ahead``), and ``observe`` ignores such a value. Otherwise
+one event from a node with a wildly wrong clock, or a forged one, would drag
+every clock of the federation into its future for good, and past the fixed
+width, where no node accepts a timestamp any more.
 """
 from __future__ import annotations
 
@@ -21,8 +28,16 @@ def parse_hlc(value: str) -> tuple[int, int]:
     return int(wall), int(counter)
 
 
+MAX_AHEAD_MS = 10 * 60 * 1000
+
+
 def wall_ms_now() -> int:
     return int(time.time() * 1000)
+
+
+def too_far_ahead(value: str, wall_ms: int) -> bool:
+    """Is the clock ``value`` more than MAX_AHEAD_MS ahead of ``wall_ms``?"""
+    return parse_hlc(value)[0] > wall_ms + MAX_AHEAD_MS
 
 
 class HybridClock:
@@ -43,5 +58,5 @@ class HybridClock:
     def observe(self, remote: str) -> None:
         with self._lock:
             remote_t = parse_hlc(remote)
-            if remote_t > self._last:
+            if remote_t > self._last and remote_t[0] <= self._wall() + MAX_AHEAD_MS:
                 self._last = remote_t

@@ -5,6 +5,9 @@ district may only send its own events; only the hub forwards others'), and
 verified: its id must be the hash of its content and its signature must
 verify with the author's key from the node directory. An event that claims an
 (author, seq) already taken by a different event is equivocation and refused.
+Its clock may not be more than ``node.clock.MAX_AHEAD_MS`` ahead of ours, and a
+ticket has one ``created`` event: another one for a ticket that has it (an
+attempt to take the ticket over with a back-dated origin) is refused too.
 What passes is ingested in one transaction together with its inbox rows, the
 role's reactions (routing at the hub; competence checks and sealing at a
 district) and the sender's checkpoint. Rejections are logged and returned to
@@ -31,6 +34,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from node.clock import MAX_AHEAD_MS, too_far_ahead
 from node.errors import IntegrityError, ValidationError
 from node.keys import load_signing_public
 from schemas.events import Event
@@ -109,6 +113,9 @@ class Receiver:
             raise ValidationError(f"{sender} may only send its own events, not {event.author}'s")
         if self.node.role != "hub" and sender != self.node.hub_id:
             raise ValidationError(f"only the hub may forward events, not {sender}")
+        if too_far_ahead(event.hlc, int(self.now() * 1000)):
+            raise ValidationError(f"event {event.id}: its clock {event.hlc} is more than {MAX_AHEAD_MS // 60000} "
+                                  "minutes ahead of this node's")
         entry = self.keys.lookup(event.key)
         if entry is None:
             raise IntegrityError(f"event {event.id}: unknown or revoked signing key {event.key}")
@@ -168,7 +175,8 @@ class Receiver:
             for part in parts:
                 good, bad = part()
                 rejected += bad
-                events = self._unequivocal(tx, sender, [e for _, e in good], rejected)
+                events = self._one_created(tx, sender, self._unequivocal(tx, sender, [e for _, e in good], rejected),
+                                           rejected)
                 offered += len(events)
                 new, touched = self.node.log.ingest(tx, sender, events)
                 fresh += new
@@ -199,7 +207,8 @@ class Receiver:
 
     @staticmethod
     def _unequivocal(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
-        """``good`` without events that claim an (author, seq) already taken by another event."""
+        """``good`` without events that claim an (author, seq) already taken by another event, stored or
+        earlier in the batch."""
         events = []
         for author in {e.author for e in good}:
             mine = [e for e in good if e.author == author]
@@ -209,8 +218,28 @@ class Receiver:
                     log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
                     rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
                 else:
+                    taken[e.seq] = e.id
                     events.append(e)
         return events
+
+    @staticmethod
+    def _one_created(tx, sender: str, events: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
+        """``events`` without a ``created`` for a ticket that already has another one, stored or earlier in
+        the batch: the first one the hub stores is the ticket's (its author is the origin, whatever clock a
+        later one claims)."""
+        created = [e for e in events if e.type == "created"]
+        if not created:
+            return events
+        first = tx.created_ids(e.ticket for e in created)
+        out = []
+        for e in events:
+            if e.type == "created" and first.setdefault(e.ticket, e.id) != e.id:
+                log.warning("rejected event %s from %s: ticket %s was already created by event %s",
+                            e.id, sender, e.ticket, first[e.ticket])
+                rejected.append((e.id, f"ticket {e.ticket} already has its created event {first[e.ticket]}"))
+            else:
+                out.append(e)
+        return out
 
     def outgoing(self, dest: str, after: int, limit: int) -> dict:
         """What we have queued for ``dest`` after its cursor (for its pull)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -32,6 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import IntegrityError, ValidationError
+from node.lifecycle import Status
 
 EVENT_TYPES = frozenset({
     "created",            # a complaint is filed (origin node)
@@ -188,6 +190,9 @@ class Event:
         bad = _invalid(data)
         if bad:
             raise ValidationError(f"event has invalid field(s): {', '.join(bad)}")
+        problem = _payload_problem(data["type"], data["payload"])
+        if problem:
+            raise ValidationError(f"event payload: {problem}")
         return _new(id=data["id"], sig=data["sig"], ticket=data["ticket"], author=data["author"], seq=data["seq"],
                     prev=data["prev"], parents=tuple(data["parents"]), hlc=data["hlc"], type=data["type"],
                     payload=dict(data["payload"]), key=data["key"])
@@ -213,6 +218,30 @@ def _new(**fields: Any) -> Event:
     return event
 
 
+_HLC = re.compile(r"[0-9]{16}\.[0-9]{4}")  # node.clock's fixed width: wall milliseconds, counter
+# What the fold reads from a payload by key (node/ticket.py): a received event must have it, of that type.
+_PAYLOAD_NEEDS: dict[str, dict[str, type]] = {
+    "created": {"tracking_id": str, "type": str, "category": str, "region": str, "title": str, "body": str,
+                "anonim": bool, "rahasia": bool, "channel": str, "filed_at": str},
+    "routed": {"institution": str, "node": str},
+}
+_STATUSES = frozenset(s.value for s in Status)
+
+
+def _payload_problem(type_: str, payload: Mapping) -> str | None:
+    """Why the fold could not apply ``payload`` (a missing or mistyped field it reads), or None."""
+    for key, kind in _PAYLOAD_NEEDS.get(type_, {}).items():
+        if type(payload.get(key)) is not kind:
+            return f"{type_} needs {key!r} as {kind.__name__}"
+    if type_ == "conflict_resolved":
+        state = payload.get("state", {})
+        status = state.get("status") if isinstance(state, Mapping) else None
+        if not isinstance(state, Mapping) or ("status" in state and not (
+                isinstance(status, str) and status in _STATUSES)):
+            return "conflict_resolved needs 'state' as an object with a known status, if any"
+    return None
+
+
 def _invalid(data: Mapping) -> list[str]:
     """The names of ``data``'s fields that do not have their wire type (the one statement of those rules)."""
     def text(v, lo=0, hi=None):
@@ -225,7 +254,7 @@ def _invalid(data: Mapping) -> list[str]:
         ("seq", type(data["seq"]) is int and data["seq"] >= 1),
         ("prev", data["prev"] is None or text(data["prev"])),
         ("parents", isinstance(data["parents"], list) and all(isinstance(p, str) for p in data["parents"])),
-        ("hlc", text(data["hlc"], 21, 21)),
+        ("hlc", text(data["hlc"], 21, 21) and _HLC.fullmatch(data["hlc"]) is not None),
         ("type", isinstance(data["type"], str) and data["type"] in EVENT_TYPES),
         ("payload", isinstance(data["payload"], Mapping)),
         ("key", text(data["key"])),

@@ -85,3 +85,77 @@ def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(p
     with hub.storage.read() as tx:
         assert tx.count_events() >= len(items) - 1
         assert not tx.existing_event_ids([batch[10]["event"]["id"]])
+
+
+def _forged(district, items, case: str, seq: int = 1000) -> dict:
+    """An event the district really signed, but which breaks one receive rule (``case``)."""
+    import time
+    import uuid
+    from node.clock import MAX_AHEAD_MS, format_hlc
+    from schemas.events import make_event
+    created = next(i["event"] for i in items if i["event"]["type"] == "created")
+    now_ms = int(time.time() * 1000)
+    fields = dict(ticket=uuid.uuid4().hex, author="kab-paser", seq=seq, prev=None, parents=[],
+                  hlc=format_hlc(now_ms, 0), type="created", payload=dict(created["payload"]))
+    if case == "clock-far-ahead":
+        fields["hlc"] = format_hlc(now_ms + MAX_AHEAD_MS + 60_000, 0)
+    elif case == "clock-ahead":   # within the bound: a district whose clock runs a few minutes fast
+        fields["hlc"] = format_hlc(now_ms + 5 * 60_000, 0)
+    elif case == "clock-malformed":
+        fields["hlc"] = "00000000000001x.00001"
+    elif case == "created-without-tracking-id":
+        del fields["payload"]["tracking_id"]
+    elif case == "second-created":  # a back-dated origin for a ticket that exists
+        fields.update(ticket=created["ticket"], hlc=format_hlc(1, 0))
+    return make_event(**fields, key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+
+
+@pytest.mark.parametrize("case, reason", [
+    ("clock-far-ahead", "ahead of this node's"), ("clock-malformed", "hlc"),
+    ("created-without-tracking-id", "tracking_id"), ("second-created", "already has its created event"),
+    ("seq-taken-in-batch", "equivocation")])
+def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case, reason):
+    """Each forgery is signed by the sender itself, so only the rule refuses it: the rest of its batch is
+    stored, the sender learns why, and the hub's clock does not follow a clock far ahead of its own."""
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
+    forged = _forged(district, items, case)
+    batch = items + [{"pos": items[-1]["pos"] + 1, "event": forged}]
+    if case == "seq-taken-in-batch":    # another event (another ticket) claims the same seq first
+        batch.insert(-1, {"pos": items[-1]["pos"] + 1, "event": _forged(district, items, "another", seq=1000)})
+        batch[-1] = {"pos": items[-1]["pos"] + 2, "event": forged}
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    result = receiver.receive("kab-paser", 0, batch)
+    assert [i for i, _ in result.rejected] == [forged["id"]]
+    assert reason in result.rejected[0][1]
+    assert result.accepted == len(batch) - 1
+    with hub.storage.read() as tx:
+        assert not tx.existing_event_ids([forged["id"]])
+        assert tx.peer("kab-paser")["cursor"] == batch[-1]["pos"]
+        if case == "second-created":
+            assert tx.get_ticket(forged["ticket"]).origin == "kab-paser"
+            assert tx.get_ticket(forged["ticket"]).title == items[0]["event"]["payload"]["title"]
+    assert hub.clock.tick() < _forged(district, items, "clock-far-ahead")["hlc"]
+
+
+def test_an_event_is_later_than_its_parents_even_from_another_process(tmp_path, sample_dir, sample_complaints):
+    """Two processes of one hub share its database. The one that did not receive a ticket still signs its
+    events on it later than the ticket's own (a clock a few minutes fast at the district included), or
+    the fold would apply them before the ticket exists and drop them."""
+    from schemas.complaints import ActionIn
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=["kab-paser"]).init()
+    district, hub_a, hub_b = (Node(load_settings(cluster.proc(n).config)) for n in ("kab-paser", "nasional", "nasional"))
+    try:
+        items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:1])
+        ahead = _forged(district, items, "clock-ahead")
+        receiver = Receiver(hub_a, KeyDirectory(hub_a.storage, hub_a.keys), lambda tx, states, fresh: None)
+        assert receiver.receive("kab-paser", 0, [{"pos": items[-1]["pos"] + 1, "event": ahead}]).accepted == 1
+        state = hub_b.complaints.act(ahead["ticket"], ActionIn(action="route", institution="paser-disdikbud"),
+                                     hub_b.institutions())
+        assert state.institution == "paser-disdikbud" and state.event_count == 2
+        with hub_b.storage.read() as tx:
+            routed = [e for e in tx.ticket_events(ahead["ticket"]) if e.type == "routed"][0]
+        assert routed.hlc > ahead["hlc"]
+    finally:
+        for node in (district, hub_a, hub_b):
+            node.close()
