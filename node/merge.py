@@ -144,11 +144,19 @@ def _spec(kind: str, side_a: Iterable[Event], side_b: Iterable[Event]) -> Confli
                         detected_hlc=max(a[-1].hlc, b[-1].hlc))
 
 
-def resolutions(events: Iterable[Event]) -> dict[str, Event]:
-    """The settling event per conflict id (the last by order if several)."""
+def resolutions(events: Sequence[Event], *, hub: str | None, origin: str) -> dict[str, Event]:
+    """The settling event per conflict id (the last by order if several), from an author who may settle
+    it: the hub, the origin, or the holder as its author saw the ticket. Anyone else's is left out here
+    as ``authorised`` leaves it out of the state: else any node could pick a conflict's winner."""
+    candidates = sorted((e for e in events if e.type == "conflict_resolved"), key=order_key)
+    if not candidates:
+        return {}
+    by_id = {e.id: e for e in events}
+    anc = ancestors(events)
     out: dict[str, Event] = {}
-    for e in sorted((e for e in events if e.type == "conflict_resolved"), key=order_key):
-        out[e.payload.get("conflict", "")] = e
+    for e in candidates:
+        if authorised(e, hub=hub, origin=origin, holder=_holder_seen(e, anc[e.id], by_id)) is None:
+            out[e.payload.get("conflict", "")] = e
     return out
 
 

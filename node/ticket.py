@@ -204,7 +204,7 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     if created is None:
         return None
     specs = merge.find_conflicts(ordered, created.payload.get("hub"))
-    settled = merge.resolutions(ordered)
+    settled = merge.resolutions(ordered, hub=created.payload.get("hub"), origin=created.author)
     left_out = merge.excluded_events(specs, settled)
     state = None
     for event in ordered:

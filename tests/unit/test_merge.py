@@ -112,6 +112,27 @@ def test_resolution_picks_a_side_everywhere():
     assert len({r.state().state_hash() for r in (hub, origin, holder)}) == 1
 
 
+def test_a_resolution_from_a_node_with_no_part_in_the_ticket_settles_nothing():
+    """Only the hub, the origin or the holder may settle a conflict: an outsider's resolution stays in the
+    log, ignored, and the provisional winner stands on every replica."""
+    hub, origin, holder = routed_ticket()
+    hub.author("archived")
+    holder.author("followed_up")
+    holder.author("closed")
+    exchange(hub, origin, holder)
+    before = hub.state()
+    conflict = before.conflicts[0]
+    outsider = Replica(OTHER)
+    outsider.receive(hub.events.values())
+    loser = "B" if conflict["provisional_winner"] == "A" else "A"
+    forged = outsider.author("conflict_resolved", {"conflict": conflict["id"], "winner": loser, "reason": "x"})
+    for r in (hub, origin, holder):
+        r.receive([forged])
+        s = r.state()
+        assert (s.status, s.conflicts[0]["status"]) == (before.status, "open")
+        assert forged.id in {i for i, _ in s.ignored}
+
+
 def test_merged_resolution_sets_the_written_state():
     hub, origin, holder = routed_ticket()
     hub.author("archived")
