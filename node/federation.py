@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
 CHUNK = 100          # items verified as one task on the pool (and then stored together)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
+KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
 
 @dataclass(frozen=True)
@@ -59,12 +60,18 @@ class Received:
 
 
 class KeyDirectory:
-    """Public signing keys by key id: ours, and the directory's (cached)."""
+    """Public signing keys by key id: ours, and the directory's, cached for ``KEY_CACHE_S``.
 
-    def __init__(self, storage, ring):
+    The cache is what makes a revocation take a few seconds: ``simpul nodes revoke`` (another process)
+    or another process of a hub changes the directory in the database, and an entry read before it must
+    not be trusted for long. Each key is read again after ``KEY_CACHE_S``, one row per key, which costs
+    nothing next to the signatures it serves."""
+
+    def __init__(self, storage, ring, clock: Callable[[], float] = time.monotonic):
         self.storage = storage
         self.ring = ring
-        self._cache: dict[str, tuple[str, object]] = {}
+        self.clock = clock
+        self._cache: dict[str, tuple[float, tuple[str, object]]] = {}
 
     def resolve(self, key_id: str):
         entry = self.lookup(key_id)
@@ -74,8 +81,9 @@ class KeyDirectory:
         """(node id, public key) for a valid signing key, else None."""
         if key_id in self.ring.signing:
             return self.ring.node_id, self.ring.signing[key_id].public_key()
-        if key_id in self._cache:
-            return self._cache[key_id]
+        cached = self._cache.get(key_id)
+        if cached is not None and cached[0] > self.clock():
+            return cached[1]
         with self.storage.read() as tx:
             row = tx.get_key(key_id)
             node = tx.get_node(row["node_id"]) if row else None
@@ -84,7 +92,7 @@ class KeyDirectory:
         if row["valid_until"] is not None and row["valid_until"] < time.time():
             return None
         entry = (row["node_id"], load_signing_public(row["public"]))
-        self._cache[key_id] = entry
+        self._cache[key_id] = (self.clock() + KEY_CACHE_S, entry)
         return entry
 
     def forget(self) -> None:

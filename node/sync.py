@@ -81,11 +81,19 @@ class SyncEngine:
         await self.refresh_peers()
 
     async def refresh_peers(self) -> None:
-        for peer in await self.peers():
+        """Start a loop for each enrolled peer, and stop the loops of peers no longer enrolled (revoked):
+        their queues stay, for a re-enrolment."""
+        peers = await self.peers()
+        for peer in peers:
             self._peers[peer.node_id] = peer          # a re-enrolled peer's new URL applies at once
             if peer.node_id not in self._tasks or self._tasks[peer.node_id].done():
                 self._wakers[peer.node_id] = asyncio.Event()
                 self._tasks[peer.node_id] = asyncio.create_task(self._loop(peer.node_id), name=f"sync-{peer.node_id}")
+        gone = set(self._tasks) - {p.node_id for p in peers}
+        for name in gone:
+            log.info("no longer sending to %s: it is not an enrolled peer any more", name)
+            self._tasks.pop(name).cancel()
+            self._wakers.pop(name, None)
 
     async def stop(self) -> None:
         self._running = False

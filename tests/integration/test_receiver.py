@@ -159,3 +159,20 @@ def test_an_event_is_later_than_its_parents_even_from_another_process(tmp_path, 
     finally:
         for node in (district, hub_a, hub_b):
             node.close()
+
+
+def test_a_revoked_key_is_refused_within_the_cache_time(pair):
+    """Revocation happens in another process (``simpul nodes revoke``) or another hub process: a running
+    KeyDirectory must stop trusting the key once its entry is older than KEY_CACHE_S."""
+    from node.federation import KEY_CACHE_S
+    district, hub = pair
+    now = [1000.0]
+    keys = KeyDirectory(hub.storage, hub.keys, clock=lambda: now[0])
+    key_id = district.keys.signing_key_id
+    assert keys.lookup(key_id)[0] == "kab-paser"
+    with hub.storage.transaction() as tx:
+        tx.revoke_node("kab-paser")
+    now[0] += KEY_CACHE_S / 2
+    assert keys.lookup(key_id) is not None          # still cached
+    now[0] += KEY_CACHE_S
+    assert keys.lookup(key_id) is None and keys.resolve(key_id) is None

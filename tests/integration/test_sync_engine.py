@@ -184,3 +184,22 @@ async def test_as_many_pushes_in_flight_as_configured(make_node, tmp_path, sampl
     assert await _engine(node, transport, inflight=inflight).drain(Peer("nasional", "http://127.0.0.1:1")) == 5
     assert transport.most_in_flight == inflight
     assert _acked(node) == positions[-1]
+
+
+async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
+    """refresh_peers (run on every wake tick) starts loops for new peers and stops those of revoked ones."""
+    node = make_node(tmp_path)
+    engine = SyncEngine(node, NoTransport(), None)
+    listed = [Peer("kab-ppu", "http://127.0.0.1:9"), Peer("kota-balikpapan", "http://127.0.0.1:9")]
+
+    async def peers():
+        return list(listed)
+    engine.peers = peers
+    await engine.start()
+    assert set(engine._tasks) == {"kab-ppu", "kota-balikpapan"}
+    stopped = engine._tasks["kab-ppu"]
+    listed.pop(0)                                   # kab-ppu revoked
+    await engine.refresh_peers()
+    await asyncio.sleep(0)
+    assert set(engine._tasks) == {"kota-balikpapan"} and stopped.cancelled()
+    await engine.stop()
