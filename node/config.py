@@ -18,7 +18,9 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from node.errors import ConfigError
 
 DEFAULT_CONFIG = "simpul.toml"
-NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,62}$"
+# At most 48 characters: a tracking number is the id in capitals plus 11 ("-YYMM-NNNNN"), and must fit the
+# 64 characters of its column (PostgreSQL enforces column widths; SQLite does not).
+NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,47}$"
 
 
 class Tokens(BaseModel):

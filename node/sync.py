@@ -26,6 +26,7 @@ Design (after Synapse's federation sender):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import random
 import socket
@@ -55,6 +56,8 @@ class SyncEngine:
         # Stable across restarts of the same process (same node, host and port), so a process that was
         # killed takes its own lease back at once; distinct for each process of a multi-process hub.
         self.owner = f"{node.node_id}@{socket.gethostname()}:{node.settings.port}"
+        if len(self.owner) > 100:  # the lease_owner column's width: a long host name goes in as a digest
+            self.owner = f"{node.node_id}@{hashlib.sha256(self.owner.encode()).hexdigest()[:32]}"
         self._wakers: dict[str, asyncio.Event] = {}
         self._heard: dict[str, float] = {}      # peer -> when it last reached us
         self._resting: dict[str, float] = {}    # peer -> until when a wake need not look (backing off)

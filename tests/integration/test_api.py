@@ -622,3 +622,23 @@ async def test_a_malformed_resolution_is_refused_before_anything(client, tokens,
     resp = await client.post("/api/v1/conflicts/nope/resolve", json=body, headers=auth(tokens.admin))
     await assert_problem(resp, 422, *mentions)
     assert db_snapshot(node.storage) == before
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+async def test_the_longest_node_id_files_and_syncs_its_columns(request, aiohttp_client, tmp_path, make_node,
+                                                                sample_dir, complaint, backend, monkeypatch):
+    """PostgreSQL enforces column widths: the tracking number and the sync lease owner built from the
+    longest node id must fit them (SQLite would store anything)."""
+    from node.sync import SyncEngine
+    url = request.getfixturevalue("pg_database")() if backend == "postgresql" else None
+    node_id = "k" + "-x" * 23 + "y"                     # 48 characters, the most NODE_ID_PATTERN allows
+    node = make_node(tmp_path, node_id=node_id, database_url=url, federation=sample_dir / "federation.json")
+    client = await aiohttp_client(build_app(node))
+    resp, filed = await file(client, node.settings.tokens.intake, complaint)
+    assert resp.status == 201 and filed["tracking_id"].startswith(node_id.upper())
+    monkeypatch.setattr("socket.gethostname", lambda: "pod-" + "a" * 200 + ".cluster.local")
+    engine = SyncEngine(node, None, None)
+    with node.storage.transaction() as tx:
+        assert tx.take_lease("nasional", engine.owner, 1.0, 30.0)
+    with node.storage.read() as tx:
+        assert tx.peer("nasional")["lease_owner"] == engine.owner
