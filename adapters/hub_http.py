@@ -26,6 +26,7 @@ from node.keys import KeyRing
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
+CONTENT_REFUSED = frozenset({400, 404, 409, 413, 422})
 
 
 class HttpTransport:
@@ -49,6 +50,10 @@ class HttpTransport:
             await self._session.close()
 
     async def _once(self, method: str, url: str, body: bytes, peer: Peer) -> dict:
+        """One signed request. Only a signed refusal of the content (CONTENT_REFUSED) is ``refused``: an
+        answer that cannot be verified (a hub key we do not know yet) or a refusal of our identity (401,
+        403: a clock off by minutes, an enrolment to fix) must not dead-letter a queue the peer may well
+        have stored; the sync loop backs off and tries again."""
         headers = {"Content-Type": "application/json"} if body else {}
         headers = httpsig.sign_request(method, url, headers, body, key_id=self.keys.signing_key_id,
                                        private_key=self.keys.signing_key, now=self.now(),
@@ -71,7 +76,7 @@ class HttpTransport:
         if status >= 400:
             detail = payload[:300].decode("utf-8", "replace")
             raise PeerError(f"{peer.node_id} answered {status}: {detail}", status=status,
-                            retryable=is_retryable_status(status))
+                            retryable=is_retryable_status(status), refused=status in CONTENT_REFUSED)
         try:
             return orjson.loads(payload)
         except ValueError as exc:

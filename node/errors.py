@@ -125,13 +125,18 @@ class PeerError(SimpulError):
     """A federation peer answered with an error or could not be reached.
 
     ``retryable`` follows the policy in node.backoff: timeouts, 408, 429 and
-    5xx are retried; 400, 401, 403, 422 are not.
+    5xx are retried at once; 400, 401, 403, 422 are not. ``refused``: the peer
+    verifiably refused what was sent (400, 404, 409, 413, 422 in a signed
+    answer), so sending the same again cannot help; anything else (an
+    unreachable peer, a refusal of who we are, 401 or 403, an answer we cannot
+    verify) is about the link, not the content, and only waits for a retry.
     """
 
     slug = "peer"
     title = "Federation peer error"
 
-    def __init__(self, message: str, status: int | None = None, retryable: bool = True):
+    def __init__(self, message: str, status: int | None = None, retryable: bool = True, refused: bool = False):
         super().__init__(message)
         self.peer_status = status
         self.retryable = retryable
+        self.refused = refused

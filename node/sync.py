@@ -12,9 +12,11 @@ Design (after Synapse's federation sender):
 - Short failures are retried inside the transport (tenacity). When those give
   up, the destination's failure count and next attempt time are stored
   (node.backoff: exponential, capped, jittered) and the loop waits; contact
-  from the peer resets them. A permanent refusal (400, 401, 403, 422) or a
-  per-event rejection moves the items to the dead-letter list, from which an
-  admin can replay them.
+  from the peer resets them. A signed refusal of a batch's content (400, 413,
+  422; ``PeerError.refused``) or a per-event rejection moves the items to the
+  dead-letter list, from which an admin can replay them. A refusal of who we
+  are (401, 403) or an answer we cannot verify is about the link, not the
+  items: it backs off like an outage, and the queue waits, whole.
 - Pull is the catch-up path: the receiver asks for what the peer has queued
   for it after its own cursor, and applies it through the same Receiver as a
   push. Pushes and pulls move the same checkpoints, so neither repeats work.
@@ -189,7 +191,7 @@ class SyncEngine:
                 try:
                     result = await push
                 except PeerError as exc:
-                    if exc.retryable:
+                    if not exc.refused:
                         await self.node.db(self._failed, peer.node_id, str(exc))
                         return sent
                     log.error("push to %s refused permanently: %s", peer.node_id, exc)

@@ -172,6 +172,33 @@ async def test_a_failed_push_abandons_the_batches_behind_it(make_node, tmp_path,
     assert _acked(node) == positions[-1]
 
 
+@pytest.mark.parametrize("error, dead", [
+    (PeerError("nasional answered 401: clock skew", status=401, retryable=False), False),
+    (PeerError("nasional answered 403: not enrolled", status=403, retryable=False), False),
+    (PeerError("nasional answered 200 without a valid signature", status=200, retryable=False), False),
+    (PeerError("nasional answered 422: malformed", status=422, retryable=False, refused=True), True)])
+async def test_only_a_refusal_of_the_content_dead_letters_a_batch(make_node, tmp_path, sample_complaints,
+                                                                  error, dead):
+    """A refusal of who we are (401, 403) or an answer we cannot verify (a hub key we do not know yet) says
+    nothing about the items, which the hub may even have stored: the queue waits, whole, behind a backoff.
+    Before, each such answer dead-lettered a batch and the loop went on to the next, through the backlog."""
+    node, positions = _queued(make_node, tmp_path, sample_complaints)
+
+    async def answer(n, after, sent):
+        raise error
+
+    engine = _engine(node, ScriptedTransport(answer))
+    await engine.drain(Peer("nasional", "http://127.0.0.1:1"))
+    with node.storage.read() as tx:
+        letters = tx.dead_letters()
+        peer = tx.peer("nasional")
+    if dead:
+        assert len(letters) == len(positions) and peer["failures"] == 0 and _acked(node) == positions[-1]
+    else:
+        assert letters == [] and peer["failures"] == 1 and _acked(node) == 0
+        assert peer["last_error"].startswith(str(error)[:40])
+
+
 @pytest.mark.parametrize("inflight", [1, 2, 3])
 async def test_as_many_pushes_in_flight_as_configured(make_node, tmp_path, sample_complaints, inflight):
     node, positions = _queued(make_node, tmp_path, sample_complaints)
