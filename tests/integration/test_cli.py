@@ -223,6 +223,21 @@ def test_verify_names_a_gap_in_the_chain(tmp_path, sample_complaints):
     assert third in res.stdout
 
 
+def test_verify_names_a_cut_tail_of_the_chain(tmp_path, sample_complaints):
+    """Deleting our newest events leaves no gap: only the recorded chain head shows it."""
+    config = init(tmp_path / "n")
+    file_in_process(config, sample_complaints[:3])
+    with sqlite3.connect(tmp_path / "n" / "simpul.db") as db:
+        newest = db.execute("SELECT id FROM events WHERE seq = 3").fetchone()[0]
+        db.execute("DELETE FROM events WHERE seq = 3")
+    res = simpul("verify", "--config", config)
+    assert res.returncode == 1
+    assert "Traceback" not in res.stdout + res.stderr
+    failures = [line for line in res.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(failures) == 1 and newest in failures[0] and "seq 2" in failures[0]
+    assert "checked 2 events: 1 problem(s)" in res.stdout
+
+
 def test_keys_rotate_then_old_and_new_events_verify(tmp_path, sample_complaints):
     config = init(tmp_path / "n")
     file_in_process(config, sample_complaints[:2])
