@@ -9,6 +9,15 @@ event: the hub sends the events the district lacks, and the district queues
 again its own events that the hub lacks. Nothing else is resent. Repairs are
 counted per peer and shown in sync status.
 
+The hub sends a ticket's events only to a node that should hold it (the rule
+of the list, checked again on the projections of the tickets a diff names): a
+diff is not a way to read another district's tickets, rahasia ones included,
+or a ticket that has moved away from a former holder. Any other ticket a diff
+names gets no events, with a warning (an honest district asks only for what
+it holds, but a ticket can move away between its list and its diff); the hub
+still says which of the ids the district sent it lacks, which tells the
+district nothing it did not already know.
+
 The pass runs as an APScheduler job on districts; the hub answers. It waits
 while more than one batch is queued for the hub: during a long drain nearly
 every ticket would look missing there, and the comparison (a page per thousand
@@ -58,13 +67,19 @@ class AntiEntropy:
             if not isinstance(theirs, dict) or len(theirs) > PAGE:
                 raise ValidationError(f"'tickets' must map at most {PAGE} ticket ids to event id lists")
             ours = tx.event_ids_by_ticket(list(theirs))
-            pending = tx.in_flight(sender, [i for t in theirs for i in ours.get(t, [])])
+            held = tx.tickets_held_by(sender, [t for t in theirs if ours[t]])
+            withheld = sorted(t for t in theirs if ours[t] and t not in held)
+            pending = tx.in_flight(sender, [i for t in held for i in ours[t]])
             send, missing_here = [], []
             for ticket, their_ids in theirs.items():
-                mine, their_set = set(ours.get(ticket, [])) - pending, set(their_ids)
-                send += sorted(mine - their_set)
-                missing_here += sorted(their_set - set(ours.get(ticket, [])))
+                their_set = set(their_ids)
+                if ticket in held:
+                    send += sorted(set(ours[ticket]) - pending - their_set)
+                missing_here += sorted(their_set - set(ours[ticket]))
             events = [e.to_wire() for e in tx.get_events(send)]
+        if withheld:
+            log.warning("anti-entropy: %s asked for %d ticket(s) it neither filed nor holds; none of their events "
+                        "sent: %s", sender, len(withheld), ", ".join(withheld[:10]))
         if events:
             self._count(sender, len(events))
         return {"events": events, "missing_here": missing_here}

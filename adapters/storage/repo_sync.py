@@ -16,6 +16,15 @@ T = TicketRow.__table__
 
 _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
+
+
+def _held_by(node_id):
+    """Who should hold a ticket in full, as a condition on its projection: its origin and its current holder."""
+    return or_(T.c.origin == node_id, T.c.holder_node == node_id)
+
+
+_TICKETS_HELD_BY = select(T.c.ticket_id).where(T.c.ticket_id.in_(bindparam("tickets", expanding=True)),
+                                               _held_by(bindparam("node")))
 _TICKET_EVENT_IDS = select(E.c.ticket, E.c.id).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
 _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
@@ -173,9 +182,13 @@ class SyncRepo:
     # -- anti-entropy -----------------------------------------------------------------
     def tickets_for_node(self, node_id: str, after: str, limit: int) -> list[str]:
         """Tickets a node should hold in full: it is their origin or current holder."""
-        q = select(T.c.ticket_id).where(or_(T.c.origin == node_id, T.c.holder_node == node_id),
-                                        T.c.ticket_id > after).order_by(T.c.ticket_id).limit(limit)
+        q = select(T.c.ticket_id).where(_held_by(node_id), T.c.ticket_id > after).order_by(T.c.ticket_id).limit(limit)
         return list(self.conn.execute(q).scalars())
+
+    def tickets_held_by(self, node_id: str, ticket_ids: Iterable[str]) -> set[str]:
+        """Those of ``ticket_ids`` that ``node_id`` should hold in full (the rule of ``tickets_for_node``);
+        a ticket with no projection here is not among them."""
+        return {r.ticket_id for r in self.select_in(_TICKETS_HELD_BY, "tickets", set(ticket_ids), node=node_id)}
 
     def event_ids_by_ticket(self, ticket_ids: Sequence[str]) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {t: [] for t in ticket_ids}

@@ -280,6 +280,29 @@ def test_outbox_and_checkpoints(storage):
         assert [p["node_id"] for p in tx.peers()] == ["nasional"]
 
 
+def test_tickets_a_node_should_hold_are_those_it_filed_or_holds(storage):
+    """The rule of anti-entropy, read from the projections: a page of a node's tickets (``tickets_for_node``)
+    and, among given ticket ids, which of them it may be sent (``tickets_held_by``)."""
+    routed = {"institution": "ppu-disdik", "node": "kab-ppu"}
+    returned = {"institution": "ppu-disdik", "reason": "bukan wewenang"}
+    with storage.transaction() as tx:
+        tx.put_ticket(_state("filed", 1000))                                          # kab-paser's, no holder
+        tx.put_ticket(fold([ev(ticket="held"), ev(ticket="held", type="routed", author="nasional", at=2000,
+                                                  payload=routed)]))              # held by kab-ppu
+        tx.put_ticket(fold([ev(ticket="left"), ev(ticket="left", type="routed", author="nasional", at=2000,
+                                                  payload=routed),
+                            ev(ticket="left", type="returned", author="kab-ppu", at=3000, payload=returned)]))
+    with storage.read() as tx:
+        assert tx.get_ticket("left").holder_node is None                              # kab-ppu held it once
+        assert tx.tickets_for_node("kab-ppu", "", 10) == ["held"]
+        assert tx.tickets_for_node("kab-paser", "", 10) == ["filed", "held", "left"]
+        assert tx.tickets_for_node("kab-paser", "held", 10) == ["left"]
+        assert tx.tickets_held_by("kab-ppu", ["filed", "held", "left", "unknown"]) == {"held"}
+        assert tx.tickets_held_by("kab-paser", ["filed", "left", "unknown"]) == {"filed", "left"}
+        assert tx.tickets_held_by("kota-balikpapan", ["filed", "held", "left"]) == set()
+        assert tx.tickets_held_by("kab-ppu", []) == set()
+
+
 def test_lease_excludes_second_owner_until_expiry(storage):
     with storage.transaction() as tx:
         assert tx.take_lease("nasional", "proc-a", now=100.0, ttl=30.0)
