@@ -48,8 +48,12 @@ class Node:
         with self.storage.read() as tx:
             return tx.conn.execute(select(func.max(EventRow.__table__.c.hlc))).scalar_one_or_none()
 
-    def _projection(self, tx, state: TicketState) -> dict:
-        if state.conflicts:  # conflicts only appear or grow as events arrive; they never vanish
+    def _projection(self, tx, before: TicketState | None, state: TicketState) -> dict:
+        # Concurrency is judged on the parents a node holds, so a conflict can vanish: an archive that arrives
+        # before one of its parents looks concurrent with the progress it followed, until that parent arrives.
+        # The rows are rewritten whenever the ticket had conflicts or has them; the state projected before
+        # tells which, so a ticket with none (nearly every one) costs no statement here.
+        if state.conflicts or (before is not None and before.conflicts):
             tx.delete_conflicts(state.ticket_id)
             for row in projection_rows(state):
                 tx.put_conflict(row)

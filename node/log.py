@@ -29,8 +29,8 @@ log = logging.getLogger(__name__)
 
 # (tx, state before, state after, the new events) -> {destination: [event ids]}
 Fanout = Callable[[object, TicketState | None, TicketState, Sequence[Event]], dict[str, list[str]]]
-# (tx, ticket state) -> extra projection columns
-ProjectionHook = Callable[[object, TicketState], dict]
+# (tx, the state last projected (None: none), the state to project) -> extra projection columns
+ProjectionHook = Callable[[object, TicketState | None, TicketState], dict]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ class EventLog:
         self.keys = keys
         self.clock = clock
         self.fanout = fanout
-        self.projection_hook = projection_hook or (lambda tx, state: {})
+        self.projection_hook = projection_hook or (lambda tx, before, state: {})
 
     def append(self, tx, ticket_id: str, type: str, payload: dict, *, check: bool = True) -> Appended:
         events = tx.ticket_events(ticket_id)
@@ -67,7 +67,7 @@ class EventLog:
                     raise Forbidden(refusal)
         tx.insert_events([event], signed_here=True)
         tx.set_chain_head(self.node_id, event.seq, event.id)
-        after = self._project(tx, events + [event])
+        after = self._project(tx, events + [event], before)
         self._send(tx, before, after, [event])
         return Appended(event, after)
 
@@ -87,7 +87,7 @@ class EventLog:
             all_events = tx.ticket_events(ticket_id)
             new_ids = {e.id for e in new}
             before = fold(e for e in all_events if e.id not in new_ids)
-            after = self._project(tx, all_events)
+            after = self._project(tx, all_events, before)
             if after is None:
                 continue  # events ahead of their 'created': kept, shown once it arrives
             states[ticket_id] = after
@@ -95,12 +95,14 @@ class EventLog:
         return fresh, states
 
     def refresh(self, tx, ticket_id: str) -> TicketState | None:
-        return self._project(tx, tx.ticket_events(ticket_id))
+        return self._project(tx, tx.ticket_events(ticket_id), tx.get_ticket(ticket_id))
 
-    def _project(self, tx, events: Sequence[Event]) -> TicketState | None:
+    def _project(self, tx, events: Sequence[Event], before: TicketState | None) -> TicketState | None:
+        """Fold ``events`` and store the ticket's projection; ``before`` is the state projected last (the
+        fold of the events stored before these), which the hook compares with."""
         state = fold(events)
         if state is not None:
-            tx.put_ticket(state, **self.projection_hook(tx, state))
+            tx.put_ticket(state, **self.projection_hook(tx, before, state))
         return state
 
     def _send(self, tx, before, after, events) -> None:

@@ -1,0 +1,82 @@
+"""The conflicts projection on a real node database: the same events leave the same conflict rows, whatever
+the order in which they arrive.
+
+A node judges concurrency on the parents it holds. An archive that arrives before the follow-up it was
+made after looks concurrent with it (archive vs. progress) until the follow-up arrives; then the conflict
+is gone, and its row must go too.
+"""
+import uuid
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from node.clock import format_hlc
+from schemas.events import make_event
+
+KEY = Ed25519PrivateKey.generate()
+HUB, ORIGIN, HOLDER = "nasional", "kab-paser", "kab-ppu"
+CREATED = {"tracking_id": "KAB-PASER-2611-0001", "type": "pengaduan", "category": "infrastruktur",
+           "topic": "jalan_kabupaten", "region": "6409", "title": "Jalan kabupaten rusak",
+           "body": "Jalan menuju sekolah rusak berat sejak lama.", "anonim": False, "rahasia": False,
+           "channel": "web", "filed_at": "2026-11-02T01:00:00Z", "hub": HUB}
+
+
+def history(archive_after_follow_up: bool, seqs: dict) -> dict:
+    """A ticket filed at kab-paser, routed to kab-ppu, accepted and followed up there, then archived by the
+    hub: after it saw the follow-up, or concurrently with it (a true conflict). Events by name; ``seqs``
+    holds each author's last sequence number."""
+    ticket, out = uuid.uuid4().hex, {}
+
+    def add(name, author, type, payload, parents, ms):
+        seqs[author] = seqs.get(author, 0) + 1
+        out[name] = make_event(ticket=ticket, author=author, seq=seqs[author], prev=None,
+                               parents=[out[p].id for p in parents], hlc=format_hlc(ms, 0), type=type,
+                               payload=payload, key_id=f"{author}#sig-1", private_key=KEY)
+    add("created", ORIGIN, "created", CREATED, [], 1_000)
+    add("routed", HUB, "routed", {"institution": "ppu-pupr", "node": HOLDER}, ["created"], 2_000)
+    add("accepted", HOLDER, "accepted", {}, ["routed"], 3_000)
+    add("followed_up", HOLDER, "followed_up", {"text": "Perbaikan dijadwalkan"}, ["accepted"], 4_000)
+    add("archived", HUB, "archived", {"reason": "laporan ganda"},
+        ["followed_up" if archive_after_follow_up else "accepted"], 5_000)
+    return out
+
+
+def ingest(node, events) -> None:
+    with node.storage.transaction() as tx:
+        node.log.ingest(tx, HUB, events)
+
+
+def conflicts_seen(node, tickets) -> dict:
+    """What a node shows of conflicts: the table's rows, the list (all and open), and each ticket's state and
+    open_conflicts column."""
+    with node.storage.read() as tx:
+        open_column = {state.ticket_id: n for n in range(3)
+                       for state in tx.list_tickets(filters={"open_conflicts": n}, limit=10, offset=0)[0]}
+        return {"rows": tx.get_conflicts(), "open_conflicts": open_column,
+                "states": {t: tx.get_ticket(t).state_hash() for t in tickets},
+                "listed": node.conflicts.list(), "listed_open": node.conflicts.list("open")}
+
+
+def test_a_conflict_seen_only_while_a_parent_was_missing_leaves_no_row(make_node, tmp_path):
+    """Two nodes get the same events, one in order and one with a follow-up after the archive that names it
+    as parent: both end with the same conflict rows, list, open_conflicts and state, and the false alarm
+    the second one saw for a while is not left open."""
+    in_order = make_node(tmp_path / "in-order", node_id=ORIGIN)
+    late_parent = make_node(tmp_path / "late-parent", node_id=ORIGIN)
+    seqs = {}
+    false_alarm, true_conflict = history(True, seqs), history(False, seqs)
+    tickets = [false_alarm["created"].ticket, true_conflict["created"].ticket]
+    everything = [e for h in (false_alarm, true_conflict) for e in h.values()]
+
+    ingest(in_order, everything)
+    ingest(late_parent, [e for h in (false_alarm, true_conflict) for name, e in h.items() if name != "followed_up"])
+    # Without the follow-up, the archive looks concurrent with the acceptance it followed (the true conflict
+    # is not seen yet: its archive names the acceptance as parent).
+    assert [c["ticket_id"] for c in late_parent.conflicts.list("open")] == [false_alarm["created"].ticket]
+    ingest(late_parent, [false_alarm["followed_up"], true_conflict["followed_up"]])
+
+    seen = conflicts_seen(late_parent, tickets)
+    assert seen == conflicts_seen(in_order, tickets)
+    assert [(r["ticket_id"], r["kind"], r["status"]) for r in seen["rows"]] == [
+        (true_conflict["created"].ticket, "archive_vs_progress", "open")]
+    assert [c["ticket_id"] for c in seen["listed_open"]] == [true_conflict["created"].ticket]
+    assert seen["open_conflicts"] == {false_alarm["created"].ticket: 0, true_conflict["created"].ticket: 1}
