@@ -64,7 +64,8 @@ class AntiEntropy:
                 return {"tickets": [[t, digest(set(ids[t]) - pending)] for t in tickets],
                         "next": tickets[-1] if len(tickets) == PAGE else None}
             theirs = request.get("tickets")
-            if not isinstance(theirs, dict) or len(theirs) > PAGE:
+            if not isinstance(theirs, dict) or len(theirs) > PAGE or not all(
+                    isinstance(ids, list) and all(isinstance(i, str) for i in ids) for ids in theirs.values()):
                 raise ValidationError(f"'tickets' must map at most {PAGE} ticket ids to event id lists")
             ours = tx.event_ids_by_ticket(list(theirs))
             held = tx.tickets_held_by(sender, [t for t in theirs if ours[t]])

@@ -83,3 +83,12 @@ async def test_a_diff_still_says_which_of_the_senders_events_the_hub_lacks(feder
         known = tx.ticket_events(tickets["S009"])[0].id
     answer = await anti_entropy.answer(PPU, {"op": "diff", "tickets": {tickets["S009"]: [known, "f" * 64]}})
     assert answer == {"events": [], "missing_here": ["f" * 64]}
+
+
+@pytest.mark.parametrize("tickets", [{"t": 5}, {"t": "abc"}, {"t": [1]}, ["t"]])
+async def test_a_malformed_diff_is_refused(federation, tickets):
+    from node.errors import ValidationError
+    hub, _ = federation
+    anti_entropy = AntiEntropy(hub, transport=None, receiver=None, sync=None)
+    with pytest.raises(ValidationError, match="event id lists"):
+        await anti_entropy.answer(PPU, {"op": "diff", "tickets": tickets})
