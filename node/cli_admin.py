@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import click
 
@@ -71,12 +70,12 @@ def nodes():
 @fail_cleanly
 def nodes_enroll(config_path, keys_file, url, name, region):
     from node import directory
-    data = json.loads(Path(keys_file).read_text())
+    shown = directory.read_keys_file(keys_file)
     node = open_node(config_path)
     if node.role != "hub":
         raise ValidationError("enrolment happens at the hub; this node is a district")
-    req = {"node_id": data.get("node_id"), "role": data.get("role", "district"), "url": url or data.get("url"),
-           "name": name, "region": region, "keys": data.get("keys", [])}
+    req = {"node_id": shown.node_id, "role": shown.role, "url": url or shown.url, "name": name, "region": region,
+           "keys": [k.model_dump() for k in shown.keys]}
     with node.storage.transaction() as tx:
         entry = directory.enroll(tx, req)
     click.echo(f"enrolled {entry['node_id']} at {entry['url']}")
@@ -118,9 +117,10 @@ def federation():
 @fail_cleanly
 def federation_load(config_path, path):
     from node import directory
+    fed = directory.read_federation(path)
     node = open_node(config_path)
     with node.storage.transaction() as tx:
-        counts = directory.load_federation(tx, Path(path))
+        counts = directory.store_federation(tx, fed)
     click.echo(f"loaded {counts['regions']} regions, {counts['institutions']} institutions, {counts['nodes']} nodes")
 
 

@@ -8,13 +8,14 @@ validity of its keys; a revoked or unknown node's requests are refused.
 """
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError
 
 from node.errors import ConfigError, ValidationError
+from node.inputs import read_json
 from node.keys import load_sealing_public, load_signing_public
 
 
@@ -36,6 +37,35 @@ class EnrollIn(BaseModel):
     keys: list[KeyIn] = Field(min_length=1)
 
 
+class KeysFile(BaseModel):
+    """A node's public keys as ``simpul keys show --json`` prints them."""
+    model_config = ConfigDict(extra="forbid")
+    node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    role: str = Field(default="district", pattern=r"^(district|hub)$")
+    url: str = ""
+    keys: list[KeyIn] = Field(min_length=1)
+
+
+def _check_keys(node_id: str, keys: list[KeyIn]) -> None:
+    for key in keys:
+        if not key.key_id.startswith(node_id + "#"):
+            raise ValidationError(f"key {key.key_id} does not belong to node {node_id}")
+        try:
+            (load_signing_public if key.kind == "signing" else load_sealing_public)(key.public)
+        except ValueError as exc:
+            raise ValidationError(f"key {key.key_id} is not a valid {key.kind} public key") from exc
+
+
+def read_keys_file(path: str | Path, what: str = "keys file") -> KeysFile:
+    """A ``simpul keys show --json`` file, checked whole: its shape and every key in it."""
+    keys = read_json(path, what, KeysFile)
+    try:
+        _check_keys(keys.node_id, keys.keys)
+    except ValidationError as exc:
+        raise ValidationError(f"{what}: {path}: {exc}") from exc
+    return keys
+
+
 def enroll(tx, data: dict, now: float | None = None) -> dict:
     try:
         req = EnrollIn.model_validate(data)
@@ -43,13 +73,7 @@ def enroll(tx, data: dict, now: float | None = None) -> dict:
         err = exc.errors()[0]
         raise ValidationError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
     now = time.time() if now is None else now
-    for key in req.keys:
-        if not key.key_id.startswith(req.node_id + "#"):
-            raise ValidationError(f"key {key.key_id} does not belong to node {req.node_id}")
-        try:
-            (load_signing_public if key.kind == "signing" else load_sealing_public)(key.public)
-        except ValueError as exc:
-            raise ValidationError(f"key {key.key_id} is not a valid {key.kind} public key") from exc
+    _check_keys(req.node_id, req.keys)
     existing = tx.get_node(req.node_id) or {}
     tx.put_node(req.node_id, role=req.role, name=req.name or existing.get("name", ""), url=req.url,
                 region=req.region or existing.get("region"), enrolled_at=now)
@@ -60,24 +84,56 @@ def enroll(tx, data: dict, now: float | None = None) -> dict:
     return tx.get_node(req.node_id)
 
 
-def load_federation(tx, path: Path) -> dict:
+class FederationNode(BaseModel):
+    node_id: str = Field(min_length=1)
+    role: Literal["district", "hub"] = "district"
+    name: str = ""
+    region: str | None = None
+
+
+class FederationRegion(BaseModel):
+    code: str = Field(min_length=1)
+    name: str
+    level: str
+    parent: str | None = None
+
+
+class FederationInstitution(BaseModel):
+    id: str = Field(min_length=1)
+    name: str
+    node: str = Field(min_length=1)
+    region: str | None = None
+    competences: list[str] = []
+    ppid: bool = False
+
+
+class Federation(BaseModel):
+    """A federation.json; its other keys (about, categories, kecamatan, ...) are for people and other tools."""
+    nodes: list[FederationNode] = []
+    regions: list[FederationRegion] = []
+    institutions: list[FederationInstitution] = []
+
+
+def read_federation(path: str | Path) -> Federation:
+    """The federation file, checked whole before anything is stored."""
+    return read_json(path, "federation_file", Federation, ConfigError)
+
+
+def load_federation(tx, path: str | Path) -> dict:
     """Load nodes (not enrolled: that stays an admin step), regions and institutions."""
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"federation_file: cannot read {path}: {exc}") from exc
-    for node in data.get("nodes", []):
-        if tx.get_node(node["node_id"]) is None:
-            tx.put_node(node["node_id"], role=node.get("role", "district"), name=node.get("name", ""),
-                        region=node.get("region"))
-    for region in data.get("regions", []):
-        tx.put_region(region["code"], region["name"], region["level"], region.get("parent"))
-    for inst in data.get("institutions", []):
-        tx.put_institution({"id": inst["id"], "name": inst["name"], "node_id": inst["node"],
-                            "region": inst.get("region"), "competences": inst.get("competences", []),
-                            "ppid": inst.get("ppid", False)})
-    return {"nodes": len(data.get("nodes", [])), "regions": len(data.get("regions", [])),
-            "institutions": len(data.get("institutions", []))}
+    return store_federation(tx, read_federation(path))
+
+
+def store_federation(tx, fed: Federation) -> dict:
+    for node in fed.nodes:
+        if tx.get_node(node.node_id) is None:
+            tx.put_node(node.node_id, role=node.role, name=node.name, region=node.region)
+    for region in fed.regions:
+        tx.put_region(region.code, region.name, region.level, region.parent)
+    for inst in fed.institutions:
+        tx.put_institution({"id": inst.id, "name": inst.name, "node_id": inst.node, "region": inst.region,
+                            "competences": inst.competences, "ppid": inst.ppid})
+    return {"nodes": len(fed.nodes), "regions": len(fed.regions), "institutions": len(fed.institutions)}
 
 
 def snapshot(tx) -> dict:

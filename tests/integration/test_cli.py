@@ -310,3 +310,42 @@ def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_comp
     assert f"serving on http://127.0.0.1:{port}" in out
     res = simpul("verify", "--config", config)
     assert res.returncode == 0 and "checked 1 events: ok" in res.stdout
+
+
+# ------------------------------------------------------------ bad input files
+def _rows(config: Path, snapshot) -> dict:
+    storage = SqlStorage(load_settings(config).db_url)
+    try:
+        return snapshot(storage)
+    finally:
+        storage.dispose()
+
+
+REGION = {"code": "64", "name": "Provinsi Kalimantan Timur", "level": "provinsi"}
+BAD_INPUT_FILES = [
+    # (id, command with {file}, file contents, words the one line must hold)
+    ("enroll-keys-not-json", ["nodes", "enroll", "--keys", "{file}"], "{bad", ["keys file", "not valid JSON"]),
+    ("enroll-keys-a-list", ["nodes", "enroll", "--keys", "{file}"], "[1]", ["keys file", "JSON object"]),
+    ("enroll-keys-without-keys", ["nodes", "enroll", "--keys", "{file}"], '{"node_id": "kab-ppu"}',
+     ["keys file", "keys"]),
+    ("federation-a-list", ["federation", "load", "{file}"], "[1]", ["federation_file", "JSON object"]),
+    ("federation-region-without-code", ["federation", "load", "{file}"],
+     json.dumps({"regions": [REGION, {"name": "x"}]}), ["federation_file", "regions.1.code"]),
+    ("federation-institution-not-an-object", ["federation", "load", "{file}"],
+     json.dumps({"regions": [REGION], "institutions": ["pln"]}), ["federation_file", "institutions.0"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUT_FILES, ids=[c[0] for c in BAD_INPUT_FILES])
+def test_a_bad_input_file_stops_with_one_line_and_changes_nothing(tmp_path, db_snapshot, case):
+    _, command, contents, words = case
+    config = init(tmp_path / "n")
+    bad = tmp_path / "input.json"
+    if isinstance(contents, bytes):
+        bad.write_bytes(contents)
+    else:
+        bad.write_text(contents)
+    before = _rows(config, db_snapshot)
+    res = simpul(*[str(bad) if a == "{file}" else a for a in command], "--config", config)
+    assert_one_line_error(res, str(bad), *words)
+    assert _rows(config, db_snapshot) == before
