@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import click
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node.cli_common import CONFIG, fail_cleanly, open_node
 from node.errors import ConfigError, NotFound, ValidationError
+from node.inputs import read_text
 from node.sealing import public_b64, wrap_private_key
 
 PASSPHRASE_ENV = "SIMPUL_INSTITUTION_PASSPHRASE"
@@ -30,7 +30,7 @@ MIN_PASSPHRASE = 12
 
 def read_passphrase(passphrase_file: str | None) -> str:
     if passphrase_file:
-        text = Path(passphrase_file).read_text(encoding="utf-8")
+        text = read_text(passphrase_file, "passphrase", ConfigError)
         passphrase = text[:-1] if text.endswith("\n") else text
         passphrase = passphrase[:-1] if passphrase.endswith("\r") else passphrase
     else:

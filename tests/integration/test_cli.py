@@ -333,6 +333,8 @@ BAD_INPUT_FILES = [
      json.dumps({"regions": [REGION, {"name": "x"}]}), ["federation_file", "regions.1.code"]),
     ("federation-institution-not-an-object", ["federation", "load", "{file}"],
      json.dumps({"regions": [REGION], "institutions": ["pln"]}), ["federation_file", "institutions.0"]),
+    ("passphrase-not-utf8", ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--passphrase-file", "{file}"],
+     "rahasia-sekali-".encode() + b"\xff\xfe", ["passphrase", "UTF-8"]),
 ]
 
 
@@ -349,3 +351,4 @@ def test_a_bad_input_file_stops_with_one_line_and_changes_nothing(tmp_path, db_s
     res = simpul(*[str(bad) if a == "{file}" else a for a in command], "--config", config)
     assert_one_line_error(res, str(bad), *words)
     assert _rows(config, db_snapshot) == before
+
