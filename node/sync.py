@@ -38,12 +38,13 @@ from collections.abc import Callable
 
 from adapters.transport import Peer
 from node.backoff import next_delay
-from node.errors import PeerError, SimpulError
+from node.errors import PeerError, SimpulError, ValidationError
 
 log = logging.getLogger(__name__)
 
 
 RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
+MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite raises OverflowError past it
 
 
 class SyncEngine:
@@ -276,6 +277,9 @@ class SyncEngine:
 
 def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None = None) -> int:
     """Queue dead letters again (all unreplayed ones when ``ids`` is None) and lift their peers' backoff."""
+    wrong = [i for i in ids or () if not 1 <= i <= MAX_DEAD_LETTER_ID]
+    if wrong:
+        raise ValidationError(f"dead letter id {wrong[0]}: ids run from 1 to {MAX_DEAD_LETTER_ID}")
     with storage.transaction() as tx:
         chosen = [r["id"] for r in tx.dead_letters()] if ids is None else ids
         replayed = tx.mark_replayed(chosen, now)

@@ -352,3 +352,11 @@ def test_a_bad_input_file_stops_with_one_line_and_changes_nothing(tmp_path, db_s
     assert_one_line_error(res, str(bad), *words)
     assert _rows(config, db_snapshot) == before
 
+
+@pytest.mark.parametrize("dead_letter_id", ["99999999999999999999", "0"])
+def test_replay_of_a_dead_letter_id_out_of_range_stops_with_one_line(tmp_path, db_snapshot, dead_letter_id):
+    config = init(tmp_path / "n")
+    before = _rows(config, db_snapshot)
+    res = simpul("dead-letters", "replay", "--id", "1", "--id", dead_letter_id, "--config", config)
+    assert_one_line_error(res, dead_letter_id, "1 to 9223372036854775807")
+    assert _rows(config, db_snapshot) == before
