@@ -5,9 +5,11 @@ changed when a command fails.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import secrets
+import socket
 import sys
 from pathlib import Path
 
@@ -110,8 +112,11 @@ def run(config_path, host, port):
     """Serve the node (API, federation, console, periodic jobs)."""
     from aiohttp import web
     from adapters.http.app import build_app
-    node = open_node(config_path, host=host, port=port)
-    s = node.settings
+    from node.config import load_settings
+    from node.core import Node
+    s = load_settings(config_path, {"host": host, "port": port})
+    sockets = _listen(s.host, s.port)
+    node = Node(s)
     if s.federation_file:
         from node import directory
         with node.storage.transaction() as tx:
@@ -120,7 +125,31 @@ def run(config_path, host, port):
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} (database {node.storage.dialect})")
-    web.run_app(build_app(node), host=s.host, port=s.port, print=None, access_log=None)
+    web.run_app(build_app(node), sock=sockets, print=None, access_log=None)
+
+
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Bind the listening sockets before anything starts, the way aiohttp would (every address of
+    ``host``, SO_REUSEADDR), so that a port in use or a host that is not this machine's is one line."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ConfigError(f"host: cannot listen on {host!r}: {exc.strerror}") from exc
+    sockets: list[socket.socket] = []
+    try:
+        for family, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+    except OSError as exc:
+        for sock in sockets:
+            sock.close()
+        key = "host" if exc.errno == errno.EADDRNOTAVAIL else "port"
+        raise ConfigError(f"{key}: cannot listen on {host}:{port}: {exc.strerror}") from exc
+    return sockets
 
 
 @main.command()

@@ -360,3 +360,14 @@ def test_replay_of_a_dead_letter_id_out_of_range_stops_with_one_line(tmp_path, d
     res = simpul("dead-letters", "replay", "--id", "1", "--id", dead_letter_id, "--config", config)
     assert_one_line_error(res, dead_letter_id, "1 to 9223372036854775807")
     assert _rows(config, db_snapshot) == before
+
+
+def test_run_on_a_port_in_use_stops_with_one_line(tmp_path):
+    config = init(tmp_path / "n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = simpul("run", "--config", config, "--port", port, timeout=30)
+    assert_one_line_error(res, "port", str(port), "in use")
+    assert "serving on" not in res.stdout
