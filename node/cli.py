@@ -8,99 +8,20 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import secrets
 import socket
 import sys
-from pathlib import Path
 
 import click
-import tomli_w
 
 from node.cli_admin import register
 from node.cli_common import CONFIG, fail_cleanly, open_node
+from node.cli_init import init
 from node.errors import ConfigError
 
 
 @click.group()
 def main() -> None:
     """Simpul: a federated sync node for SP4N-LAPOR! complaints."""
-
-
-@main.command()
-@click.option("--role", type=click.Choice(["district", "hub"]), required=True)
-@click.option("--node-id", required=True)
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="default: ./var/<node-id>")
-@CONFIG
-@click.option("--name", default="")
-@click.option("--region", default=None)
-@click.option("--host", default="127.0.0.1")
-@click.option("--port", type=int, default=8700)
-@click.option("--database-url", default="", help="default: SQLite in the data dir")
-@click.option("--hub-url", default="", help="district: the hub's URL")
-@click.option("--hub-keys", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="district: the hub's public keys (JSON from 'simpul keys show --json')")
-@click.option("--federation", "federation_file", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="load regions, institutions and nodes from a federation.json")
-@fail_cleanly
-def init(role, node_id, data_dir, config_path, name, region, host, port, database_url, hub_url, hub_keys,
-         federation_file):
-    """Write a config, generate keys, create and migrate the database."""
-    import re
-    from adapters.storage import SqlStorage, migrate
-    from node.config import NODE_ID_PATTERN, load_settings
-    from node.keys import KeyRing
-    if not re.match(NODE_ID_PATTERN, node_id):
-        raise ConfigError(f"node_id: {node_id!r} must be lowercase letters, digits and dashes")
-    data = Path(data_dir or Path("var") / node_id).resolve()
-    cfg_path = Path(config_path or data / "simpul.toml").resolve()
-    if cfg_path.exists():
-        raise ConfigError(f"config: {cfg_path} already exists; refusing to overwrite it")
-    data.mkdir(parents=True, exist_ok=True)
-    cfg = {"node_id": node_id, "role": role, "name": name, "data_dir": str(data), "host": host, "port": port,
-           "admin_password": secrets.token_urlsafe(12),
-           "tokens": {r: secrets.token_urlsafe(24) for r in ("intake", "operator", "admin")}}
-    if region:
-        cfg["region"] = region
-    if database_url:
-        cfg["database_url"] = database_url
-    if hub_url or hub_keys:
-        cfg["hub"] = _hub_link(hub_url, hub_keys)
-    cfg_path.parent.mkdir(parents=True, exist_ok=True)
-    cfg_path.write_text(tomli_w.dumps(cfg), encoding="utf-8")
-    cfg_path.chmod(0o600)
-    settings = load_settings(cfg_path)
-    ring = KeyRing.create(node_id, settings.keys_dir)
-    storage = SqlStorage(settings.db_url)
-    migrate.upgrade(storage)
-    if federation_file or hub_keys:
-        from node import directory
-        with storage.transaction() as tx:
-            if federation_file:
-                directory.load_federation(tx, Path(federation_file))
-            if hub_keys:
-                _trust_hub(tx, json.loads(Path(hub_keys).read_text()), hub_url)
-    storage.dispose()
-    click.echo(f"initialised {role} node {node_id}")
-    click.echo(f"  config:   {cfg_path}")
-    click.echo(f"  database: {settings.db_url}")
-    click.echo(f"  keys:     {', '.join(k.key_id for k in ring.public_keys())}")
-    click.echo(f"next: simpul run --config {cfg_path}")
-
-
-def _hub_link(hub_url: str, hub_keys: str | None) -> dict:
-    link = {"url": hub_url}
-    if hub_keys:
-        keys = json.loads(Path(hub_keys).read_text())
-        sig = next(k for k in keys["keys"] if k["kind"] == "signing" and k["current"])
-        link.update(node_id=keys["node_id"], signing_key_id=sig["key_id"], signing_public=sig["public"])
-    return link
-
-
-def _trust_hub(tx, keys: dict, url: str) -> None:
-    import time
-    tx.put_node(keys["node_id"], role="hub", url=url, enrolled_at=time.time())
-    for k in keys["keys"]:
-        tx.put_key(k["key_id"], node_id=keys["node_id"], kind=k["kind"], public=k["public"], valid_from=time.time())
 
 
 @main.command()
@@ -192,6 +113,7 @@ def status(config_path, as_json):
             click.echo(f"  last error: {p['backoff']['last_error'][:150]}")
 
 
+main.add_command(init)
 register(main)
 
 if __name__ == "__main__":

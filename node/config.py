@@ -119,6 +119,12 @@ def load_settings(path: str | Path | None, overrides: dict[str, Any] | None = No
     data.setdefault("data_dir", str(path.parent))
     if not Path(data["data_dir"]).is_absolute():
         data["data_dir"] = str((path.parent / data["data_dir"]).resolve())
+    return parse_settings(data, overrides)
+
+
+def parse_settings(data: dict[str, Any], overrides: dict[str, Any] | None = None) -> Settings:
+    """Settings from a config's values (``data_dir`` absolute), the environment on top, as
+    ``load_settings`` reads a file; ``init`` checks a config with it before writing it."""
     try:
         settings = Settings(**data)
     except pydantic.ValidationError as exc:

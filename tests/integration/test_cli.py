@@ -126,6 +126,54 @@ def test_init_rejects_a_bad_node_id(tmp_path):
     assert not (tmp_path / "n" / "simpul.toml").exists()
 
 
+def _hub_keys(*kinds: str) -> str:
+    """A hub's 'simpul keys show --json' with fresh keys of these kinds."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+    from node.keys import raw_public
+    make = {"signing": ("sig", Ed25519PrivateKey), "sealing": ("seal", X25519PrivateKey)}
+    keys = [{"key_id": f"nasional#{make[k][0]}-1", "kind": k, "public": raw_public(make[k][1].generate().public_key()),
+             "current": True} for k in kinds]
+    return json.dumps({"node_id": "nasional", "role": "hub", "url": "http://127.0.0.1:8700", "keys": keys})
+
+
+GOOD_FEDERATION = json.dumps({"regions": [{"code": "64", "name": "Provinsi Kalimantan Timur", "level": "provinsi"}]})
+REFUSED_INITS = [
+    # (id, bad arguments, the corrected ones, input files {name: contents}, words the one line must hold)
+    ("port-out-of-range", ["--port", "70000"], ["--port", "8702"], {}, ["port"]),
+    ("database-url-scheme", ["--database-url", "bogus://x"], [], {}, ["database_url"]),
+    ("federation-a-list", ["--federation", "{fed.json}"], ["--federation", "{good-fed.json}"],
+     {"fed.json": "[1]", "good-fed.json": GOOD_FEDERATION}, ["federation_file", "JSON object"]),
+    ("federation-region-without-code", ["--federation", "{fed.json}"], ["--federation", "{good-fed.json}"],
+     {"fed.json": '{"regions": [{"name": "x"}]}', "good-fed.json": GOOD_FEDERATION}, ["regions.0.code"]),
+    ("hub-keys-not-json", ["--hub-keys", "{hub.json}"], ["--hub-keys", "{good-hub.json}"],
+     {"hub.json": "{bad", "good-hub.json": _hub_keys("signing", "sealing")}, ["hub_keys", "not valid JSON"]),
+    ("hub-keys-empty", ["--hub-keys", "{hub.json}"], ["--hub-keys", "{good-hub.json}"],
+     {"hub.json": '{"node_id": "x", "keys": []}', "good-hub.json": _hub_keys("signing", "sealing")}, ["hub_keys"]),
+    ("hub-keys-without-a-signing-key", ["--hub-keys", "{hub.json}"], ["--hub-keys", "{good-hub.json}"],
+     {"hub.json": _hub_keys("sealing"), "good-hub.json": _hub_keys("signing", "sealing")},
+     ["hub_keys", "no current signing key"]),
+]
+
+
+@pytest.mark.parametrize("case", REFUSED_INITS, ids=[c[0] for c in REFUSED_INITS])
+def test_a_refused_init_leaves_nothing_behind_and_the_corrected_one_succeeds(tmp_path, case):
+    _, bad, good, files, words = case
+    for name, contents in files.items():
+        (tmp_path / name).write_text(contents)
+
+    def args(extra):
+        return ["init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "n", "--hub-url",
+                "http://127.0.0.1:8700", *[str(tmp_path / a[1:-1]) if a.startswith("{") else a for a in extra]]
+    res = simpul(*args(bad))
+    assert_one_line_error(res, *words)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(files)   # no n/, nothing in it
+    res = simpul(*args(good))
+    assert res.returncode == 0, res.stderr
+    assert load_settings(tmp_path / "n" / "simpul.toml").node_id == "kab-paser"
+    assert not [p for p in (tmp_path / "n").iterdir() if p.name.startswith(".simpul.toml")]  # no temporary file
+
+
 # --------------------------------------------------------------- settings
 def _drop_tokens(config: Path) -> None:
     cfg = tomllib.loads(config.read_text())
