@@ -18,7 +18,7 @@ def fail_cleanly(fn):
         try:
             return fn(*args, **kwargs)
         except SimpulError as exc:
-            click.echo(f"simpul: {exc}", err=True)
+            click.echo(f"simpul: {' '.join(str(exc).split())}", err=True)  # a driver's message may span lines
             sys.exit(2 if isinstance(exc, ConfigError) else 1)
     return wrapper
 

@@ -142,6 +142,8 @@ REFUSED_INITS = [
     # (id, bad arguments, the corrected ones, input files {name: contents}, words the one line must hold)
     ("port-out-of-range", ["--port", "70000"], ["--port", "8702"], {}, ["port"]),
     ("database-url-scheme", ["--database-url", "bogus://x"], [], {}, ["database_url"]),
+    ("database-cannot-be-created", ["--database-url", "sqlite:////nonexistent-simpul-dir/x.db"], [], {},
+     ["database_url"]),
     ("federation-a-list", ["--federation", "{fed.json}"], ["--federation", "{good-fed.json}"],
      {"fed.json": "[1]", "good-fed.json": GOOD_FEDERATION}, ["federation_file", "JSON object"]),
     ("federation-region-without-code", ["--federation", "{fed.json}"], ["--federation", "{good-fed.json}"],
@@ -172,6 +174,20 @@ def test_a_refused_init_leaves_nothing_behind_and_the_corrected_one_succeeds(tmp
     assert res.returncode == 0, res.stderr
     assert load_settings(tmp_path / "n" / "simpul.toml").node_id == "kab-paser"
     assert not [p for p in (tmp_path / "n").iterdir() if p.name.startswith(".simpul.toml")]  # no temporary file
+
+
+def test_a_refused_init_removes_only_what_it_created(tmp_path):
+    data = tmp_path / "n"
+    (data / "keys").mkdir(parents=True)
+    (data / "notes.txt").write_text("the operator's own file")
+    (data / "keys" / "README").write_text("also theirs")
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", data,
+                 "--database-url", "sqlite:////nonexistent-simpul-dir/x.db")  # fails after the keys are made
+    assert_one_line_error(res, "database_url")
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == ["keys", "keys/README", "notes.txt"]
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", data)
+    assert res.returncode == 0, res.stderr
+    assert (data / "notes.txt").read_text() == "the operator's own file"
 
 
 # --------------------------------------------------------------- settings
