@@ -21,8 +21,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import click
+from pydantic import BaseModel, ConfigDict, Field
 
+from node import directory
+from node.cli_common import fail_cleanly
 from node.cluster import Cluster, ClusterError, simpul
+from node.errors import ConfigError, ValidationError
+from node.inputs import read_jsonl
 from node.netlink import TcpLink
 
 QUEUE = "(disposition queue)"
@@ -266,6 +271,34 @@ def demo_conflict(d: Demo, links: tuple[TcpLink, TcpLink] | None, busy: list[str
     return f"{ref} resolved at the hub for {node_id}'s side (closed); the node shows it resolved"
 
 
+class Sample(BaseModel):
+    """A line of complaints.jsonl: a complaint's request body plus where it is filed and where it belongs."""
+    model_config = ConfigDict(extra="allow")
+    ref: str = Field(min_length=1)
+    filed_at: str = Field(min_length=1)
+    expected_institution: str | None = None
+
+
+def read_inputs(fed_path: Path, comp_path: Path) -> tuple[list[dict], dict[str, dict]]:
+    """The samples and the federation's institutions by id, checked before any process starts."""
+    fed = directory.read_federation(fed_path)
+    if not any(n.role == "hub" for n in fed.nodes):
+        raise ConfigError(f"federation_file: {fed_path} names no hub node")
+    nodes = {n.node_id for n in fed.nodes}
+    institutions = {i.id: i.model_dump() for i in fed.institutions}
+    samples = read_jsonl(comp_path, "complaints", Sample)
+    if not samples:
+        raise ValidationError(f"complaints: {comp_path} holds no complaints")
+    for s in samples:
+        where = f"complaints: {comp_path}: {s.ref}"
+        if s.filed_at not in nodes:
+            raise ValidationError(f"{where} is filed at {s.filed_at}, which is not a node of {fed_path}")
+        want = s.expected_institution
+        if want is not None and institutions.get(want, {}).get("node") not in nodes:
+            raise ValidationError(f"{where} belongs to {want}, which is not an institution of a node of {fed_path}")
+    return [s.model_dump(exclude_unset=True) for s in samples], institutions
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt  # SIGTERM cleans up like Ctrl-C
 
@@ -281,14 +314,13 @@ def _interrupt(signum, frame):
 @click.option("--dir", "base_dir", type=click.Path(file_okay=False), default=None,
               help="use this (empty) folder instead of a temporary one; it is kept afterwards")
 @click.option("--timeout", type=float, default=40.0, show_default=True, help="seconds to wait for routing")
+@fail_cleanly
 def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeout):
     """Run a hub and the districts on loopback and route the sample complaints."""
     t0 = time.monotonic()
     fed_path = Path(federation_file) if federation_file else default_federation()
     comp_path = Path(complaints_file) if complaints_file else fed_path.with_name("complaints.jsonl")
-    samples = [json.loads(line) for line in comp_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    fed = json.loads(fed_path.read_text(encoding="utf-8"))
-    institutions = {i["id"]: i for i in fed["institutions"]}
+    samples, institutions = read_inputs(fed_path, comp_path)
     temp = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="simpul-demo-") if temp else base_dir)
     cluster = Cluster(base, fed_path)

@@ -435,3 +435,21 @@ def test_run_on_a_port_in_use_stops_with_one_line(tmp_path):
         res = simpul("run", "--config", config, "--port", port, timeout=30)
     assert_one_line_error(res, "port", str(port), "in use")
     assert "serving on" not in res.stdout
+
+
+BAD_DEMO_INPUTS = [
+    # (id, option, file contents, words the one line must hold)
+    ("complaints-not-json", "--complaints", "{bad\n", ["complaints", "line 1 is not valid JSON"]),
+    ("federation-without-a-hub", "--federation", json.dumps({"nodes": [{"node_id": "kab-paser"}]}),
+     ["federation_file", "no hub"]),
+]
+
+
+@pytest.mark.parametrize("case", BAD_DEMO_INPUTS, ids=[c[0] for c in BAD_DEMO_INPUTS])
+def test_demo_with_a_bad_input_file_stops_with_one_line_before_starting(tmp_path, case):
+    _, option, contents, words = case
+    bad = tmp_path / "input.json"
+    bad.write_text(contents)
+    res = simpul("demo", option, bad, "--dir", tmp_path / "demo", timeout=30)
+    assert_one_line_error(res, str(bad), *words)
+    assert not (tmp_path / "demo").exists()
