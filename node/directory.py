@@ -14,6 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError
 
+from node.config import NODE_ID_PATTERN
 from node.errors import ConfigError, ValidationError
 from node.inputs import read_json
 from node.keys import load_sealing_public, load_signing_public
@@ -40,7 +41,7 @@ class EnrollIn(BaseModel):
 class KeysFile(BaseModel):
     """A node's public keys as ``simpul keys show --json`` prints them."""
     model_config = ConfigDict(extra="forbid")
-    node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
     role: str = Field(default="district", pattern=r"^(district|hub)$")
     url: str = ""
     keys: list[KeyIn] = Field(min_length=1)
