@@ -238,7 +238,12 @@ class Receiver:
         created = [e for e in events if e.type == "created"]
         if not created:
             return events
-        first = tx.created_ids(e.ticket for e in created)
+        tx.prefetch_ticket_events(e.ticket for e in events)  # what ingest reads next anyway: no extra query
+        first = {}
+        for e in created:
+            stored = next((x.id for x in tx.ticket_events(e.ticket) if x.type == "created"), None)
+            if stored is not None:
+                first[e.ticket] = stored
         out = []
         for e in events:
             if e.type == "created" and first.setdefault(e.ticket, e.id) != e.id:

@@ -34,8 +34,6 @@ _TICKETS_EVENTS = (select(E.c.ticket, E.c.id, E.c.raw).where(E.c.ticket.in_(bind
                    .order_by(E.c.ticket, E.c.hlc, E.c.author, E.c.id))
 _AUTHOR_SEQS = select(E.c.seq, E.c.id).where(E.c.author == bindparam("author"),
                                             E.c.seq.in_(bindparam("seqs", expanding=True)))
-_CREATED_IDS = select(E.c.ticket, E.c.id).where(E.c.type == bindparam("kind"),
-                                                E.c.ticket.in_(bindparam("tickets", expanding=True)))
 _CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
 _GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
 _META_GET = select(MetaRow.__table__.c.value).where(MetaRow.__table__.c.key == bindparam("key"))
@@ -157,10 +155,6 @@ class EventRepo:
 
     def author_seq_ids(self, author: str, seqs) -> dict[int, str]:
         return {r.seq: r.id for r in self.select_in(_AUTHOR_SEQS, "seqs", seqs, author=author)}
-
-    def created_ids(self, tickets) -> dict[str, str]:
-        """The id of the stored ``created`` event of each of ``tickets`` that has one."""
-        return {r.ticket: r.id for r in self.select_in(_CREATED_IDS, "tickets", set(tickets), kind="created")}
 
     def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """(pos, raw) of ``author``'s events in chain order."""
