@@ -255,8 +255,20 @@ class Receiver:
         return out
 
     def outgoing(self, dest: str, after: int, limit: int) -> dict:
-        """What we have queued for ``dest`` after its cursor (for its pull)."""
+        """What we have queued for ``dest`` after its cursor (for its pull).
+
+        A peer that asks for what comes after ``after`` holds everything up to it (its cursor only passes
+        what it stored or recorded as refused), so its ``acked`` checkpoint here moves to ``after``, as the
+        answer to a push would move it: forward only, and never past what is queued for it. Without this a
+        peer that only pulls (a district behind NAT that we cannot push to) would never have its queue
+        pruned, and anti-entropy would take all of its events for ever in flight and never repair them.
+        The write is a short transaction of its own, only when the checkpoint moves, so that reading the
+        batch does not hold the write lock."""
         with self.node.storage.read() as tx:
             batch = tx.outbox_batch(dest, after, limit)
             last = tx.outbox_last_id(dest)
+            acked = tx.peer(dest)["acked"]
+        if min(after, last) > acked:
+            with self.node.storage.transaction() as tx:
+                tx.advance_peer(dest, acked=min(after, last))
         return {"items": [{"pos": pos, "event": e.to_wire()} for pos, e in batch], "last": last}

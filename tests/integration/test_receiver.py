@@ -176,3 +176,30 @@ def test_a_revoked_key_is_refused_within_the_cache_time(pair):
     assert keys.lookup(key_id) is not None          # still cached
     now[0] += KEY_CACHE_S
     assert keys.lookup(key_id) is None and keys.resolve(key_id) is None
+
+
+def test_serving_a_pull_moves_the_pullers_acked_checkpoint(pair, sample_complaints):
+    """A peer that pulls after N holds everything up to N. A district the hub cannot push to (behind NAT)
+    only ever pulls: unless its pulls move its ``acked`` here, the hub never prunes its queue and
+    anti-entropy takes every event queued for it as still in flight, and never repairs them."""
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    receiver.receive("kab-paser", 0, items)               # routed at the hub: queued back for the district
+    with hub.storage.read() as tx:
+        queued = [pos for pos, _ in tx.outbox_batch("kab-paser", 0, 100)]
+        assert len(queued) >= 2 and tx.peer("kab-paser")["acked"] == 0
+
+    def acked() -> int:
+        with hub.storage.read() as tx:
+            return tx.peer("kab-paser")["acked"]
+    assert [i["pos"] for i in receiver.outgoing("kab-paser", 0, 100)["items"]] == queued
+    assert acked() == 0
+    receiver.outgoing("kab-paser", queued[0], 100)
+    assert acked() == queued[0]
+    with hub.storage.read() as tx:
+        assert tx.in_flight("kab-paser", [e.id for _, e in tx.outbox_batch("kab-paser", 0, 1)]) == set()
+    receiver.outgoing("kab-paser", 0, 100)                 # an older cursor never moves it back
+    assert acked() == queued[0]
+    receiver.outgoing("kab-paser", queued[-1] + 1000, 100)   # nor past what is queued for the peer
+    assert acked() == queued[-1]
