@@ -133,6 +133,13 @@ class Receiver:
             event.verify(entry[1])
         return item["pos"], event
 
+    def unknown_keys(self, items: Sequence) -> set[str]:
+        """The signing key ids that ``items`` (wire batch items) name and that are not valid here: unknown
+        (a node enrolled, or a key rotated, since our last directory refresh) or revoked. Malformed items
+        are left to ``receive``, which refuses them."""
+        keys = {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}
+        return {k for k in keys if isinstance(k, str) and self.keys.lookup(k) is None}
+
     def start(self, sender: str, items: list) -> list[Callable[[], tuple[list, list]]] | None:
         """Start checking a large batch on the pool now; return, in order, one callable per chunk that waits
         for its outcome, to hand to ``receive``. A push handler calls this as soon as the request is

@@ -19,7 +19,10 @@ Design (after Synapse's federation sender):
   items: it backs off like an outage, and the queue waits, whole.
 - Pull is the catch-up path: the receiver asks for what the peer has queued
   for it after its own cursor, and applies it through the same Receiver as a
-  push. Pushes and pulls move the same checkpoints, so neither repeats work.
+  push. Pushes and pulls move the same checkpoints, so neither repeats work
+  (the peer serving a pull moves our ``acked`` there to the cursor we ask
+  after). Like a push's receiver, a pull first refreshes the directory when
+  the batch carries signing keys unknown here (``refresh_directory``).
   A peer that has reached us within the last pull interval is up and sends its
   own queue, so we do not pull from it meanwhile: a pull racing a push only
   fetches the same events twice (one side unreachable from the other, a
@@ -34,7 +37,7 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from adapters.transport import Peer
 from node.backoff import next_delay
@@ -49,10 +52,12 @@ MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite r
 
 class SyncEngine:
     def __init__(self, node, transport, receiver, *, now: Callable[[], float] = time.time,
-                 rand: Callable[[], float] = random.random):
+                 rand: Callable[[], float] = random.random,
+                 refresh_directory: Callable[[], Awaitable[None]] | None = None):
         self.node = node
         self.transport = transport
         self.receiver = receiver
+        self.refresh_directory = refresh_directory   # None: this node has no directory to refresh (tests)
         self.cfg = node.settings.sync
         self.now = now
         self.rand = rand
@@ -237,14 +242,26 @@ class SyncEngine:
                 await self.node.db(self._note_error, peer.node_id, str(exc))
                 return got
             if result.items:
-                received = await self.node.db(self.receiver.receive, peer.node_id, cursor, list(
-                    {"pos": pos, "event": ev} for pos, ev in result.items))
+                items = [{"pos": pos, "event": ev} for pos, ev in result.items]
+                await self._learn_keys(peer.node_id, items)
+                received = await self.node.db(self.receiver.receive, peer.node_id, cursor, items)
                 got += received.accepted
             else:
                 await self.node.db(self._contact, peer.node_id)
             if len(result.items) < self.cfg.batch_size:
                 return got
         return got
+
+    async def _learn_keys(self, source: str, items: list[dict]) -> set[str]:
+        """Refresh the directory first if ``items`` carry signing keys unknown here (a node enrolled, or a key
+        rotated, since the last refresh), as a push's receiver does; return the keys still unknown."""
+        unknown = await self.node.db(self.receiver.unknown_keys, items)
+        if unknown and self.refresh_directory is not None:
+            log.info("pull from %s carries events signed by key(s) unknown here (%s); refreshing the directory "
+                     "first", source, ", ".join(sorted(unknown)[:5]))
+            await self.refresh_directory()
+            unknown = await self.node.db(self.receiver.unknown_keys, items)
+        return unknown
 
     async def pull_all(self) -> None:
         for peer in await self.peers():

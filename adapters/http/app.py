@@ -40,11 +40,6 @@ def build_app(node: Node) -> web.Application:
     app["intake"] = IntakeQueue(node)
     transport = HttpTransport(node.keys, keydir.resolve, timeout_s=s.sync.request_timeout_s,
                               attempts=s.sync.retry_attempts, initial_s=s.sync.retry_initial_s)
-    sync = SyncEngine(node, transport, receiver)
-    app["sync"] = sync
-    app["registry"] = registry_for(node)
-    anti_entropy = AntiEntropy(node, transport, receiver, sync)
-    app["anti_entropy"] = anti_entropy
 
     async def refresh_directory():
         if node.role == "hub" or not s.hub.url:
@@ -65,6 +60,11 @@ def build_app(node: Node) -> web.Application:
             sync.wake()
 
     app["refresh_directory"] = refresh_directory
+    sync = SyncEngine(node, transport, receiver, refresh_directory=refresh_directory)
+    app["sync"] = sync
+    app["registry"] = registry_for(node)
+    anti_entropy = AntiEntropy(node, transport, receiver, sync)
+    app["anti_entropy"] = anti_entropy
 
     app.router.add_routes(api.routes)
     app.router.add_routes(admin_api.routes)

@@ -112,13 +112,9 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 async def _learn_new_keys(request, items: list) -> None:
     """A district refreshes its copy of the hub's directory before receiving events signed by
     keys it does not know yet (a node enrolled, or a key rotated, since its last refresh);
-    otherwise they would be rejected and dead-lettered at the hub for good."""
-    keys = {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}
-    keydir = request.app["keydir"]
-
-    def unknown() -> list:
-        return [k for k in keys if isinstance(k, str) and keydir.lookup(k) is None]
-    missing = await request.app["node"].db(unknown)
+    otherwise they would be rejected and dead-lettered at the hub for good. (A pull does the same:
+    node.sync.)"""
+    missing = await request.app["node"].db(request.app["receiver"].unknown_keys, items)
     if missing:
         log.info("push carries events signed by key(s) unknown here (%s); refreshing the directory first",
                  ", ".join(sorted(missing)[:5]))

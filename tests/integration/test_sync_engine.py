@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from adapters.transport import Peer, PushResult
+from adapters.transport import Peer, PullResult, PushResult
 from node.errors import PeerError
 from node.sync import SyncEngine
 
@@ -230,3 +230,110 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
     await asyncio.sleep(0)
     assert set(engine._tasks) == {"kota-balikpapan"} and stopped.cancelled()
     await engine.stop()
+
+
+# -- pull ----------------------------------------------------------------------------------------------------
+# A district pulls what the hub queued for it. The hub here is a real node database, and the transport serves
+# pulls from its real outbox through Receiver.outgoing (what GET /federation/v1/events answers), so the
+# events are the ones a hub would send: kab-ppu's complaint S024, routed by the hub to an office of kab-paser,
+# arrives at kab-paser as [created (signed by kab-ppu), routed (signed by the hub)].
+
+class HubQueue:
+    """Serves pulls from the hub's outbox for ``puller``; ``alter(items)`` may change the items on the way."""
+
+    def __init__(self, hub_receiver, puller, alter=None):
+        self.hub_receiver = hub_receiver
+        self.puller = puller
+        self.alter = alter or (lambda items: items)
+        self.pulls: list[int] = []
+
+    async def pull(self, peer, after, limit):
+        self.pulls.append(after)
+        data = self.hub_receiver.outgoing(self.puller, after, limit)
+        return PullResult(items=tuple(self.alter([(i["pos"], i["event"]) for i in data["items"]])),
+                          last=data["last"])
+
+    async def close(self):
+        pass
+
+
+HUB = Peer("nasional", "http://127.0.0.1:1")
+
+
+@pytest.fixture
+def federation(tmp_path, sample_dir):
+    """(kab-paser, kab-ppu, nasional) as ``simpul init`` and ``simpul nodes enroll`` leave them: kab-paser
+    knows the hub's keys, but not kab-ppu's (it has not refreshed its copy of the directory yet)."""
+    from node.cluster import Cluster
+    from node.config import load_settings
+    from node.core import Node
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=["kab-paser", "kab-ppu"]).init()
+    nodes = [Node(load_settings(cluster.proc(n).config)) for n in ("kab-paser", "kab-ppu", "nasional")]
+    yield nodes
+    for node in nodes:
+        node.close()
+
+
+def _routed_to_paser(ppu, hub, sample_complaints):
+    """kab-ppu files S024 (for kab-paser's civil registry); the hub receives it, routes it and queues it for
+    kab-paser. Returns the hub's receiver and the ticket id."""
+    from node.federation import KeyDirectory, Receiver
+    from node.reactions import hub_react
+    from schemas.complaints import ComplaintIn
+    body = next(b for b in sample_complaints if b["ref"] == "S024")
+    ticket = ppu.complaints.file(ComplaintIn.model_validate(body)).state.ticket_id
+    with ppu.storage.read() as tx:
+        items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch("nasional", 0, 100)]
+    hub_receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    assert hub_receiver.receive("kab-ppu", 0, items).accepted == len(items)
+    with hub.storage.read() as tx:
+        queued = [e for _, e in tx.outbox_batch("kab-paser", 0, 100)]
+    assert [(e.type, e.author) for e in queued] == [("created", "kab-ppu"), ("routed", "nasional")]
+    return hub_receiver, ticket
+
+
+def _district_engine(district, hub, transport, refresh=True):
+    """kab-paser's engine, receiver and key directory; ``refresh``: whether its directory refresh reaches
+    the hub (it copies the hub's directory, as the app's refresh_directory does over HTTP)."""
+    from node import directory
+    from node.federation import KeyDirectory, Receiver
+    from node.reactions import district_react
+    keydir = KeyDirectory(district.storage, district.keys)
+    refreshes: list[bool] = []
+
+    async def refresh_directory():
+        refreshes.append(refresh)
+        if refresh:
+            with hub.storage.read() as tx:
+                snap = directory.snapshot(tx)
+            with district.storage.transaction() as tx:
+                directory.apply_snapshot(tx, snap, district.node_id)
+            keydir.forget()
+    engine = SyncEngine(district, transport, Receiver(district, keydir, district_react(district)),
+                        refresh_directory=refresh_directory)
+    return engine, keydir, refreshes
+
+
+def _held(district, event_ids) -> set[str]:
+    with district.storage.read() as tx:
+        return tx.existing_event_ids(event_ids)
+
+
+async def test_a_pull_learns_keys_it_does_not_know_before_applying_the_batch(federation, sample_complaints):
+    """Before, kab-paser applied the batch at once: the created event (signed by kab-ppu, whose key it did
+    not know yet) was rejected, its cursor moved past it, and nothing recorded it: the ticket was lost."""
+    paser, ppu, hub = federation
+    hub_receiver, ticket = _routed_to_paser(ppu, hub, sample_complaints)
+    engine, keydir, refreshes = _district_engine(paser, hub, HubQueue(hub_receiver, "kab-paser"))
+    assert keydir.lookup(ppu.keys.signing_key_id) is None
+
+    assert await engine.pull(HUB) == 2
+    assert refreshes == [True]
+    with hub.storage.read() as tx:
+        queued = [(pos, e.id) for pos, e in tx.outbox_batch("kab-paser", 0, 100)]
+    assert _held(paser, [i for _, i in queued]) == {i for _, i in queued}
+    with paser.storage.read() as tx:
+        assert tx.get_ticket(ticket).holder_node == "kab-paser"
+        assert tx.peer("nasional")["cursor"] == queued[-1][0]
+        assert tx.dead_letters() == []
+    assert await engine.pull(HUB) == 0 and refreshes == [True]     # keys known now: no second refresh
