@@ -11,7 +11,9 @@ attempt to take the ticket over with a back-dated origin) is refused too.
 What passes is ingested in one transaction together with its inbox rows, the
 role's reactions (routing at the hub; competence checks and sealing at a
 district) and the sender's checkpoint. Rejections are logged and returned to
-the sender, which dead-letters them; they are never applied.
+the sender, which dead-letters them; they are never applied. A batch we
+pulled has nobody to return them to: they are dead-lettered here instead
+(``dead_letter``), in the same transaction.
 
 Verification is the first limit of a sync that checks every event, and
 Ed25519 verification in ``cryptography`` releases the GIL: a large batch is
@@ -172,11 +174,16 @@ class Receiver:
         return good, rejected
 
     def receive(self, sender: str, after: int, items: Sequence,
-                started: list[Callable[[], tuple[list, list]]] | None = None) -> Received:
+                started: list[Callable[[], tuple[list, list]]] | None = None, *,
+                dead_letter: bool = False) -> Received:
         """Check and apply one batch (``started``: its checks, if ``start`` began them already). Chunks are
         stored as soon as they are verified, while the next ones are still being verified on the pool: the
         same outcome as receiving them as consecutive batches, except that the role's reactions run once,
-        on the whole batch."""
+        on the whole batch.
+
+        ``dead_letter``: the rejected items go to our own dead-letter list, under the sender's name, in the
+        transaction that moves the sender's cursor past them. For a batch we pulled: no sender hears of its
+        rejections, so without this they would vanish."""
         items = list(items)
         parts = started or self.start(sender, items)
         if parts is None:
@@ -198,6 +205,8 @@ class Receiver:
                 states.update(touched)
             if states:
                 self.react(tx, states, fresh)
+            if dead_letter:   # (an id is the sender's claim: cut to the column's width, which a hash fits)
+                tx.add_dead_letters(sender, [(i[:64], f"refused here: {r}") for i, r in rejected])
             last = max((i["pos"] for i in items if isinstance(i, dict) and isinstance(i.get("pos"), int)),
                        default=None)
             ahead = last is not None and after > tx.peer(sender)["cursor"]

@@ -27,6 +27,20 @@ Design (after Synapse's federation sender):
   own queue, so we do not pull from it meanwhile: a pull racing a push only
   fetches the same events twice (one side unreachable from the other, a
   district behind NAT for instance, still gets its pulls).
+- A pulled item is never skipped unrecorded, and no item holds a pull for
+  ever. What may pass later (an event signed by a key still unknown or
+  revoked here after the refresh) holds the cursor: the batch is applied
+  only up to it, and the next pull asks again from there, after another
+  refresh. An item asked for on ``HOLD_PULLS`` pulls in a row is given up
+  on the last of them: it goes to the receiver with the rest. What can never
+  pass (a bad signature, a malformed event, equivocation) and an item given
+  up are dead-lettered here, under the peer's name and with the reason
+  ("refused here: ..."), in the transaction that moves the cursor past them,
+  and logged at error level: nobody else hears of a pull's rejections, so
+  this is where an admin sees them. The peer still holds the event, and
+  anti-entropy offers it again for a ticket we hold, since our cursor past
+  it tells the peer it is no longer in flight. The count is kept in memory:
+  a restart gives a held item its pulls again.
 """
 from __future__ import annotations
 
@@ -48,6 +62,7 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
 MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite raises OverflowError past it
+HOLD_PULLS = 10  # pulls that a pulled event signed by a key unknown here is asked for before it is given up
 
 
 class SyncEngine:
@@ -70,6 +85,7 @@ class SyncEngine:
         self._heard: dict[str, float] = {}      # peer -> when it last reached us
         self._resting: dict[str, float] = {}    # peer -> until when a wake need not look (backing off)
         self._peers: dict[str, Peer] = {}
+        self._held: dict[str, tuple[str, int]] = {}  # peer -> (pulled event holding our cursor, pulls so far)
         self._tasks: dict[str, asyncio.Task] = {}
         self._running = False
         self.sent = 0
@@ -241,20 +257,52 @@ class SyncEngine:
                 log.info("pull from %s failed: %s", peer.node_id, exc)
                 await self.node.db(self._note_error, peer.node_id, str(exc))
                 return got
-            if result.items:
-                items = [{"pos": pos, "event": ev} for pos, ev in result.items]
-                await self._learn_keys(peer.node_id, items)
-                received = await self.node.db(self.receiver.receive, peer.node_id, cursor, items)
+            items = [{"pos": pos, "event": ev} for pos, ev in result.items]
+            take = self._hold_point(peer.node_id, items, await self._learn_keys(peer.node_id, items))
+            if take:
+                received = await self.node.db(self._receive_pulled, peer.node_id, cursor, items[:take])
                 got += received.accepted
+                for event_id, reason in received.rejected:
+                    log.error("event %s pulled from %s was refused here and dead-lettered: %s",
+                              event_id, peer.node_id, reason)
             else:
                 await self.node.db(self._contact, peer.node_id)
-            if len(result.items) < self.cfg.batch_size:
-                return got
+            if take < len(items) or len(items) < self.cfg.batch_size:
+                return got   # (held: the next pull asks again, after the next directory refresh)
         return got
+
+    def _receive_pulled(self, source: str, cursor: int, items: list[dict]):
+        return self.receiver.receive(source, cursor, items, dead_letter=True)
+
+    def _hold_point(self, source: str, items: list[dict], unknown: set[str]) -> int:
+        """How many of ``items`` to apply now: those before the first one signed by a key still unknown (or
+        revoked) here, so that the cursor stays before it and the next pull asks again; all of them if there
+        is none. An item met on HOLD_PULLS pulls in a row is given up: it goes to the receiver with the rest,
+        which refuses it, and it is dead-lettered."""
+        for n, item in enumerate(items):
+            event = item["event"]
+            key = event.get("key") if isinstance(event, dict) else None
+            if not isinstance(key, str) or key not in unknown:
+                continue
+            event_id = str(event.get("id"))
+            held, pulls = self._held.get(source, ("", 0))
+            pulls = pulls + 1 if held == event_id else 1
+            if pulls < HOLD_PULLS:
+                self._held[source] = (event_id, pulls)
+                log.error("event %s pulled from %s is signed by %s, a key unknown or revoked here: the cursor "
+                          "stays before it, and the next pull asks again (%d of %d)", event_id, source, key,
+                          pulls, HOLD_PULLS)
+                return n
+            log.error("event %s pulled from %s is still signed by %s, a key unknown or revoked here, after %d "
+                      "pulls: giving up on it, it will be dead-lettered", event_id, source, key, pulls)
+        self._held.pop(source, None)
+        return len(items)
 
     async def _learn_keys(self, source: str, items: list[dict]) -> set[str]:
         """Refresh the directory first if ``items`` carry signing keys unknown here (a node enrolled, or a key
         rotated, since the last refresh), as a push's receiver does; return the keys still unknown."""
+        if not items:
+            return set()
         unknown = await self.node.db(self.receiver.unknown_keys, items)
         if unknown and self.refresh_directory is not None:
             log.info("pull from %s carries events signed by key(s) unknown here (%s); refreshing the directory "

@@ -250,7 +250,8 @@ class HubQueue:
     async def pull(self, peer, after, limit):
         self.pulls.append(after)
         data = self.hub_receiver.outgoing(self.puller, after, limit)
-        return PullResult(items=tuple(self.alter([(i["pos"], i["event"]) for i in data["items"]])),
+        items = [(i["pos"], i["event"]) for i in data["items"]]
+        return PullResult(items=tuple(self.alter(items) if items else items),
                           last=data["last"])
 
     async def close(self):
@@ -337,3 +338,90 @@ async def test_a_pull_learns_keys_it_does_not_know_before_applying_the_batch(fed
         assert tx.peer("nasional")["cursor"] == queued[-1][0]
         assert tx.dead_letters() == []
     assert await engine.pull(HUB) == 0 and refreshes == [True]     # keys known now: no second refresh
+
+
+def _pull_state(district, hub) -> tuple[list[tuple[int, str]], int, list[dict]]:
+    """(the hub's queue for kab-paser as (position, event id), kab-paser's cursor, kab-paser's dead letters)"""
+    with hub.storage.read() as tx:
+        queued = [(pos, e.id) for pos, e in tx.outbox_batch("kab-paser", 0, 100)]
+    with district.storage.read() as tx:
+        return queued, tx.peer("nasional")["cursor"], tx.dead_letters()
+
+
+async def test_a_pulled_event_signed_by_a_key_unknown_here_holds_the_cursor_before_it(federation, sample_complaints,
+                                                                                        caplog):
+    """The directory refresh does not reach the hub: the created event (kab-ppu's key) is not applied, nor
+    anything behind it, and the cursor stays before it, so the next pull asks again. Before, the cursor moved
+    past it and the event was gone, with nothing recorded."""
+    import logging
+    paser, ppu, hub = federation
+    hub_receiver, ticket = _routed_to_paser(ppu, hub, sample_complaints)
+    transport = HubQueue(hub_receiver, "kab-paser")
+    offline, _, refreshes = _district_engine(paser, hub, transport, refresh=False)
+    with caplog.at_level(logging.ERROR, logger="node.sync"):
+        assert await offline.pull(HUB) == 0
+    queued, cursor, letters = _pull_state(paser, hub)
+    assert cursor == 0 and letters == [] and _held(paser, [i for _, i in queued]) == set()
+    assert refreshes == [False]
+    assert any(queued[0][1] in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+
+    online, _, _ = _district_engine(paser, hub, transport)      # the next pull's refresh reaches the hub
+    assert await online.pull(HUB) == 2
+    queued, cursor, letters = _pull_state(paser, hub)
+    assert cursor == queued[-1][0] and letters == []
+    assert transport.pulls == [0, 0]
+
+
+async def test_a_pulled_event_whose_key_stays_unknown_is_given_up_and_dead_lettered(federation, sample_complaints):
+    """A key that never becomes known (its node revoked, say) does not hold the pull for ever: after
+    HOLD_PULLS pulls the event is refused, recorded in the dead-letter list, and the rest goes through."""
+    from node.sync import HOLD_PULLS
+    paser, ppu, hub = federation
+    hub_receiver, ticket = _routed_to_paser(ppu, hub, sample_complaints)
+    transport = HubQueue(hub_receiver, "kab-paser")
+    engine, _, refreshes = _district_engine(paser, hub, transport, refresh=False)
+    for _ in range(HOLD_PULLS - 1):
+        assert await engine.pull(HUB) == 0
+        assert _pull_state(paser, hub)[1:] == (0, [])
+    assert await engine.pull(HUB) == 1
+    queued, cursor, letters = _pull_state(paser, hub)
+    assert cursor == queued[-1][0]
+    assert [(r["dest"], r["event_id"]) for r in letters] == [("nasional", queued[0][1])]
+    assert letters[0]["reason"].startswith("refused here: ") and "unknown or revoked" in letters[0]["reason"]
+    assert _held(paser, [i for _, i in queued]) == {queued[1][1]}
+    assert len(refreshes) == HOLD_PULLS
+    assert await engine.pull(HUB) == 0 and len(_pull_state(paser, hub)[2]) == 1   # asked for no more
+
+
+def _forge(items):
+    """The created event with its title changed after signing."""
+    (pos, event), rest = items[0], items[1:]
+    return [(pos, {**event, "payload": {**event["payload"], "title": "palsu"}})] + rest
+
+
+def _mangle(items):
+    """The created event replaced by something that is not an event, with an id longer than any."""
+    return [(items[0][0], {"id": "x" * 100, "type": "created"})] + items[1:]
+
+
+@pytest.mark.parametrize("alter, dead_id, reason", [(_forge, None, "not the hash of its content"),
+                                                    (_mangle, "x" * 64, "missing field")], ids=["forged", "malformed"])
+async def test_a_pulled_event_that_can_never_pass_is_dead_lettered(federation, sample_complaints, alter, dead_id,
+                                                                   reason, caplog):
+    """Before, a pull ignored what the receiver rejected: the cursor moved past it and nothing recorded it."""
+    import logging
+    paser, ppu, hub = federation
+    hub_receiver, ticket = _routed_to_paser(ppu, hub, sample_complaints)
+    transport = HubQueue(hub_receiver, "kab-paser", alter)
+    engine, _, _ = _district_engine(paser, hub, transport)
+    with caplog.at_level(logging.ERROR, logger="node.sync"):
+        assert await engine.pull(HUB) == 1
+    queued, cursor, letters = _pull_state(paser, hub)
+    assert cursor == queued[-1][0]                           # not asked for again: it would fail again
+    dead_id = dead_id or queued[0][1]                        # (an id longer than any is cut to the column)
+    assert [(r["dest"], r["event_id"]) for r in letters] == [("nasional", dead_id)]
+    assert letters[0]["reason"].startswith("refused here: ") and reason in letters[0]["reason"]
+    assert any(r.levelno == logging.ERROR and dead_id in r.getMessage() for r in caplog.records)
+    assert _held(paser, [i for _, i in queued]) == {queued[1][1]}
+    assert await engine.pull(HUB) == 0 and transport.pulls == [0, cursor]
+    assert len(_pull_state(paser, hub)[2]) == 1
