@@ -39,8 +39,9 @@ Design (after Synapse's federation sender):
   and logged at error level: nobody else hears of a pull's rejections, so
   this is where an admin sees them. The peer still holds the event, and
   anti-entropy offers it again for a ticket we hold, since our cursor past
-  it tells the peer it is no longer in flight. The count is kept in memory:
-  a restart gives a held item its pulls again.
+  it tells the peer it is no longer in flight (replaying such a dead letter
+  only takes it off the list: we hold no copy to send). The count is kept in
+  memory: a restart gives a held item its pulls again.
 """
 from __future__ import annotations
 
@@ -341,16 +342,22 @@ class SyncEngine:
 
 
 def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None = None) -> int:
-    """Queue dead letters again (all unreplayed ones when ``ids`` is None) and lift their peers' backoff."""
+    """Queue dead letters again (all unreplayed ones when ``ids`` is None) and lift their peers' backoff.
+
+    A dead letter of an event not held here (one we pulled and refused) is only marked replayed: there is
+    nothing here to send, and queueing its id would leave an outbox row with no event behind it. The peer
+    still holds the event, and anti-entropy offers it again."""
     wrong = [i for i in ids or () if not 1 <= i <= MAX_DEAD_LETTER_ID]
     if wrong:
         raise ValidationError(f"dead letter id {wrong[0]}: ids run from 1 to {MAX_DEAD_LETTER_ID}")
     with storage.transaction() as tx:
         chosen = [r["id"] for r in tx.dead_letters()] if ids is None else ids
         replayed = tx.mark_replayed(chosen, now)
+        held = tx.existing_event_ids(row["event_id"] for row in replayed)
         by_dest: dict[str, list[str]] = {}
         for row in replayed:
-            by_dest.setdefault(row["dest"], []).append(row["event_id"])
+            if row["event_id"] in held:
+                by_dest.setdefault(row["dest"], []).append(row["event_id"])
         for dest, event_ids in by_dest.items():   # each queue in dead-letter order
             tx.enqueue(dest, event_ids)
             tx.update_peer(dest, failures=0, next_attempt_at=0.0)

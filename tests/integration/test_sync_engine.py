@@ -78,6 +78,24 @@ def test_replay_requeues_each_destination_in_dead_letter_order(make_node, tmp_pa
             "nasional": (0, 0.0), "kab-ppu": (0, 0.0), "prov-kaltim": (4, 9e9)}
 
 
+def test_replaying_a_dead_letter_of_an_event_not_held_here_queues_nothing(make_node, tmp_path, sample_complaints):
+    """A pulled event refused here is dead-lettered under the peer's name, but we hold no copy of it: replaying
+    it takes it off the list and must not queue an outbox row with no event behind it."""
+    from schemas.complaints import ComplaintIn
+    node = make_node(tmp_path)
+    ticket = node.complaints.file(ComplaintIn.model_validate(sample_complaints[0])).state.ticket_id
+    with node.storage.transaction() as tx:
+        own = tx.ticket_events(ticket)[0].id
+        tx.add_dead_letters("nasional", [("f" * 64, "refused here: event ffff: id is not the hash of its content"),
+                                         (own, "422 from peer")])
+        before = tx.outbox_last_id("nasional")
+    assert SyncEngine(node, NoTransport(), None).replay() == 2
+    with node.storage.read() as tx:
+        assert [e.id for _, e in tx.outbox_batch("nasional", before, 10)] == [own]
+        assert tx.outbox_depth("nasional", before) == 1
+        assert tx.dead_letters() == []
+
+
 class ScriptedTransport:
     """Answers push number ``n`` with ``answer(n, after, positions)`` (awaited), counting pushes in flight."""
 
