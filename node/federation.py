@@ -55,6 +55,7 @@ class Received:
     rejected: tuple[tuple[str, str], ...]
     cursor: int
     fresh: tuple[Event, ...] = ()
+    queued_for: frozenset[str] = frozenset()   # the destinations this receive queued events for
 
     def to_dict(self) -> dict:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "cursor": self.cursor,
@@ -214,13 +215,14 @@ class Receiver:
                 tx.advance_peer(sender, cursor=self._past_gaps(sender, last))
             tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0)
             cursor = tx.peer(sender)["cursor"]
+            queued_for = frozenset(tx.queued_dests)
         if ahead:  # only once stored: the cursor must never pass an event that is not
             gaps = self._ahead.setdefault(sender, {})
             gaps[after] = last
             for oldest in sorted(gaps)[:-GAPS_KEPT]:  # (those behind the cursor, which can never match, first)
                 del gaps[oldest]
         return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
-                        cursor=cursor, fresh=tuple(fresh))
+                        cursor=cursor, fresh=tuple(fresh), queued_for=queued_for)
 
     def _past_gaps(self, sender: str, cursor: int) -> int:
         """``cursor`` moved over the batches from ``sender`` already applied right after it."""

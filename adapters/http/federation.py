@@ -104,8 +104,8 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
         # Harmless (the inbox makes delivery idempotent) but worth seeing: a push/pull race,
         # a sender that lost its checkpoint, or a double send.
         log.info("push from %s carried %d event(s) already held; ignored", sender, result.duplicates)
-    if result.fresh:
-        request.app["sync"].wake()
+    for dest in result.queued_for:   # only the loops given work: a hub has hundreds of peers
+        request.app["sync"].wake(dest)
     return result.to_dict()
 
 

@@ -42,11 +42,13 @@ PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attem
 class SyncRepo:
     conn: object
     dialect: str
+    queued_dests: set[str]  # Tx: the destinations this transaction queued events for (whose loops to wake)
     select_in: object  # Tx.select_in
 
     # -- outbox ---------------------------------------------------------------
     def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
         if event_ids:
+            self.queued_dests.add(dest)
             now = time.time() if now is None else now
             for e in event_ids:  # written in this order, so outbox ids follow it
                 self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})

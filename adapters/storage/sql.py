@@ -93,6 +93,7 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
 
     def __init__(self, conn: Connection, dialect: str):
         self._deferred: dict[tuple, tuple] = {}
+        self.queued_dests: set[str] = set()
         self.conn = _Conn(conn, self)
         self.dialect = dialect
 

@@ -203,3 +203,19 @@ def test_serving_a_pull_moves_the_pullers_acked_checkpoint(pair, sample_complain
     assert acked() == queued[0]
     receiver.outgoing("kab-paser", queued[-1] + 1000, 100)   # nor past what is queued for the peer
     assert acked() == queued[-1]
+
+
+def test_a_receive_names_the_destinations_it_gave_work(pair, sample_complaints):
+    """The push handler wakes only these loops (a hub has hundreds of peers, and each woken loop takes its
+    lease in a write transaction): the holder and origin of the tickets the batch touched."""
+    district, hub = pair
+    body = next(b for b in sample_complaints if b["ref"] == "S002")   # kab-paser -> a hub-hosted institution
+    items = _queued(district, [body])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    result = receiver.receive("kab-paser", 0, items)
+    assert result.accepted == len(items)
+    with hub.storage.read() as tx:
+        queued = {d for d in ("kab-paser", "kab-ppu", "kota-balikpapan", "prov-kaltim")
+                  if tx.outbox_last_id(d)}
+    assert result.queued_for == queued == {"kab-paser"}      # the routing goes back to the origin only
+    assert receiver.receive("kab-paser", 0, items).queued_for == frozenset()   # duplicates: no work
