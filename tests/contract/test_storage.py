@@ -7,7 +7,10 @@ database.
 from __future__ import annotations
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlmodel import SQLModel
 
 from adapters.storage import SqlStorage, migrate
 from node.errors import ConfigError, StorageError
@@ -66,6 +69,12 @@ def test_migrations_apply_and_check_passes(empty_storage):
     migrate.upgrade(empty_storage)  # idempotent
     migrate.check(empty_storage)
     assert empty_storage.ping()
+
+
+def test_migrations_build_exactly_the_tables_the_code_declares(storage):
+    with storage.engine.connect() as conn:
+        conn.info["write"] = False
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
 
 
 def test_dialect_matches_backend(storage):
