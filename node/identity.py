@@ -21,8 +21,13 @@ Design (design.md, "Confidentiality"; the crypto is node.sealing):
     only its operators hold), never to the hub's node key. No key yet: wait.
   When the needed key is not known yet (directory not refreshed, institution
   without a key) the decision is ``defer``: the receive transaction goes on,
-  the ticket id is remembered in the ``identity:pending`` meta row, and
-  ``reseal_pending`` retries after each directory refresh.
+  and the ticket id is noted as pending (a row of its own in storage, so
+  noting or clearing one ticket costs one row however many wait). After each
+  directory refresh ``reseal_pending`` retries them a page at a time: one
+  write transaction and one directory read per page (``RESEAL_PAGE``), so
+  that thousands waiting for one institution's key (hosted on the hub, no
+  key yet) never hold the database, and intake and receives with it, for
+  more than one page.
 - Opening happens on the node that holds the ticket (``open``): with the
   node's sealing keys, all of them, so boxes sealed to a key since rotated
   still open; for a hub-hosted institution, with the institution's key
@@ -44,7 +49,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -54,7 +59,7 @@ from node.ticket import TicketState
 
 log = logging.getLogger(__name__)
 
-PENDING_KEY = "identity:pending"
+RESEAL_PAGE = 200  # pending tickets retried per write transaction (sealing one signs an event)
 _KEY_NUMBER = re.compile(r"#seal-(\d+)$")
 
 
@@ -199,29 +204,42 @@ class Opened:
     actor: str
 
 
+@dataclass(frozen=True)
+class ResealPage:
+    """What one page of ``IdentityService.reseal_page`` did."""
+    sealed: int               # identities sealed
+    waiting: int              # tickets of the page that still wait for a key
+    next_after: str | None    # where the next page starts; None: there is no next page
+
+
 class IdentityService:
-    def __init__(self, node, *, now: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom):
+    def __init__(self, node, *, now: Callable[[], float] = time.time, rand: Callable[[int], bytes] = os.urandom,
+                 page_size: int = RESEAL_PAGE):
         self.node = node
         self.now = now
         self.rand = rand
+        self.page_size = page_size
 
     # -- sealing (origin) ------------------------------------------------------------
     def reseal_if_needed(self, tx, state: TicketState, directory: TxDirectory | None = None) -> SealDecision:
         """Seal the identity for the ticket's current holder if needed; never raises for a missing key.
         ``directory``: the transaction's TxDirectory, when the caller reseals many tickets in it."""
-        decision = decide_seal(state, self_id=self.node.node_id, hub_id=self.node.hub_id,
-                               directory=directory or TxDirectory(tx), now=self.now())
+        decision = self._decide(state, directory or TxDirectory(tx))
         if decision.action == "seal":
-            decision = self._seal(tx, state, decision.target)
+            decision = self._seal(tx, state, decision.target, tx.get_private(state.ticket_id))
         if decision.action == "defer":
             log.info("identity of ticket %s not sealed yet: %s", state.tracking_id, decision.reason)
-            self._pending(tx, add={state.ticket_id})
+            tx.add_identity_pending([state.ticket_id])
         elif decision.action == "seal":
-            self._pending(tx, remove={state.ticket_id})
+            tx.remove_identity_pending([state.ticket_id])
         return decision
 
-    def _seal(self, tx, state: TicketState, target: SealTarget) -> SealDecision:
-        private = tx.get_private(state.ticket_id)
+    def _decide(self, state: TicketState, directory: TxDirectory) -> SealDecision:
+        return decide_seal(state, self_id=self.node.node_id, hub_id=self.node.hub_id, directory=directory,
+                           now=self.now())
+
+    def _seal(self, tx, state: TicketState, target: SealTarget, private: dict | None) -> SealDecision:
+        """Seal the identity in ``private`` (the origin's record) to ``target``; "defer" if its key is bad."""
         identity = (private or {}).get("identity") or {}
         if not identity:
             log.warning("ticket %s has no reporter identity recorded; nothing to seal", state.tracking_id)
@@ -239,32 +257,63 @@ class IdentityService:
         log.info("identity of ticket %s sealed to %s", state.tracking_id, target.key_id)
         return SealDecision("seal", f"sealed to {target.key_id}", target)
 
-    def _pending(self, tx, add: set[str] = frozenset(), remove: set[str] = frozenset()) -> set[str]:
-        current = set(json.loads(tx.meta_get(PENDING_KEY, "[]")))
-        wanted = (current | add) - remove
-        if wanted != current:
-            tx.meta_set(PENDING_KEY, json.dumps(sorted(wanted)))
-        return wanted
-
-    def pending(self) -> list[str]:
+    def pending(self, after: str = "", limit: int | None = None) -> list[str]:
+        """The tickets whose identity waits for a sealing key, in id order: all of them, or at most ``limit``
+        of those after ``after`` (a page; the set can be large)."""
         with self.node.storage.read() as tx:
-            return sorted(json.loads(tx.meta_get(PENDING_KEY, "[]")))
+            if limit is not None:
+                return tx.identity_pending(after, limit)
+            found: list[str] = []
+            while page := tx.identity_pending(after, 1000):
+                found += page
+                after = page[-1]
+            return found
+
+    def reseal_page(self, after: str = "") -> ResealPage:
+        """Retry the pending tickets after ``after``, at most ``page_size`` of them, in one write transaction
+        with one read of the directory. A ticket sealed, gone, or with nothing to seal any more leaves the
+        pending set; one whose key is still unknown stays. Nothing pending there: no write transaction."""
+        with self.node.storage.read() as tx:
+            if not tx.identity_pending(after, 1):
+                return ResealPage(0, 0, None)   # the usual case
+        sealed, waiting = 0, {}
+        with self.node.storage.transaction() as tx:
+            page = tx.identity_pending(after, self.page_size)
+            states = tx.get_tickets(page)   # a ticket gone since: nothing to wait for
+            directory = TxDirectory(tx)
+            decisions = {t: self._decide(states[t], directory) for t in page if t in states}
+            to_seal = [t for t, d in decisions.items() if d.action == "seal"]
+            tx.prefetch_ticket_events(to_seal)   # what sealing reads, for the whole page at once
+            privates = tx.get_privates(to_seal)
+            for ticket_id, decision in decisions.items():
+                if decision.action == "seal":
+                    decision = self._seal(tx, states[ticket_id], decision.target, privates.get(ticket_id))
+                if decision.action == "defer":
+                    waiting[ticket_id] = (states[ticket_id].tracking_id, decision.reason)
+                sealed += decision.action == "seal"
+            tx.remove_identity_pending([t for t in page if t not in waiting])
+        if waiting:
+            log.info("%d identities still wait for a sealing key (ticket %s: %s)", len(waiting),
+                     *next(iter(waiting.values())))
+        return ResealPage(sealed, len(waiting), page[-1] if len(page) == self.page_size else None)
 
     def reseal_pending(self) -> int:
-        """Retry the tickets whose holder's key was unknown; returns how many got sealed."""
-        sealed = 0
-        if not self.pending():
-            return 0  # the usual case: no write transaction at all
-        with self.node.storage.transaction() as tx:
-            for ticket_id in sorted(json.loads(tx.meta_get(PENDING_KEY, "[]"))):
-                state = tx.get_ticket(ticket_id)
-                if state is None:
-                    self._pending(tx, remove={ticket_id})
-                    continue
-                action = self.reseal_if_needed(tx, state).action
-                if action == "none":
-                    self._pending(tx, remove={ticket_id})
-                sealed += action == "seal"
+        """Retry every ticket whose holder's key was unknown, page by page (``reseal_page``: each page is
+        committed on its own); returns how many got sealed."""
+        sealed, after = 0, ""
+        while after is not None:
+            page = self.reseal_page(after)
+            sealed, after = sealed + page.sealed, page.next_after
+        return sealed
+
+    async def reseal_pending_via(self, run: Callable[..., Awaitable[ResealPage]]) -> int:
+        """``reseal_pending`` for the server: each page is one call of ``run`` (the node's database runner,
+        ``node.db``), so that other database work gets in between pages; on SQLite the node has one
+        database thread, which a whole backlog would otherwise hold, and intake with it."""
+        sealed, after = 0, ""
+        while after is not None:
+            page = await run(self.reseal_page, after)
+            sealed, after = sealed + page.sealed, page.next_after
         return sealed
 
     # -- opening (holder, or origin) ---------------------------------------------------

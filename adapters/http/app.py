@@ -56,7 +56,7 @@ def build_app(node: Node) -> web.Application:
                 directory.apply_snapshot(tx, snap, node.node_id)
         await node.db(store)
         keydir.forget()
-        if await node.db(identity.reseal_pending):
+        if await identity.reseal_pending_via(node.db):   # a page per database call
             sync.wake()
 
     app["refresh_directory"] = refresh_directory

@@ -1,4 +1,5 @@
-"""Events, ticket projections, chain heads, idempotency and origin-only data.
+"""Events, ticket projections, chain heads, idempotency and origin-only data (among it, the
+tickets whose reporter identity waits for a sealing key: one row each, read a page at a time).
 
 A transaction remembers the events of the tickets it has read
 (``ticket_events``) and keeps them current as it inserts, so that filing,
@@ -16,8 +17,8 @@ import orjson
 from sqlalchemy import bindparam, func, select
 
 from adapters.storage.common import insert_ignore, upsert, upsert_statement
-from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow, MetaRow,
-                                     ReporterPrivateRow, TicketRow)
+from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow,
+                                     IdentityPendingRow, MetaRow, ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
 from node.ticket import TicketState
 from schemas.events import Event
@@ -36,12 +37,19 @@ _AUTHOR_SEQS = select(E.c.seq, E.c.id).where(E.c.author == bindparam("author"),
                                             E.c.seq.in_(bindparam("seqs", expanding=True)))
 _CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
 _GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
+_GET_TICKETS = select(T.c.ticket_id, T.c.state_json).where(T.c.ticket_id.in_(bindparam("tickets", expanding=True)))
 _META_GET = select(MetaRow.__table__.c.value).where(MetaRow.__table__.c.key == bindparam("key"))
 I = IdempotencyRow.__table__
 _IDEMPOTENCY_GET = select(I.c.key, I.c.request_hash, I.c.ticket_id).where(I.c.key.in_(bindparam("keys", expanding=True)))
 _IDEMPOTENCY_PUT = I.insert()
-_PUT_PRIVATE = ReporterPrivateRow.__table__.insert()
+RP = ReporterPrivateRow.__table__
+_PUT_PRIVATE = RP.insert()
+_GET_PRIVATES = select(RP).where(RP.c.ticket_id.in_(bindparam("tickets", expanding=True)))
 _AUDIT = AuditRow.__table__.insert()
+IP = IdentityPendingRow.__table__
+_PENDING_DELETE = IP.delete().where(IP.c.ticket_id == bindparam("ticket"))
+_PENDING_PAGE = (select(IP.c.ticket_id).where(IP.c.ticket_id > bindparam("after")).order_by(IP.c.ticket_id)
+                 .limit(bindparam("limit")))
 _CACHE_TICKETS = 5000  # tickets whose events one transaction keeps at most
 
 
@@ -211,6 +219,11 @@ class EventRepo:
         raw = self.conn.execute(_GET_TICKET, {"ticket": ticket_id}).scalar_one_or_none()
         return state_from_json(raw) if raw else None
 
+    def get_tickets(self, ticket_ids: Iterable[str]) -> dict[str, TicketState]:
+        """The projections of those of ``ticket_ids`` that exist, by id (one query per page of ids)."""
+        return {r.ticket_id: state_from_json(r.state_json)
+                for r in self.select_in(_GET_TICKETS, "tickets", dict.fromkeys(ticket_ids))}
+
     def list_tickets(self, *, filters: dict, limit: int, offset: int) -> tuple[list[TicketState], int]:
         q = select(T.c.state_json)
         c = select(func.count()).select_from(T)
@@ -246,12 +259,29 @@ class EventRepo:
                                   "original_body": original_body, "redactions": orjson.dumps(redactions).decode()})
 
     def get_private(self, ticket_id: str) -> dict | None:
-        P = ReporterPrivateRow.__table__
-        row = self.conn.execute(select(P).where(P.c.ticket_id == ticket_id)).first()
-        if row is None:
-            return None
-        return {"identity": json.loads(row.identity_json), "original_body": row.original_body,
-                "redactions": json.loads(row.redactions)}
+        return self.get_privates([ticket_id]).get(ticket_id)
+
+    def get_privates(self, ticket_ids: Iterable[str]) -> dict[str, dict]:
+        """The origin-only records of those of ``ticket_ids`` that have one, by ticket id."""
+        return {row.ticket_id: {"identity": json.loads(row.identity_json), "original_body": row.original_body,
+                                "redactions": json.loads(row.redactions)}
+                for row in self.select_in(_GET_PRIVATES, "tickets", dict.fromkeys(ticket_ids))}
+
+    def add_identity_pending(self, ticket_ids: Iterable[str]) -> None:
+        """Note that these tickets' reporter identities wait for a sealing key (noted already: no change)."""
+        stmt = insert_ignore(self.dialect, IP)
+        for ticket_id in ticket_ids:  # one slot with the delete below: the last of the two for a ticket wins
+            self.defer(stmt, {"ticket_id": ticket_id}, key=ticket_id, slot=IP)
+
+    def remove_identity_pending(self, ticket_ids: Iterable[str]) -> None:
+        """These tickets' identities no longer wait (sealed, or nothing to seal); not noted: no change."""
+        for ticket_id in ticket_ids:
+            self.defer(_PENDING_DELETE, {"ticket": ticket_id}, key=ticket_id, slot=IP)
+
+    def identity_pending(self, after: str = "", limit: int = 500) -> list[str]:
+        """Up to ``limit`` of the tickets whose identity waits, those after ``after``, in id order: a page
+        (the set can grow large while an institution has no key)."""
+        return list(self.conn.execute(_PENDING_PAGE, {"after": after, "limit": limit}).scalars())
 
     def audit(self, ticket_id: str, actor: str, action: str, detail: str = "") -> None:
         self.defer(_AUDIT, {"ticket_id": ticket_id, "actor": actor, "action": action, "at": time.time(),

@@ -84,9 +84,9 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
     """One transaction; the methods come from the repository mixins.
 
     Writes on the hot paths (events, ticket projections, chain heads, outbox and inbox rows, audit,
-    origin-only and idempotency rows) are deferred: ``defer`` holds them, and they are written with one
-    ``executemany`` per statement just before the next statement of this transaction runs, or before it
-    commits. A batch of hundreds of events then costs a few
+    origin-only rows, identities pending a seal, idempotency rows) are deferred: ``defer`` holds them, and
+    they are written with one ``executemany`` per statement just before the next statement of this
+    transaction runs, or before it commits. A batch of hundreds of events then costs a few
     statements instead of several per event; an upsert deferred twice for the same key is written once,
     with its last values. Nothing else changes: the transaction still commits or rolls back whole.
     """
@@ -117,10 +117,13 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
             rows += self.conn.exec_driver_sql(sql, tuple(args))
         return rows
 
-    def defer(self, stmt, values: dict, key=None) -> None:
+    def defer(self, stmt, values: dict, key=None, *, slot=None) -> None:
         """Write ``values`` with ``stmt`` later in this transaction. With ``key``, a later ``defer`` of the
-        same statement and key replaces these values (an upsert); without, every row is written, in order."""
-        self._deferred[(stmt, key if key is not None else object())] = (stmt, values)
+        same statement and key replaces these values (an upsert); without, every row is written, in order.
+        ``slot`` names one row set that several statements write (an insert and a delete of the same keys):
+        a later ``defer`` in the same slot and key replaces the earlier one whichever its statement, so only
+        the last write of a key is made (``flush`` orders rows by statement, not by call)."""
+        self._deferred[(stmt if slot is None else slot, key if key is not None else object())] = (stmt, values)
 
     def flush(self) -> None:
         pending, self._deferred = self._deferred, {}

@@ -152,6 +152,13 @@ class ReporterPrivateRow(SQLModel, table=True):
     redactions: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
 
 
+class IdentityPendingRow(SQLModel, table=True):
+    """Origin-only: a ticket whose reporter identity waits for its holder's sealing key (node.identity).
+    One row per ticket, so that noting or clearing one is a one-row statement."""
+    __tablename__ = "identity_pending"
+    ticket_id: str = Field(primary_key=True, max_length=64)
+
+
 class NonceRow(SQLModel, table=True):
     __tablename__ = "nonces"
     key_id: str = Field(primary_key=True, max_length=100)

@@ -7,7 +7,9 @@ database.
 from __future__ import annotations
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import SQLModel
@@ -71,10 +73,34 @@ def test_migrations_apply_and_check_passes(empty_storage):
     assert empty_storage.ping()
 
 
+def _migrate_to(storage, revision, *, down=False):
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrate.SCRIPTS))
+    with storage.engine.connect() as conn:
+        conn.info["write"] = True
+        cfg.attributes["connection"] = conn
+        (command.downgrade if down else command.upgrade)(cfg, revision)
+        conn.commit()
+
+
 def test_migrations_build_exactly_the_tables_the_code_declares(storage):
     with storage.engine.connect() as conn:
         conn.info["write"] = False
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+
+
+def test_migration_0003_moves_the_pending_identity_array_into_rows_and_back(empty_storage):
+    _migrate_to(empty_storage, "0002")
+    with empty_storage.transaction() as tx:
+        tx.meta_set("identity:pending", '["t2", "t1", "t2"]')
+        tx.meta_set("other", "kept")
+    migrate.upgrade(empty_storage)
+    with empty_storage.read() as tx:
+        assert tx.identity_pending() == ["t1", "t2"]
+        assert tx.meta_get("identity:pending") is None and tx.meta_get("other") == "kept"
+    _migrate_to(empty_storage, "0002", down=True)
+    with empty_storage.read() as tx:
+        assert tx.meta_get("identity:pending") == '["t1", "t2"]'
 
 
 def test_dialect_matches_backend(storage):
@@ -253,6 +279,54 @@ def test_private_meta_audit(storage):
         assert tx.get_private("t2") is None
         assert tx.meta_get("k") == "v2" and tx.meta_get("none", "d") == "d"
         assert [a["action"] for a in tx.audit_log("t1")] == ["open_identity"]
+
+
+def test_tickets_and_private_records_are_read_by_the_page(storage):
+    from adapters.storage.common import IN_PAGE
+    ids = [f"t{i:04d}" for i in range(IN_PAGE + 3)]
+    with storage.transaction() as tx:
+        for i, t in enumerate(ids):
+            tx.put_ticket(_state(t, 1000 + i))
+            if i % 2:
+                tx.put_private(t, {"name": f"Pelapor {i}"}, "body", [])
+    with storage.read() as tx:
+        got = tx.get_tickets(ids + ["missing", ids[0]])
+        assert sorted(got) == ids and got[ids[7]] == tx.get_ticket(ids[7])
+        privates = tx.get_privates(ids + ["missing"])
+        assert sorted(privates) == ids[1::2]
+        assert privates[ids[3]] == tx.get_private(ids[3]) == {"identity": {"name": "Pelapor 3"},
+                                                             "original_body": "body", "redactions": []}
+        assert tx.get_tickets([]) == {} and tx.get_privates([]) == {}
+
+
+def test_identity_pending_rows(storage):
+    """One row per ticket; a page in id order after a given id; noting twice or clearing what is not there
+    changes nothing; within a transaction the last of add and remove for a ticket wins (both are deferred)."""
+    with storage.transaction() as tx:
+        tx.add_identity_pending(["t3", "t1", "t2"])
+        tx.add_identity_pending(["t2"])                   # noted already
+        assert tx.identity_pending() == ["t1", "t2", "t3"]      # a read sees the deferred rows
+        tx.remove_identity_pending(["t9"])                # not there
+    with storage.transaction() as tx:
+        tx.add_identity_pending(["t4"])
+        tx.remove_identity_pending(["t4", "t1"])          # added, then cleared: not there
+        tx.remove_identity_pending(["t5"])
+        tx.add_identity_pending(["t5"])                   # cleared, then added: there
+        tx.add_identity_pending(["t6"])
+        tx.remove_identity_pending(["t2"])
+        tx.add_identity_pending(["t2"])
+    with storage.read() as tx:
+        assert tx.identity_pending() == ["t2", "t3", "t5", "t6"]
+        assert tx.identity_pending(after="t2", limit=2) == ["t3", "t5"]
+        assert tx.identity_pending(after="t6") == []
+    with pytest.raises(RuntimeError):
+        with storage.transaction() as tx:
+            tx.remove_identity_pending(["t2", "t3"])
+            tx.add_identity_pending(["t7"])
+            assert tx.identity_pending() == ["t5", "t6", "t7"]
+            raise RuntimeError("the transaction fails after its writes")
+    with storage.read() as tx:
+        assert tx.identity_pending() == ["t2", "t3", "t5", "t6"]     # rolled back whole
 
 
 # ---------------------------------------------------------------------- outbox

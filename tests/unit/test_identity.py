@@ -2,6 +2,7 @@
 service's seal / defer / open / audit paths, with fakes for storage and log."""
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 from dataclasses import replace
@@ -10,9 +11,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from node import sealing
-from node.errors import Conflict, Forbidden, NotFound, SealingError, ValidationError
-from node.identity import (PENDING_KEY, IdentityService, decide_access, decide_seal, current_sealing_key,
-                           public_view)
+from node.errors import Conflict, Forbidden, NotFound, SealingError, StorageError, ValidationError
+from node.identity import IdentityService, decide_access, decide_seal, current_sealing_key, public_view
 from node.lifecycle import Status
 from node.sealing import SealedBox, open_sealed, public_b64, wrap_private_key
 from node.ticket import TicketState
@@ -170,14 +170,41 @@ def test_anonymous_refusal_names_the_origin():
 
 # -- the service, with fakes ------------------------------------------------------------
 class FakeTx:
+    """Reads and writes go to the FakeStorage; the pending set is the transaction's own copy, committed at
+    the end (a transaction that raises changes none of it)."""
+
     def __init__(self, db):
         self.db = db
+        self.pending = set(db.pending)
 
     def get_ticket(self, ticket_id):
+        self.db.calls.append("get_ticket")
         return self.db.tickets.get(ticket_id)
+
+    def get_tickets(self, ticket_ids):
+        self.db.calls.append("get_tickets")
+        return {t: self.db.tickets[t] for t in ticket_ids if t in self.db.tickets}
 
     def get_private(self, ticket_id):
         return self.db.private.get(ticket_id)
+
+    def get_privates(self, ticket_ids):
+        return {t: self.db.private[t] for t in ticket_ids if t in self.db.private}
+
+    def prefetch_ticket_events(self, ticket_ids):
+        pass
+
+    def add_identity_pending(self, ticket_ids):
+        self.db.calls.append("add_identity_pending")
+        self.pending |= set(ticket_ids)
+
+    def remove_identity_pending(self, ticket_ids):
+        self.db.calls.append("remove_identity_pending")
+        self.pending -= set(ticket_ids)
+
+    def identity_pending(self, after="", limit=500):
+        self.db.calls.append("identity_pending")
+        return sorted(t for t in self.pending if t > after)[:limit]
 
     def get_node(self, node_id):
         return self.db.directory.node(node_id)
@@ -186,6 +213,7 @@ class FakeTx:
         return self.db.directory.node_keys(node_id)
 
     def institutions(self):
+        self.db.calls.append("institutions")
         return list(self.db.directory.insts.values())
 
     def meta_get(self, key, default=None):
@@ -204,13 +232,21 @@ class FakeTx:
 class FakeStorage:
     def __init__(self, directory):
         self.tickets, self.private, self.meta, self.audits = {}, {}, {}, []
+        self.pending: set[str] = set()
         self.directory = directory
+        self.calls: list[str] = []      # what the service asked of its transactions, in order
 
     @contextlib.contextmanager
     def transaction(self):
-        yield FakeTx(self)
+        self.calls.append("write")
+        tx = FakeTx(self)
+        yield tx
+        self.pending = tx.pending
 
-    read = transaction
+    @contextlib.contextmanager
+    def read(self):
+        self.calls.append("read")
+        yield FakeTx(self)
 
 
 class FakeLog:
@@ -277,12 +313,84 @@ def test_missing_key_defers_then_reseal_pending_seals(origin, holder_key):
     origin.storage.tickets["t1"] = ticket()
     with origin.storage.transaction() as tx:
         assert service.reseal_if_needed(tx, ticket()).action == "defer"   # no exception in the receive tx
-    assert origin.log.appended == [] and json.loads(origin.storage.meta[PENDING_KEY]) == ["t1"]
+    assert origin.log.appended == [] and service.pending() == ["t1"]
     assert service.reseal_pending() == 0                                 # still unknown: stays pending
     origin.storage.directory.keys = keys                                  # the directory refreshed
     assert service.reseal_pending() == 1
     assert [a[1] for a in origin.log.appended] == ["identity_sealed"]
-    assert json.loads(origin.storage.meta[PENDING_KEY]) == []
+    assert service.pending() == []
+
+
+def backlog(origin, n: int) -> list[str]:
+    """``n`` pending tickets: the even ones for bpjs, hosted on the hub and still without a key, the odd ones
+    for kab-paser, whose key the directory now has."""
+    origin.storage.directory.insts["bpjs"] = {"id": "bpjs", "node_id": HUB}
+    ids = [f"t{i:05d}" for i in range(n)]
+    for i, ticket_id in enumerate(ids):
+        waits = {} if i % 2 else {"holder_node": HUB, "institution": "bpjs"}
+        origin.storage.tickets[ticket_id] = ticket(ticket_id=ticket_id, tracking_id=f"KAB-PPU-2610-{i:05d}", **waits)
+        origin.storage.private[ticket_id] = {"identity": IDENTITY, "original_body": "", "redactions": []}
+    origin.storage.pending = set(ids)
+    return ids
+
+
+def test_a_large_backlog_is_retried_a_page_per_transaction_not_a_ticket(origin):
+    ids = backlog(origin, 3000)
+    service = IdentityService(origin, now=lambda: NOW, page_size=200)
+    assert service.reseal_pending() == 1500
+    calls = origin.storage.calls
+    assert calls.count("write") == 15                   # one write transaction per page of 200
+    assert calls.count("institutions") == 15            # one directory read per transaction
+    assert calls.count("get_tickets") == 15 and "get_ticket" not in calls
+    assert calls.count("remove_identity_pending") == 15 and "add_identity_pending" not in calls
+    assert len(calls) <= 10 * 16                        # nothing per ticket: a few calls per page
+    assert len(origin.log.appended) == 1500
+    assert service.pending() == ids[0::2]               # those still without a key wait, in order
+    assert service.pending(after=ids[10], limit=3) == ids[12:18:2]
+
+
+def test_a_page_that_fails_changes_nothing_and_the_pages_before_it_stay_done(origin):
+    ids = backlog(origin, 1000)
+    service = IdentityService(origin, now=lambda: NOW, page_size=200)
+    append, poison = origin.log.append, ids[451]         # to be sealed, in the third page
+
+    def failing_append(tx, ticket_id, *args, **kwargs):
+        if ticket_id == poison:
+            raise StorageError("disk I/O error")
+        return append(tx, ticket_id, *args, **kwargs)
+
+    origin.log.append = failing_append
+    with pytest.raises(StorageError):
+        service.reseal_pending()
+    assert service.pending() == ids[0:400:2] + ids[400:]   # pages 1-2 committed, page 3 on untouched
+    origin.log.append = append
+    assert service.reseal_pending() == 300
+    assert service.pending() == ids[0::2]
+
+
+def test_the_server_retries_a_page_per_database_call(origin):
+    ids = backlog(origin, 450)
+    service = IdentityService(origin, now=lambda: NOW, page_size=200)
+    calls = []
+
+    async def run(fn, *args):                            # node.db: one call per page, others get in between
+        calls.append(args)
+        return fn(*args)
+
+    assert asyncio.run(service.reseal_pending_via(run)) == 225
+    assert calls == [("",), (ids[199],), (ids[399],)]
+    assert service.pending() == ids[0::2]
+
+
+def test_pending_tickets_gone_or_with_nothing_to_seal_leave_the_set(origin):
+    origin.storage.tickets["t2"] = ticket(ticket_id="t2", holder_node=ORIGIN, institution="ppu-disdukcapil")
+    origin.storage.pending = {"t1", "t2"}                # t1: no ticket any more
+    service = IdentityService(origin, now=lambda: NOW)
+    assert service.reseal_pending() == 0
+    assert service.pending() == [] and origin.log.appended == []
+    origin.storage.calls.clear()
+    assert service.reseal_pending() == 0
+    assert "write" not in origin.storage.calls           # nothing pending: no write transaction at all
 
 
 def test_a_bad_public_key_in_the_directory_defers_instead_of_failing(origin):

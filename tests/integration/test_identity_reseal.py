@@ -1,0 +1,144 @@
+"""Retrying the identities that wait for a sealing key, on a real node and SQLite database (made by
+``simpul init`` with the sample federation): a backlog is retried a page per write transaction, with a
+bounded number of statements per page whatever its size, and a page that fails is rolled back alone."""
+from __future__ import annotations
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from sqlalchemy import event
+
+from node import identity as identity_module
+from node.errors import StorageError
+from node.identity import IdentityService
+from node.lifecycle import Status
+from node.sealing import SealedBox, open_sealed, public_b64
+from node.ticket import TicketState
+from schemas.events import make_event
+
+HUB, WAITING_FOR = "nasional", "bpjs-kesehatan"    # hosted on the hub, no sealing key in the sample
+PAGE = 200
+
+
+@pytest.fixture
+def node(tmp_path, make_node, sample_dir):
+    return make_node(tmp_path, node_id="kab-paser", federation=sample_dir / "federation.json")
+
+
+@pytest.fixture
+def statements(node):
+    """Every SQL statement the node's database runs (an executemany counts once)."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(node.storage.engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(node.storage.engine, "before_cursor_execute", record)
+
+
+def state(node, i: int, holder: str | None, institution: str | None) -> TicketState:
+    return TicketState(ticket_id=f"t{i:05d}", tracking_id=f"KAB-PASER-2610-{i:05d}", origin=node.node_id,
+                       report_type="pengaduan", category="kesehatan", topic="jkn", region="6401", kecamatan=None,
+                       title="JKN", body="Kartu JKN tidak aktif", incident_date=None, anonim=False, rahasia=False,
+                       channel="web", chosen_institution=None, filed_at="2026-10-07T01:02:03Z",
+                       status=Status.DISPOSITIONED, institution=institution, holder_node=holder)
+
+
+def test_a_backlog_is_retried_a_page_per_transaction_with_a_few_statements_each(node, statements):
+    """3,000 pending: two in three still wait for bpjs-kesehatan's key; one in six is held here now (nothing
+    to seal); one in six has no ticket any more."""
+    ids = [f"t{i:05d}" for i in range(3000)]
+    with node.storage.transaction() as tx:
+        for i, ticket_id in enumerate(ids):
+            if i % 6 == 4:
+                tx.put_ticket(state(node, i, node.node_id, "paser-dinkes"))
+            elif i % 6 != 5:
+                tx.put_ticket(state(node, i, HUB, WAITING_FOR))
+        tx.add_identity_pending(ids)
+    service = IdentityService(node, page_size=PAGE)
+    statements.clear()
+    assert service.reseal_pending() == 0
+    pages = len(ids) // PAGE
+    assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == pages     # one write tx per page
+    assert sum("FROM institutions" in s for s in statements) == pages            # one directory read each
+    assert len(statements) <= 10 * (pages + 1)                                     # nothing per ticket
+    assert service.pending() == [t for i, t in enumerate(ids) if i % 6 < 4]
+
+
+def test_a_failing_page_is_rolled_back_alone(node, monkeypatch):
+    ids = [f"t{i:05d}" for i in range(1000)]
+    with node.storage.transaction() as tx:
+        for i, ticket_id in enumerate(ids):
+            if i % 2:
+                tx.put_ticket(state(node, i, node.node_id, "paser-dinkes"))    # nothing to seal: leaves
+            else:
+                tx.put_ticket(state(node, i, HUB, WAITING_FOR))
+        tx.add_identity_pending(ids)
+    decide, poison = identity_module.decide_seal, ids[455]                  # in the third page
+
+    def failing_decide(state, **kwargs):
+        if state.ticket_id == poison:
+            raise StorageError("database is locked")
+        return decide(state, **kwargs)
+
+    monkeypatch.setattr(identity_module, "decide_seal", failing_decide)
+    service = IdentityService(node, page_size=PAGE)
+    with pytest.raises(StorageError):
+        service.reseal_pending()
+    assert service.pending() == ids[0:400:2] + ids[400:]     # pages 1 and 2 committed; 3 on untouched
+    monkeypatch.setattr(identity_module, "decide_seal", decide)
+    assert service.reseal_pending() == 0
+    assert service.pending() == ids[0::2]
+
+
+def filed_and_routed_to_the_hub(node, n: int) -> list[str]:
+    """``n`` tickets filed here and routed by the hub to bpjs-kesehatan (hub events stored as a receive
+    stores them; their signatures are not what this test is about)."""
+    hub_key, ids, routed, prev = Ed25519PrivateKey.generate(), [], [], None
+    with node.storage.transaction() as tx:
+        for i in range(n):
+            ticket_id = f"t{i:05d}"
+            tx.new_ticket(ticket_id)
+            created = node.log.append(tx, ticket_id, "created", {
+                "tracking_id": f"KAB-PASER-2610-{i:05d}", "type": "pengaduan", "category": "kesehatan",
+                "topic": "jkn", "region": "6401", "kecamatan": "Tanah Grogot", "title": "Kartu JKN tidak aktif",
+                "body": "Kartu JKN saya tidak aktif.", "incident_date": "2026-10-06", "anonim": False,
+                "rahasia": False, "channel": "web", "chosen_institution": None,
+                "filed_at": "2026-10-07T01:02:03Z", "hub": HUB}).event
+            tx.put_private(ticket_id, {"name": f"Pelapor {i}", "phone": "+62 812 0000 0124"}, "", [])
+            routed.append(make_event(ticket=ticket_id, author=HUB, seq=i + 1, prev=prev, parents=[created.id],
+                                     hlc=node.clock.tick(), type="routed", key_id=f"{HUB}#sig-1",
+                                     private_key=hub_key, payload={"institution": WAITING_FOR, "node": HUB,
+                                                                   "reason": "jkn", "rule": "competence"}))
+            prev = routed[-1].id
+            ids.append(ticket_id)
+        node.log.ingest(tx, HUB, routed)
+        tx.add_identity_pending(ids)
+    return ids
+
+
+def test_when_the_key_arrives_the_backlog_is_sealed_page_by_page(node, statements):
+    ids = filed_and_routed_to_the_hub(node, 2 * PAGE + 50)
+    service = IdentityService(node, page_size=PAGE)
+    assert service.reseal_pending() == 0 and service.pending() == ids
+    key = X25519PrivateKey.generate()
+    with node.storage.transaction() as tx:
+        inst = next(i for i in tx.institutions() if i["id"] == WAITING_FOR)
+        tx.put_institution({**inst, "sealing_key_id": f"{WAITING_FOR}#seal-1",
+                            "sealing_public": public_b64(key.public_key())})
+    statements.clear()
+    assert service.reseal_pending() == len(ids)
+    assert sum(s.startswith("BEGIN IMMEDIATE") for s in statements) == 3
+    assert len(statements) <= 20 * 4                      # sealing reads a page's events and records at once
+    assert service.pending() == []
+    with node.storage.read() as tx:
+        for i in (0, PAGE, len(ids) - 1):
+            sealed = tx.get_ticket(ids[i]).sealed_identity
+            assert (sealed["holder_node"], sealed["institution"]) == (HUB, WAITING_FOR)
+            opened = open_sealed(SealedBox.from_dict(sealed["box"]), ticket_id=ids[i],
+                                 private_keys={f"{WAITING_FOR}#seal-1": key})
+            assert opened["name"] == f"Pelapor {i}"
+        seq, _ = tx.chain_head(node.node_id)
+        assert seq == 2 * len(ids)                         # one created and one identity_sealed each
