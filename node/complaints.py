@@ -134,16 +134,17 @@ class ComplaintService:
             if action.action in HOLDER_ACTIONS and state.holder_node != self.node_id:
                 holder = state.holder_node or "nobody yet (not dispositioned)"
                 raise Forbidden(f"only the holder can '{action.action}' this ticket; it is held by {holder}")
-            payload = self._masked(tx, ticket_id, self._payload(state, action, institutions))
+            payload = self._masked(tx, state, self._payload(state, action, institutions))
             return self.log.append(tx, ticket_id, ACTION_EVENTS[action.action], payload).state
 
-    @staticmethod
-    def _masked(tx, ticket_id: str, payload: dict) -> dict:
-        """``payload`` with its free text redacted before it is signed and synced (``redact``)."""
+    def _masked(self, tx, state: TicketState, payload: dict) -> dict:
+        """``payload`` with its free text redacted before it is signed and synced (``redact``): with the
+        reporter's identity at the origin, the only node that holds it; by shape elsewhere."""
         written = [k for k in FREE_TEXT if isinstance(payload.get(k), str)]
         if not written:
             return payload
-        reporter = (tx.get_private(ticket_id) or {}).get("identity") or {}
+        private = tx.get_private(state.ticket_id) if state.origin == self.node_id else None
+        reporter = (private or {}).get("identity") or {}
         return {**payload, **{k: redact(payload[k], reporter=reporter).text for k in written}}
 
     def _payload(self, state: TicketState, a: ActionIn, institutions: dict[str, dict]) -> dict:

@@ -17,15 +17,17 @@ SLUG = r"^[a-z0-9_]{1,64}$"
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, str_strip_whitespace=True)
 
-    @field_validator("*")
-    @classmethod
-    def _no_control_characters(cls, v):
-        if isinstance(v, str) and has_control(v):
-            raise ValueError(CONTROL_MESSAGE)
-        return v
+
+def _text(v: str | None) -> str | None:
+    """A free-text field: no control characters (schemas/text.py). The other string fields have patterns
+    or fixed values that already exclude them; checking only these keeps intake's validation cheap."""
+    if v is not None and has_control(v):
+        raise ValueError(CONTROL_MESSAGE)
+    return v
 
 
 class Reporter(Strict):
+    _free_text = field_validator("name", "email", "address")(_text)
     name: str = Field(min_length=1, max_length=200)
     nik: str | None = Field(default=None, pattern=r"^\d{16}$", description="16-digit national identity number")
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{6,32}$")
@@ -35,6 +37,7 @@ class Reporter(Strict):
 
 class ComplaintIn(Strict):
     """A complaint as a channel (web form, SMS gateway, walk-in desk...) files it."""
+    _free_text = field_validator("kecamatan", "title", "body", "ref")(_text)
     type: Literal["pengaduan", "aspirasi", "permintaan_informasi"]
     category: str = Field(pattern=SLUG)
     topic: str | None = Field(default=None, pattern=SLUG)
@@ -76,6 +79,7 @@ ACTIONS = ("verify", "accept", "follow_up", "status", "close", "reopen", "return
 
 class ActionIn(Strict):
     """An operator's (or hub admin's) action on a ticket."""
+    _free_text = field_validator("text", "reason", "title", "body", "actor")(_text)
     action: Literal[ACTIONS]  # type: ignore[valid-type]
     text: str | None = Field(default=None, max_length=20000)
     reason: str | None = Field(default=None, max_length=2000)
