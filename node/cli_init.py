@@ -83,7 +83,8 @@ def init(role, node_id, data_dir, config_path, name, region, host, port, databas
     from node import directory
     from node.config import NODE_ID_PATTERN, parse_settings
     if not re.match(NODE_ID_PATTERN, node_id):
-        raise ConfigError(f"node_id: {node_id!r} must be lowercase letters, digits and dashes")
+        raise ConfigError(f"node_id: {node_id!r} must be 2 to 48 lowercase letters, digits and dashes, "
+                          "not starting with a dash")
     data = Path(data_dir or Path("var") / node_id).resolve()
     cfg_path = Path(config_path or data / "simpul.toml").resolve()
     if cfg_path.exists():
