@@ -54,7 +54,6 @@ class Received:
     duplicates: int
     rejected: tuple[tuple[str, str], ...]
     cursor: int
-    fresh: tuple[Event, ...] = ()
     queued_for: frozenset[str] = frozenset()   # the destinations this receive queued events for
 
     def to_dict(self) -> dict:
@@ -222,7 +221,7 @@ class Receiver:
             for oldest in sorted(gaps)[:-GAPS_KEPT]:  # (those behind the cursor, which can never match, first)
                 del gaps[oldest]
         return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
-                        cursor=cursor, fresh=tuple(fresh), queued_for=queued_for)
+                        cursor=cursor, queued_for=queued_for)
 
     def _past_gaps(self, sender: str, cursor: int) -> int:
         """``cursor`` moved over the batches from ``sender`` already applied right after it."""

@@ -94,9 +94,6 @@ class EventLog:
             self._send(tx, before, after, new)
         return fresh, states
 
-    def refresh(self, tx, ticket_id: str) -> TicketState | None:
-        return self._project(tx, tx.ticket_events(ticket_id), tx.get_ticket(ticket_id))
-
     def _project(self, tx, events: Sequence[Event], before: TicketState | None) -> TicketState | None:
         """Fold ``events`` and store the ticket's projection; ``before`` is the state projected last (the
         fold of the events stored before these), which the hook compares with."""

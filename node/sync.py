@@ -259,7 +259,7 @@ class SyncEngine:
                 await self.node.db(self._note_error, peer.node_id, str(exc))
                 return got
             items = [{"pos": pos, "event": ev} for pos, ev in result.items]
-            take = self._hold_point(peer.node_id, items, await self._learn_keys(peer.node_id, items))
+            take = self._hold_point(peer.node_id, items, await self.learn_keys(peer.node_id, items))
             if take:
                 received = await self.node.db(self._receive_pulled, peer.node_id, cursor, items[:take])
                 got += received.accepted
@@ -299,15 +299,16 @@ class SyncEngine:
         self._held.pop(source, None)
         return len(items)
 
-    async def _learn_keys(self, source: str, items: list[dict]) -> set[str]:
-        """Refresh the directory first if ``items`` carry signing keys unknown here (a node enrolled, or a key
-        rotated, since the last refresh), as a push's receiver does; return the keys still unknown."""
+    async def learn_keys(self, source: str, items: list[dict]) -> set[str]:
+        """Refresh the directory first if ``items`` (a batch pulled from ``source``, or pushed by it) carry
+        signing keys unknown here (a node enrolled, or a key rotated, since the last refresh): else their
+        events would be refused for good. Return the keys still unknown."""
         if not items:
             return set()
         unknown = await self.node.db(self.receiver.unknown_keys, items)
         if unknown and self.refresh_directory is not None:
-            log.info("pull from %s carries events signed by key(s) unknown here (%s); refreshing the directory "
-                     "first", source, ", ".join(sorted(unknown)[:5]))
+            log.info("a batch from %s carries events signed by key(s) unknown here (%s); refreshing the "
+                     "directory first", source, ", ".join(sorted(unknown)[:5]))
             await self.refresh_directory()
             unknown = await self.node.db(self.receiver.unknown_keys, items)
         return unknown

@@ -79,7 +79,7 @@ def federation_handler(fn, prepare=None):
 
 def _parse_push(request, sender, body) -> tuple[dict, list | None]:
     """The batch, and at a hub its checks already started (``Receiver.start``). A district first
-    refreshes its directory if the batch carries keys it does not know (``_learn_new_keys``), so it
+    refreshes its directory if the batch carries keys it does not know (``SyncEngine.learn_keys``), so it
     starts its checks in ``_push``."""
     try:
         data = orjson.loads(body)
@@ -97,7 +97,7 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
     data, started = parsed
     node, receiver = request.app["node"], request.app["receiver"]
     if node.role != "hub":
-        await _learn_new_keys(request, data["items"])
+        await request.app["sync"].learn_keys(sender, data["items"])
         started = receiver.start(sender, data["items"])
     result = await node.db(receiver.receive, sender, data["after"], data["items"], started)
     if result.duplicates:
@@ -107,18 +107,6 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
     for dest in result.queued_for:   # only the loops given work: a hub has hundreds of peers
         request.app["sync"].wake(dest)
     return result.to_dict()
-
-
-async def _learn_new_keys(request, items: list) -> None:
-    """A district refreshes its copy of the hub's directory before receiving events signed by
-    keys it does not know yet (a node enrolled, or a key rotated, since its last refresh);
-    otherwise they would be rejected and dead-lettered at the hub for good. (A pull does the same:
-    node.sync.)"""
-    missing = await request.app["node"].db(request.app["receiver"].unknown_keys, items)
-    if missing:
-        log.info("push carries events signed by key(s) unknown here (%s); refreshing the directory first",
-                 ", ".join(sorted(missing)[:5]))
-        await request.app["refresh_directory"]()
 
 
 async def _pull(request, sender, body) -> dict:
