@@ -1,6 +1,7 @@
 """Periodic jobs, run by APScheduler inside the node's event loop.
 
-- wake: nudge every transmission loop (new work, or a backoff that expired);
+- wake: nudge the transmission loops with something to send (work another
+  process queued, or a backoff that expired);
 - pull: catch up from each peer's queue after our cursor (and, on a district,
   refresh the copy of the hub's directory first);
 - anti_entropy: compare digests with each peer and repair (node.anti_entropy);
@@ -35,7 +36,7 @@ def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOSched
 
     async def wake():
         await sync.refresh_peers()
-        sync.wake()
+        await sync.wake_due()
 
     async def pull():
         await refresh_directory()

@@ -16,6 +16,9 @@ T = TicketRow.__table__
 
 _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
+_PEER_IDS = select(P.c.node_id)
+_SENDABLE = select(P.c.node_id).where(P.c.next_attempt_at <= bindparam("now"),
+                                      select(O.c.id).where(O.c.dest == P.c.node_id, O.c.id > P.c.acked).exists())
 
 
 def _held_by(node_id):
@@ -107,6 +110,14 @@ class SyncRepo:
             self.conn.execute(insert_ignore(self.dialect, P).values(node_id=node_id, last_error=""))
             row = self.conn.execute(_PEER, {"node": node_id}).first()
         return dict(row._mapping)
+
+    def peer_ids(self) -> set[str]:
+        return set(self.conn.execute(_PEER_IDS).scalars())
+
+    def sendable(self, now: float) -> set[str]:
+        """Peers with entries queued after their checkpoint and no backoff in force at ``now``: one index
+        probe each, and no write."""
+        return set(self.conn.execute(_SENDABLE, {"now": now}).scalars())
 
     def peers(self) -> list[dict]:
         return [dict(r._mapping) for r in self.conn.execute(select(P).order_by(P.c.node_id))]

@@ -250,6 +250,60 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
     await engine.stop()
 
 
+
+async def test_the_tick_wakes_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints):
+    """Waking every loop on the tick took each peer's lease in a write transaction, idle or not: a hub with
+    500 idle districts spent a fifth of a core on it. The tick now reads which queues hold something that
+    may go now, and wakes those loops alone."""
+    from schemas.complaints import ComplaintIn
+    node, positions = _queued(make_node, tmp_path, sample_complaints, n=3)
+    with node.storage.transaction() as tx:
+        ids = [e.id for _, e in tx.outbox_batch("nasional", 0, 10)]
+        for dest in ("kab-ppu", "kota-balikpapan"):
+            tx.enqueue(dest, ids)
+        tx.advance_peer("kab-ppu", acked=tx.outbox_last_id("kab-ppu"))       # all of it delivered
+        tx.update_peer("kota-balikpapan", failures=3, next_attempt_at=9e9)     # backing off
+    pushed: list[str] = []
+
+    class Recording(NoTransport):
+        async def push(self, peer, after, items):
+            pushed.append(peer.node_id)
+            return PushResult(accepted=len(items), duplicates=0, rejected=(), cursor=0)
+
+    engine = SyncEngine(node, Recording(), None)
+    names = ["nasional", "kab-ppu", "kota-balikpapan", "prov-kaltim"]
+    assert engine._due(names) == ["nasional", "prov-kaltim"]   # (prov-kaltim: no checkpoint row yet)
+
+    async def peers():
+        return [Peer(n, "http://127.0.0.1:9") for n in names]
+    engine.peers = peers
+    await engine.start()                                   # each loop drains once as it starts
+
+    async def acked_up_to(last):
+        for _ in range(200):
+            if _acked(node) == last:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"nasional's checkpoint stayed at {_acked(node)}, not {last}")
+    await acked_up_to(positions[-1])
+    assert engine._due(names) == []
+    with node.storage.transaction() as tx:               # forget the leases the first drains took
+        for name in names:
+            tx.release_lease(name, engine.owner)
+    filed = node.complaints.file(ComplaintIn.model_validate(sample_complaints[3])).state.ticket_id
+    with node.storage.read() as tx:
+        last = tx.outbox_last_id("nasional")
+    pushed.clear()
+    await engine.wake_due()
+    await acked_up_to(last)
+    await asyncio.sleep(0.1)                               # (time for any other loop woken to take its lease)
+    with node.storage.read() as tx:
+        leases = {n: tx.peer(n)["lease_owner"] for n in names}
+    await engine.stop()
+    assert pushed == ["nasional"] and filed
+    assert leases == {"nasional": engine.owner, **dict.fromkeys(names[1:], "")}
+
+
 # -- pull ----------------------------------------------------------------------------------------------------
 # A district pulls what the hub queued for it. The hub here is a real node database, and the transport serves
 # pulls from its real outbox through Receiver.outgoing (what GET /federation/v1/events answers), so the
