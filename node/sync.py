@@ -92,6 +92,8 @@ class SyncEngine:
         self._peers: dict[str, Peer] = {}
         self._held: dict[str, tuple[str, int]] = {}  # peer -> (pulled event holding our cursor, pulls so far)
         self._tasks: dict[str, asyncio.Task] = {}
+        self._looking: asyncio.Future | None = None   # a broadcast wake's look for loops with work
+        self._look_again = False
         self._running = False
         self.sent = 0
 
@@ -129,6 +131,8 @@ class SyncEngine:
 
     async def stop(self) -> None:
         self._running = False
+        if self._looking is not None:
+            self._looking.cancel()
         for task in self._tasks.values():
             task.cancel()
         await asyncio.gather(*self._tasks.values(), return_exceptions=True)
@@ -161,9 +165,28 @@ class SyncEngine:
         self._resting[dest] = min(until, self.now() + RECHECK_S)
 
     def wake(self, dest: str | None = None) -> None:
-        for name, event in self._wakers.items():
-            if dest is None or name == dest:
-                event.set()
+        """Wake ``dest``'s loop. Without ``dest`` (new work, for whom the caller does not say), wake the loops
+        with something to send, found by one read: an operator's action at a hub queues work for one or
+        two districts of hundreds, and the others need not take their lease for nothing. A node with one
+        loop (a district, on every filing) wakes it at once."""
+        if dest is not None or len(self._wakers) <= 1:
+            for name, event in self._wakers.items():
+                if dest is None or name == dest:
+                    event.set()
+            return
+        self._look_again = True
+        if self._looking is None or self._looking.done():
+            self._looking = asyncio.ensure_future(self._look())
+
+    async def _look(self) -> None:
+        """``wake_due`` until no broadcast ``wake`` came in meanwhile (those share one look)."""
+        while self._look_again:
+            self._look_again = False
+            try:
+                await self.wake_due()
+            except Exception:  # noqa: BLE001 - the next tick looks again; it is logged
+                log.exception("could not read which sync loops have work; the next tick looks again")
+                return
 
     async def wake_due(self) -> None:
         """The periodic tick: wake the loops with something to send now (work queued by another process

@@ -251,10 +251,11 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
 
 
 
-async def test_the_tick_wakes_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints):
-    """Waking every loop on the tick took each peer's lease in a write transaction, idle or not: a hub with
-    500 idle districts spent a fifth of a core on it. The tick now reads which queues hold something that
-    may go now, and wakes those loops alone."""
+@pytest.mark.parametrize("wake", ["tick", "broadcast"])
+async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints, wake):
+    """Waking every loop, on the tick or on an operator's action at a hub, took each peer's lease in a write
+    transaction, idle or not: a hub with 500 idle districts spent a fifth of a core on its tick. Both now
+    read which queues hold something that may go now, and wake those loops alone."""
     from schemas.complaints import ComplaintIn
     node, positions = _queued(make_node, tmp_path, sample_complaints, n=3)
     with node.storage.transaction() as tx:
@@ -294,7 +295,10 @@ async def test_the_tick_wakes_only_the_loops_with_something_to_send(make_node, t
     with node.storage.read() as tx:
         last = tx.outbox_last_id("nasional")
     pushed.clear()
-    await engine.wake_due()
+    if wake == "tick":
+        await engine.wake_due()
+    else:
+        engine.wake()
     await acked_up_to(last)
     await asyncio.sleep(0.1)                               # (time for any other loop woken to take its lease)
     with node.storage.read() as tx:
