@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from node.errors import Conflict, Forbidden, NotFound, SealingError, ValidationError
+from node.errors import Conflict, Forbidden, NotFound, SealingError, StorageError, ValidationError
 from node.sealing import SealedBox, load_public_b64, open_sealed, seal, unwrap_private_key
 from node.ticket import TicketState
 
@@ -272,30 +272,61 @@ class IdentityService:
     def reseal_page(self, after: str = "") -> ResealPage:
         """Retry the pending tickets after ``after``, at most ``page_size`` of them, in one write transaction
         with one read of the directory. A ticket sealed, gone, or with nothing to seal any more leaves the
-        pending set; one whose key is still unknown stays. Nothing pending there: no write transaction."""
+        pending set; one whose key is still unknown stays. Nothing pending there: no write transaction.
+
+        A page that fails for another reason than the database being unavailable (a bug that one ticket
+        triggers, say) is retried a ticket per transaction: the ticket that fails stays pending, logged,
+        and holds back neither the rest of its page nor the pages after it."""
         with self.node.storage.read() as tx:
             if not tx.identity_pending(after, 1):
                 return ResealPage(0, 0, None)   # the usual case
+        try:
+            with self.node.storage.transaction() as tx:
+                page = tx.identity_pending(after, self.page_size)
+                sealed, waiting = self._reseal(tx, page)
+        except Exception as exc:  # noqa: BLE001 -- a database that is down fails every ticket: raise it
+            if isinstance(exc, StorageError) and not exc.refused:
+                raise
+            log.exception("re-sealing the pending identities after %r failed; retrying them one by one", after)
+            with self.node.storage.read() as tx:
+                page = tx.identity_pending(after, self.page_size)
+            sealed, waiting = self._reseal_one_by_one(page)
+        return ResealPage(sealed, waiting, page[-1] if len(page) == self.page_size else None)
+
+    def _reseal_one_by_one(self, page: list[str]) -> tuple[int, int]:
+        sealed = waiting = 0
+        for ticket_id in page:
+            try:
+                with self.node.storage.transaction() as tx:
+                    one, wait = self._reseal(tx, [ticket_id])
+            except Exception as exc:  # noqa: BLE001 -- logged; the ticket stays pending, retried next time
+                if isinstance(exc, StorageError) and not exc.refused:
+                    raise
+                log.exception("identity of ticket %s could not be re-sealed; it stays pending", ticket_id)
+                one, wait = 0, 1
+            sealed, waiting = sealed + one, waiting + wait
+        return sealed, waiting
+
+    def _reseal(self, tx, page: list[str]) -> tuple[int, int]:
+        """Seal what ``page`` (pending ticket ids) can have sealed now; (sealed, still waiting)."""
         sealed, waiting = 0, {}
-        with self.node.storage.transaction() as tx:
-            page = tx.identity_pending(after, self.page_size)
-            states = tx.get_tickets(page)   # a ticket gone since: nothing to wait for
-            directory = TxDirectory(tx)
-            decisions = {t: self._decide(states[t], directory) for t in page if t in states}
-            to_seal = [t for t, d in decisions.items() if d.action == "seal"]
-            tx.prefetch_ticket_events(to_seal)   # what sealing reads, for the whole page at once
-            privates = tx.get_privates(to_seal)
-            for ticket_id, decision in decisions.items():
-                if decision.action == "seal":
-                    decision = self._seal(tx, states[ticket_id], decision.target, privates.get(ticket_id))
-                if decision.action == "defer":
-                    waiting[ticket_id] = (states[ticket_id].tracking_id, decision.reason)
-                sealed += decision.action == "seal"
-            tx.remove_identity_pending([t for t in page if t not in waiting])
+        states = tx.get_tickets(page)   # a ticket gone since: nothing to wait for
+        directory = TxDirectory(tx)
+        decisions = {t: self._decide(states[t], directory) for t in page if t in states}
+        to_seal = [t for t, d in decisions.items() if d.action == "seal"]
+        tx.prefetch_ticket_events(to_seal)   # what sealing reads, for the whole page at once
+        privates = tx.get_privates(to_seal)
+        for ticket_id, decision in decisions.items():
+            if decision.action == "seal":
+                decision = self._seal(tx, states[ticket_id], decision.target, privates.get(ticket_id))
+            if decision.action == "defer":
+                waiting[ticket_id] = (states[ticket_id].tracking_id, decision.reason)
+            sealed += decision.action == "seal"
+        tx.remove_identity_pending([t for t in page if t not in waiting])
         if waiting:
             log.info("%d identities still wait for a sealing key (ticket %s: %s)", len(waiting),
                      *next(iter(waiting.values())))
-        return ResealPage(sealed, len(waiting), page[-1] if len(page) == self.page_size else None)
+        return sealed, len(waiting)
 
     def reseal_pending(self) -> int:
         """Retry every ticket whose holder's key was unknown, page by page (``reseal_page``: each page is

@@ -67,23 +67,33 @@ def test_a_backlog_is_retried_a_page_per_transaction_with_a_few_statements_each(
     assert service.pending() == [t for i, t in enumerate(ids) if i % 6 < 4]
 
 
-def test_a_failing_page_is_rolled_back_alone(node, monkeypatch):
+def half_leaving(node) -> list[str]:
+    """1,000 pending tickets: the even ones still wait for bpjs-kesehatan's key, the odd ones are held here
+    now (nothing to seal any more: they leave the pending set)."""
     ids = [f"t{i:05d}" for i in range(1000)]
     with node.storage.transaction() as tx:
         for i, ticket_id in enumerate(ids):
-            if i % 2:
-                tx.put_ticket(state(node, i, node.node_id, "paser-dinkes"))    # nothing to seal: leaves
-            else:
-                tx.put_ticket(state(node, i, HUB, WAITING_FOR))
+            holder, inst = (node.node_id, "paser-dinkes") if i % 2 else (HUB, WAITING_FOR)
+            tx.put_ticket(state(node, i, holder, inst))
         tx.add_identity_pending(ids)
-    decide, poison = identity_module.decide_seal, ids[455]                  # in the third page
+    return ids
+
+
+def poison(monkeypatch, ticket_id: str, error: Exception):
+    """Deciding for ``ticket_id`` raises ``error``; returns the real decide_seal, to put it back."""
+    decide = identity_module.decide_seal
 
     def failing_decide(state, **kwargs):
-        if state.ticket_id == poison:
-            raise StorageError("database is locked")
+        if state.ticket_id == ticket_id:
+            raise error
         return decide(state, **kwargs)
-
     monkeypatch.setattr(identity_module, "decide_seal", failing_decide)
+    return decide
+
+
+def test_a_failing_page_is_rolled_back_alone(node, monkeypatch):
+    ids = half_leaving(node)
+    decide = poison(monkeypatch, ids[455], StorageError("database is locked"))   # in the third page
     service = IdentityService(node, page_size=PAGE)
     with pytest.raises(StorageError):
         service.reseal_pending()
@@ -91,6 +101,17 @@ def test_a_failing_page_is_rolled_back_alone(node, monkeypatch):
     monkeypatch.setattr(identity_module, "decide_seal", decide)
     assert service.reseal_pending() == 0
     assert service.pending() == ids[0::2]
+
+
+def test_a_ticket_that_always_fails_holds_back_neither_its_page_nor_the_next(node, monkeypatch, caplog):
+    """A bug one ticket triggers (not the database being down) failed its page for good: every retry
+    stopped there, and the pages after it waited for ever. Its page is now retried a ticket at a time."""
+    ids = half_leaving(node)
+    poison(monkeypatch, ids[455], RuntimeError("a bug this ticket triggers"))     # odd, in the third page
+    service = IdentityService(node, page_size=PAGE)
+    assert service.reseal_pending() == 0
+    assert service.pending() == sorted(ids[0::2] + [ids[455]])     # only the poisoned one stayed behind
+    assert f"identity of ticket {ids[455]} could not be re-sealed" in caplog.text
 
 
 def filed_and_routed_to_the_hub(node, n: int) -> list[str]:
