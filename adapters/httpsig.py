@@ -51,7 +51,7 @@ from http_message_signatures import (
 )
 from http_message_signatures.structures import CaseInsensitiveDict
 
-from node.errors import SignatureError
+from node.errors import SignatureError, UnknownKeyError
 
 REQUIRED_REQUEST_COMPONENTS = ("@method", "@target-uri", "content-digest")
 REQUIRED_RESPONSE_COMPONENTS = ("@status", "content-digest", '"@method";req', '"@target-uri";req')
@@ -167,7 +167,8 @@ def _verify(message, *, what, tag, required, body, resolve_key, now, window_s):
                                  require_components=required, body=body)[0]
     except HTTPMessageSignaturesException as exc:
         if keys.unknown is not None:
-            raise SignatureError(f"{what} signature rejected: unknown key id {keys.unknown!r}") from exc
+            raise UnknownKeyError(f"{what} signature rejected: unknown key id {keys.unknown!r}",
+                                  keys.unknown) from exc
         if isinstance(exc.__cause__, CryptoInvalidSignature):
             raise SignatureError(
                 f"{what} signature rejected: bad signature for key id {keys.asked!r}") from exc

@@ -4,6 +4,10 @@ Every request is signed (RFC 9421, adapters.httpsig) with the node's current
 Ed25519 key and a fresh nonce; every response must carry the peer's signature
 bound to our request, or the answer is refused. Short retries use tenacity
 (exponential backoff with jitter) for timeouts, 408, 429 and 5xx only.
+
+An answer signed with a key id we do not know may come from a peer that
+rotated its key: ``learn_key`` (set by the node) gets one chance to learn it,
+from the peer's endorsements (node.keys), and the request is sent again once.
 """
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import aiohttp
 import orjson
@@ -38,6 +42,7 @@ class HttpTransport:
         self.attempts = attempts
         self.initial_s = initial_s
         self.now = now
+        self.learn_key: Callable[[Peer, str], Awaitable[bool]] | None = None
         self._session: aiohttp.ClientSession | None = None
 
     async def _client(self) -> aiohttp.ClientSession:
@@ -72,7 +77,7 @@ class HttpTransport:
         except SignatureError as exc:
             retry = is_retryable_status(status) and status != 200
             raise PeerError(f"{peer.node_id} answered {status} without a valid signature: {exc}",
-                            status=status, retryable=retry) from exc
+                            status=status, retryable=retry, unknown_key=getattr(exc, "key_id", None)) from exc
         if status >= 400:
             detail = payload[:300].decode("utf-8", "replace")
             raise PeerError(f"{peer.node_id} answered {status}: {detail}", status=status,
@@ -83,6 +88,14 @@ class HttpTransport:
             raise PeerError(f"{peer.node_id} sent a body that is not JSON", status=status, retryable=True) from exc
 
     async def _call(self, method: str, path: str, peer: Peer, body: bytes = b"") -> dict:
+        try:
+            return await self._retried(method, path, peer, body)
+        except PeerError as exc:
+            if exc.unknown_key is None or self.learn_key is None or not await self.learn_key(peer, exc.unknown_key):
+                raise
+        return await self._retried(method, path, peer, body)
+
+    async def _retried(self, method: str, path: str, peer: Peer, body: bytes) -> dict:
         url = peer.url.rstrip("/") + path
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
@@ -109,6 +122,22 @@ class HttpTransport:
         data = await self._call("GET", f"/federation/v1/events?after={after}&limit={limit}", peer)
         return PullResult(items=tuple((int(i["pos"]), i["event"]) for i in data.get("items", [])),
                           last=int(data.get("last", 0)))
+
+    async def fetch_keys(self, peer: Peer) -> dict:
+        """The peer's public keys and their endorsements (``GET /federation/v1/keys``). Not signed: an
+        endorsement vouches for itself, and nothing else in the answer is trusted."""
+        url = peer.url.rstrip("/") + "/federation/v1/keys"
+        try:
+            async with (await self._client()).get(url) as resp:
+                if resp.status != 200:
+                    raise PeerError(f"{peer.node_id} answered {resp.status} for its keys", status=resp.status)
+                data = orjson.loads(await resp.read())
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            raise PeerError(f"{peer.node_id}: cannot read its keys at {url}: {exc.__class__.__name__}: {exc}",
+                            status=None) from exc
+        if not isinstance(data, dict):
+            raise PeerError(f"{peer.node_id}: its keys at {url} are not a JSON object", status=200)
+        return data
 
     async def fetch_directory(self, peer: Peer) -> dict:
         return await self._call("GET", "/federation/v1/directory", peer)

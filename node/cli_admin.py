@@ -51,6 +51,10 @@ def keys_rotate(config_path, kind):
     """Create a new current key; old keys stay so history still verifies."""
     node = open_node(config_path)
     key_id = node.keys.rotate(kind)
+    if node.role == "hub" and kind == "signing":
+        click.echo(f"new signing key {key_id}, endorsed by the key it replaces; restart the hub to sign with "
+                   f"it, and districts learn it the first time the hub answers them with it")
+        return
     click.echo(f"new {kind} key {key_id}; re-enroll at the hub so peers learn it "
                f"(simpul keys show --json | simpul nodes enroll ...)")
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticEr
 from node.config import NODE_ID_PATTERN
 from node.errors import ConfigError, ValidationError
 from node.inputs import read_json
-from node.keys import load_sealing_public, load_signing_public
+from node.keys import endorsed_keys, load_sealing_public, load_signing_public
 
 
 class KeyIn(BaseModel):
@@ -146,6 +146,23 @@ def snapshot(tx) -> dict:
     insts = [{k: i.get(k) for k in ("id", "name", "node_id", "region", "competences", "ppid", "sealing_key_id",
                                      "sealing_public")} for i in tx.institutions()]
     return {"nodes": nodes, "keys": keys, "institutions": insts, "regions": tx.regions()}
+
+
+def learn_endorsed(tx, node_id: str, offered: dict, now: float | None = None) -> list[str]:
+    """Store the signing keys of ``node_id`` that ``offered`` (its ``GET /federation/v1/keys``) links by
+    endorsements to a key trusted here for it (node.keys.endorsed_keys); return their ids."""
+    now = time.time() if now is None else now
+    node = tx.get_node(node_id)
+    if node is None or node.get("revoked_at") or offered.get("node_id") != node_id:
+        return []
+    trusted = {k["key_id"]: k["public"] for k in tx.node_keys(node_id)
+               if k["kind"] == "signing" and (k["valid_until"] is None or k["valid_until"] > now)}
+    keys, endorsements = offered.get("keys"), offered.get("endorsements")
+    learned = endorsed_keys(node_id, trusted, keys if isinstance(keys, list) else [],
+                            endorsements if isinstance(endorsements, list) else [])
+    for key_id, public in learned.items():
+        tx.put_key(key_id, node_id=node_id, kind="signing", public=public, valid_from=now)
+    return sorted(learned)
 
 
 def apply_snapshot(tx, snap: dict, self_id: str) -> None:

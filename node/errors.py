@@ -102,6 +102,14 @@ class SignatureError(SimpulError):
     title = "HTTP message signature rejected"
 
 
+class UnknownKeyError(SignatureError):
+    """A signature by a key id that is not in the directory (``key_id``): a key rotated since, perhaps."""
+
+    def __init__(self, message: str, key_id: str):
+        super().__init__(message)
+        self.key_id = key_id
+
+
 class SealingError(SimpulError):
     """A sealed identity that cannot be opened (tampered, wrong key, bad passphrase)."""
 
@@ -135,8 +143,10 @@ class PeerError(SimpulError):
     slug = "peer"
     title = "Federation peer error"
 
-    def __init__(self, message: str, status: int | None = None, retryable: bool = True, refused: bool = False):
+    def __init__(self, message: str, status: int | None = None, retryable: bool = True, refused: bool = False,
+                 unknown_key: str | None = None):
         super().__init__(message)
         self.peer_status = status
         self.retryable = retryable
         self.refused = refused
+        self.unknown_key = unknown_key   # the answer was signed with this key id, unknown here

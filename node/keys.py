@@ -5,14 +5,24 @@ Keys live as PEM files under ``<data_dir>/keys/``: ``signing-<n>.pem`` and
 keys are kept so that history still verifies and identities sealed to an old
 key can still be opened. Key ids are ``<node_id>#sig-<n>`` and
 ``<node_id>#seal-<n>``.
+
+Endorsement: a new signing key is signed by the one it replaces
+(``signing-<n>.endorsement``, public). A peer that trusts the old key can
+then trust the new one without an operator carrying it over: districts learn
+a rotated hub key this way (``endorsed_keys``), since the hub's directory is
+signed with the very key they do not know yet.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import rfc8785
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -21,6 +31,8 @@ from node.errors import ConfigError
 from schemas.events import b64u, unb64u
 
 _FILE = re.compile(r"^(signing|sealing)-(\d+)\.pem$")
+_ENDORSEMENT_FILE = re.compile(r"^signing-(\d+)\.endorsement$")
+ENDORSEMENT = "simpul-signing-key-endorsement"
 
 
 def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> str:
@@ -41,6 +53,48 @@ def _write_private(path: Path, key) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
+
+
+def endorsement_statement(node_id: str, key_id: str, public: str) -> bytes:
+    """What the previous signing key signs to endorse ``key_id`` (canonical JSON, RFC 8785)."""
+    return rfc8785.dumps({"purpose": ENDORSEMENT, "node": node_id, "key_id": key_id, "public": public})
+
+
+def endorsed_keys(node_id: str, trusted: Mapping[str, str], offered: Iterable[Mapping],
+                  endorsements: Iterable[Mapping]) -> dict[str, str]:
+    """The signing keys of ``node_id`` among ``offered`` ({key_id, kind, public}) that a chain of
+    ``endorsements`` ({key_id, by, sig}) links to a key in ``trusted`` (key id -> public), as key id ->
+    public. Anything else offered (another node's key, a forged or broken chain) is left out."""
+    own = re.compile(re.escape(node_id) + r"#sig-\d+")
+    keys = {k["key_id"]: k["public"] for k in offered if isinstance(k, Mapping) and k.get("kind") == "signing"
+            and isinstance(k.get("key_id"), str) and own.fullmatch(k["key_id"]) and isinstance(k.get("public"), str)}
+    offers: dict[str, list[Mapping]] = {}
+    for e in endorsements:
+        if isinstance(e, Mapping) and e.get("key_id") in keys:
+            offers.setdefault(e["key_id"], []).append(e)
+    known, learned = dict(trusted), {}
+    progress = True
+    while progress:
+        progress = False
+        for key_id, public in keys.items():
+            if key_id in known:
+                continue
+            if any(_vouches(known, e, node_id, key_id, public) for e in offers.get(key_id, ())):
+                known[key_id] = learned[key_id] = public
+                progress = True
+    return learned
+
+
+def _vouches(known: Mapping[str, str], e: Mapping, node_id: str, key_id: str, public: str) -> bool:
+    """Is ``e`` a valid endorsement of (``key_id``, ``public``) by a key in ``known``?"""
+    if not isinstance(e.get("by"), str) or e["by"] not in known or not isinstance(e.get("sig"), str):
+        return False
+    try:
+        load_signing_public(known[e["by"]]).verify(unb64u(e["sig"]), endorsement_statement(node_id, key_id, public))
+        load_signing_public(public)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -105,10 +159,26 @@ class KeyRing:
         tag = "sig" if kind == "signing" else "seal"
         key_id = f"{self.node_id}#{tag}-{n}"
         if kind == "signing":
+            if self.signing_key_id:   # the key it replaces vouches for it
+                public = raw_public(key.public_key())
+                sig = self.signing_key.sign(endorsement_statement(self.node_id, key_id, public))
+                (self.dir / f"signing-{n}.endorsement").write_text(json.dumps(
+                    {"key_id": key_id, "by": self.signing_key_id, "sig": b64u(sig)}), encoding="utf-8")
             self.signing[key_id], self.signing_key_id = key, key_id
         else:
             self.sealing[key_id], self.sealing_key_id = key, key_id
         return key_id
+
+    def endorsements(self) -> list[dict]:
+        """Each signing key's endorsement by the key it replaced ({key_id, by, sig}), oldest first."""
+        out = []
+        found = sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := _ENDORSEMENT_FILE.match(p.name)))
+        for _, path in found:
+            try:
+                out.append(json.loads(path.read_text(encoding="utf-8")))
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"keys_dir: {path} is not a readable endorsement") from exc
+        return out
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:

@@ -127,6 +127,20 @@ def make_node():
         node.close()
 
 
+
+@pytest.fixture
+def pair(tmp_path, sample_dir):
+    """(kab-paser, nasional) as ``simpul init`` and ``simpul nodes enroll`` leave them (the real CLI, run
+    in-process): the district trusts the hub's keys, the hub knows the district's."""
+    from node.cluster import Cluster
+    from node.config import load_settings
+    from node.core import Node
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=["kab-paser"]).init()
+    nodes = [Node(load_settings(cluster.proc(n).config)) for n in ("kab-paser", "nasional")]
+    yield nodes
+    for node in nodes:
+        node.close()
+
 # ------------------------------------------------------------------ DB contents
 def snapshot(storage) -> dict[str, list[tuple]]:
     """Every row of every table, sorted, so two snapshots compare equal iff nothing changed."""

@@ -141,4 +141,5 @@ routes.post("/federation/v1/digests")(federation_handler(_digests))
 async def keys(request: web.Request) -> web.Response:
     node = request.app["node"]
     return web.json_response({"node_id": node.node_id, "role": node.role,
-                              "keys": [k.__dict__ for k in node.keys.public_keys()]})
+                              "keys": [k.__dict__ for k in node.keys.public_keys()],
+                              "endorsements": node.keys.endorsements()})

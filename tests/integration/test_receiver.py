@@ -13,15 +13,6 @@ from node.reactions import hub_react
 from schemas.complaints import ComplaintIn
 
 
-@pytest.fixture
-def pair(tmp_path, sample_dir):
-    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=["kab-paser"]).init()
-    nodes = [Node(load_settings(cluster.proc(n).config)) for n in ("kab-paser", "nasional")]
-    yield nodes
-    for node in nodes:
-        node.close()
-
-
 def _queued(district, bodies) -> list[dict]:
     for body in bodies:
         district.complaints.file(ComplaintIn.model_validate(body))
