@@ -386,6 +386,22 @@ def test_tickets_a_node_should_hold_are_those_it_filed_or_holds(storage):
         assert tx.tickets_held_by("kab-ppu", []) == set()
 
 
+
+def test_sendable_names_the_peers_with_work_past_their_checkpoint_and_no_backoff(storage):
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 4)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        for dest in ("nasional", "kab-ppu", "kota-balikpapan", "prov-kaltim"):
+            tx.enqueue(dest, [e.id for e in evs])
+        tx.advance_peer("kab-ppu", acked=tx.outbox_last_id("kab-ppu"))           # all delivered
+        tx.update_peer("kota-balikpapan", next_attempt_at=500.0)                 # backing off until 500
+        tx.peer("nasional")
+        tx.peer("kab-paser")                                                      # nothing queued for it
+    with storage.read() as tx:
+        assert tx.sendable(100.0) == {"nasional"}      # (prov-kaltim has no checkpoint row yet)
+        assert tx.sendable(600.0) == {"nasional", "kota-balikpapan"}
+        assert tx.peer_ids() == {"nasional", "kab-ppu", "kota-balikpapan", "kab-paser"}
+
 def test_lease_excludes_second_owner_until_expiry(storage):
     with storage.transaction() as tx:
         assert tx.take_lease("nasional", "proc-a", now=100.0, ttl=30.0)
