@@ -31,6 +31,7 @@ from schemas.events import Event
 
 log = logging.getLogger(__name__)
 CONTENT_REFUSED = frozenset({400, 404, 409, 413, 422})
+KEYS_MAX_BYTES = 256 * 1024   # a node's public keys and endorsements: a few hundred bytes per key
 
 
 class HttpTransport:
@@ -131,7 +132,13 @@ class HttpTransport:
             async with (await self._client()).get(url) as resp:
                 if resp.status != 200:
                     raise PeerError(f"{peer.node_id} answered {resp.status} for its keys", status=resp.status)
-                data = orjson.loads(await resp.read())
+                raw = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    raw += chunk
+                    if len(raw) > KEYS_MAX_BYTES:
+                        raise PeerError(f"{peer.node_id}: its keys at {url} are over {KEYS_MAX_BYTES} bytes",
+                                        status=200)
+                data = orjson.loads(bytes(raw))
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
             raise PeerError(f"{peer.node_id}: cannot read its keys at {url}: {exc.__class__.__name__}: {exc}",
                             status=None) from exc

@@ -46,3 +46,31 @@ def test_nothing_is_learned_without_a_trusted_chain(pair, case):
         offer["endorsements"] = "none"
     assert learn(district, offer) == []
     assert hub_keys(district) == ["nasional#sig-1"]
+
+
+@pytest.mark.parametrize("body, error", [
+    (b'{"node_id": "nasional", "keys": [], "endorsements": []}', None),
+    (b"not json", "cannot read its keys"),
+    (b"[1, 2]", "not a JSON object"),
+    (b"{" + b" " * (300 * 1024) + b"}", "over 262144 bytes")], ids=["keys", "not json", "a list", "too big"])
+async def test_reading_a_peers_keys_refuses_what_is_not_a_small_json_object(aiohttp_server, pair, body, error):
+    """``GET /federation/v1/keys`` is not signed: what it answers is read with a bound, and only as an object."""
+    from aiohttp import web
+
+    from adapters.hub_http import HttpTransport
+    from adapters.transport import Peer
+    from node.errors import PeerError
+    async def keys(request):
+        return web.Response(body=body)
+    app = web.Application()
+    app.router.add_get("/federation/v1/keys", keys)
+    server = await aiohttp_server(app)
+    transport = HttpTransport(pair[0].keys, lambda key_id: None)
+    try:
+        if error is None:
+            assert (await transport.fetch_keys(Peer("nasional", str(server.make_url("")))))["node_id"] == "nasional"
+        else:
+            with pytest.raises(PeerError, match=error):
+                await transport.fetch_keys(Peer("nasional", str(server.make_url(""))))
+    finally:
+        await transport.close()
