@@ -291,10 +291,13 @@ class IdentityService:
             with self.node.storage.read() as tx:
                 page = tx.identity_pending(after, self.page_size)
             sealed, waiting = self._reseal_one_by_one(page)
-        return ResealPage(sealed, waiting, page[-1] if len(page) == self.page_size else None)
+        if waiting:
+            log.info("%d identities still wait for a sealing key (ticket %s: %s)", len(waiting),
+                     *next(iter(waiting.values())))
+        return ResealPage(sealed, len(waiting), page[-1] if len(page) == self.page_size else None)
 
-    def _reseal_one_by_one(self, page: list[str]) -> tuple[int, int]:
-        sealed = waiting = 0
+    def _reseal_one_by_one(self, page: list[str]) -> tuple[int, dict]:
+        sealed, waiting = 0, {}
         for ticket_id in page:
             try:
                 with self.node.storage.transaction() as tx:
@@ -303,12 +306,14 @@ class IdentityService:
                 if isinstance(exc, StorageError) and not exc.refused:
                     raise
                 log.exception("identity of ticket %s could not be re-sealed; it stays pending", ticket_id)
-                one, wait = 0, 1
-            sealed, waiting = sealed + one, waiting + wait
+                one, wait = 0, {ticket_id: (ticket_id, "re-sealing it failed (logged)")}
+            sealed += one
+            waiting.update(wait)
         return sealed, waiting
 
-    def _reseal(self, tx, page: list[str]) -> tuple[int, int]:
-        """Seal what ``page`` (pending ticket ids) can have sealed now; (sealed, still waiting)."""
+    def _reseal(self, tx, page: list[str]) -> tuple[int, dict]:
+        """Seal what ``page`` (pending ticket ids) can have sealed now: (how many were sealed, the tickets
+        still waiting: id -> (tracking id, why))."""
         sealed, waiting = 0, {}
         states = tx.get_tickets(page)   # a ticket gone since: nothing to wait for
         directory = TxDirectory(tx)
@@ -323,10 +328,7 @@ class IdentityService:
                 waiting[ticket_id] = (states[ticket_id].tracking_id, decision.reason)
             sealed += decision.action == "seal"
         tx.remove_identity_pending([t for t in page if t not in waiting])
-        if waiting:
-            log.info("%d identities still wait for a sealing key (ticket %s: %s)", len(waiting),
-                     *next(iter(waiting.values())))
-        return sealed, len(waiting)
+        return sealed, waiting
 
     def reseal_pending(self) -> int:
         """Retry every ticket whose holder's key was unknown, page by page (``reseal_page``: each page is
