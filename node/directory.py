@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticEr
 
 from node.config import NODE_ID_PATTERN
 from node.errors import ConfigError, ValidationError
-from node.inputs import read_json
+from node.inputs import first_error, read_json
 from node.keys import endorsed_keys, load_sealing_public, load_signing_public
 
 
@@ -71,8 +71,7 @@ def enroll(tx, data: dict, now: float | None = None) -> dict:
     try:
         req = EnrollIn.model_validate(data)
     except PydanticError as exc:
-        err = exc.errors()[0]
-        raise ValidationError(f"{'.'.join(map(str, err['loc']))}: {err['msg']}") from exc
+        raise ValidationError(first_error(exc)) from exc
     now = time.time() if now is None else now
     _check_keys(req.node_id, req.keys)
     existing = tx.get_node(req.node_id) or {}

@@ -113,6 +113,7 @@ class KeyRing:
         self.sealing: dict[str, X25519PrivateKey] = {}
         self.signing_key_id = ""
         self.sealing_key_id = ""
+        self._endorsements: dict[int, dict] = {}   # signing key number -> its endorsement (read at load)
 
     @classmethod
     def create(cls, node_id: str, keys_dir: Path) -> "KeyRing":
@@ -131,6 +132,11 @@ class KeyRing:
             raise ConfigError(f"keys_dir: {ring.dir} does not exist (run 'simpul init' first)")
         found: dict[str, list[int]] = {"signing": [], "sealing": []}
         for path in ring.dir.iterdir():
+            if e := _ENDORSEMENT_FILE.match(path.name):
+                try:
+                    ring._endorsements[int(e.group(1))] = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, ValueError) as exc:
+                    raise ConfigError(f"keys_dir: {path} is not a readable endorsement") from exc
             m = _FILE.match(path.name)
             if not m:
                 continue
@@ -162,23 +168,18 @@ class KeyRing:
             if self.signing_key_id:   # the key it replaces vouches for it
                 public = raw_public(key.public_key())
                 sig = self.signing_key.sign(endorsement_statement(self.node_id, key_id, public))
-                (self.dir / f"signing-{n}.endorsement").write_text(json.dumps(
-                    {"key_id": key_id, "by": self.signing_key_id, "sig": b64u(sig)}), encoding="utf-8")
+                self._endorsements[n] = {"key_id": key_id, "by": self.signing_key_id, "sig": b64u(sig)}
+                (self.dir / f"signing-{n}.endorsement").write_text(json.dumps(self._endorsements[n]),
+                                                                  encoding="utf-8")
             self.signing[key_id], self.signing_key_id = key, key_id
         else:
             self.sealing[key_id], self.sealing_key_id = key, key_id
         return key_id
 
     def endorsements(self) -> list[dict]:
-        """Each signing key's endorsement by the key it replaced ({key_id, by, sig}), oldest first."""
-        out = []
-        found = sorted((int(m.group(1)), p) for p in self.dir.iterdir() if (m := _ENDORSEMENT_FILE.match(p.name)))
-        for _, path in found:
-            try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"keys_dir: {path} is not a readable endorsement") from exc
-        return out
+        """Each signing key's endorsement by the key it replaced ({key_id, by, sig}), oldest first. Read
+        with the keys, at load: ``GET /federation/v1/keys`` serves them to anyone, without a disk read."""
+        return [self._endorsements[n] for n in sorted(self._endorsements)]
 
     @property
     def signing_key(self) -> Ed25519PrivateKey:

@@ -169,10 +169,13 @@ class SyncEngine:
         with something to send, found by one read: an operator's action at a hub queues work for one or
         two districts of hundreds, and the others need not take their lease for nothing. A node with one
         loop (a district, on every filing) wakes it at once."""
-        if dest is not None or len(self._wakers) <= 1:
-            for name, event in self._wakers.items():
-                if dest is None or name == dest:
-                    event.set()
+        if dest is not None:
+            if waker := self._wakers.get(dest):
+                waker.set()
+            return
+        if len(self._wakers) <= 1:
+            for waker in self._wakers.values():
+                waker.set()
             return
         self._look_again = True
         if self._looking is None or self._looking.done():

@@ -5,18 +5,14 @@ that is not at the newest revision (``check``).
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy.exc import DBAPIError, OperationalError
-
-from adapters.storage.sql import SqlStorage
-from node.errors import ConfigError, StorageError
+from adapters.storage.sql import SqlStorage, database_errors
+from node.errors import ConfigError
 
 SCRIPTS = Path(__file__).parent / "migrations"
 
@@ -28,17 +24,9 @@ def _config(storage: SqlStorage) -> Config:
     return cfg
 
 
-@contextlib.contextmanager
-def _database_errors() -> Iterator[None]:
-    try:
-        yield
-    except (OperationalError, DBAPIError) as exc:
-        raise StorageError(f"database_url: {exc.orig if exc.orig else exc}") from exc
-
-
 def upgrade(storage: SqlStorage) -> None:
     cfg = _config(storage)
-    with _database_errors(), storage.engine.connect() as conn:
+    with database_errors("database_url"), storage.engine.connect() as conn:
         conn.info["write"] = True
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
@@ -50,7 +38,7 @@ def head_revision() -> str:
 
 
 def current_revision(storage: SqlStorage) -> str | None:
-    with _database_errors(), storage.engine.connect() as conn:
+    with database_errors("database_url"), storage.engine.connect() as conn:
         conn.info["write"] = False
         return MigrationContext.configure(conn).get_current_revision()
 

@@ -162,6 +162,17 @@ def _sqlite_engine(url: str) -> Engine:
     return engine
 
 
+@contextlib.contextmanager
+def database_errors(what: str = "database error") -> Iterator[None]:
+    """The driver's errors as a StorageError, ``refused`` when the database refused what it was given (not
+    when it was unreachable, locked or failing)."""
+    try:
+        yield
+    except (OperationalError, DBAPIError) as exc:
+        raise StorageError(f"{what}: {exc.orig if exc.orig else exc}",
+                           refused=not isinstance(exc, OperationalError)) from exc
+
+
 class SqlStorage:
     def __init__(self, url: str):
         self.url = url
@@ -176,18 +187,14 @@ class SqlStorage:
 
     @contextlib.contextmanager
     def transaction(self, write: bool = True) -> Iterator[Tx]:
-        try:
-            with self.engine.connect() as conn:
-                conn.info["write"] = write
-                with conn.begin():
-                    if write and self.dialect == "postgresql":
-                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
-                    tx = Tx(conn, self.dialect)
-                    yield tx
-                    tx.flush()
-        except (OperationalError, DBAPIError) as exc:
-            raise StorageError(f"database error: {exc.orig if exc.orig else exc}",
-                               refused=not isinstance(exc, OperationalError)) from exc
+        with database_errors(), self.engine.connect() as conn:
+            conn.info["write"] = write
+            with conn.begin():
+                if write and self.dialect == "postgresql":
+                    conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
+                tx = Tx(conn, self.dialect)
+                yield tx
+                tx.flush()
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
         return self.transaction(write=False)

@@ -71,9 +71,10 @@ def test_a_key_without_a_valid_chain_is_not_learned(ring):
     assert list(endorsed_keys(HUB, root, *junk)) == [f"{HUB}#sig-2"]
 
 
-def test_an_unreadable_endorsement_is_a_config_error(ring):
+def test_an_unreadable_endorsement_is_a_config_error(ring, tmp_path):
+    """Found when the keys are loaded (start-up, or a command), not when a peer asks for them."""
     from node.errors import ConfigError
     ring.rotate("signing")
     (ring.dir / "signing-2.endorsement").write_text("{not json", encoding="utf-8")
     with pytest.raises(ConfigError, match="signing-2.endorsement"):
-        ring.endorsements()
+        KeyRing.load(HUB, tmp_path / "keys")
