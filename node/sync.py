@@ -7,8 +7,9 @@ Design (after Synapse's federation sender):
   work (``wake``) or on the scheduler's tick, and sends bounded batches in
   order, starting after the destination's durable checkpoint (``acked``).
   The tick (``wake_due``) wakes only the loops whose queue holds something
-  they may send now, found with one read for all of them: an idle loop costs
-  nothing. (Waking every loop took the lease in a write transaction for each
+  they may send now, found with one read for all of them, and a loop woken
+  by name (a peer's request reaching us) first reads whether anything is
+  queued for it: an idle loop costs no write. (Waking every loop took the lease in a write transaction for each
   peer: a hub with 500 idle districts spent a fifth of a core on it.)
 - A loop only transmits while it holds the destination's lease in the
   database, so several processes sharing one database (hubs on PostgreSQL)
@@ -221,6 +222,10 @@ class SyncEngine:
     def _next_batch(self, dest: str, after: int | None = None):
         """(after, items) to send next, from the acknowledged checkpoint or from ``after`` if later."""
         now = self.now()
+        if after is None:   # a drain's first batch: a loop woken with nothing queued takes no lease (a write)
+            with self.node.storage.read() as tx:
+                if tx.has_queued(dest) is False:
+                    return None, None
         with self.node.storage.transaction() as tx:
             peer = tx.peer(dest)
             if peer["next_attempt_at"] > now:

@@ -17,8 +17,9 @@ T = TicketRow.__table__
 _ENQUEUE = O.insert()
 _PEER = select(P).where(P.c.node_id == bindparam("node"))
 _PEER_IDS = select(P.c.node_id)
-_SENDABLE = select(P.c.node_id).where(P.c.next_attempt_at <= bindparam("now"),
-                                      select(O.c.id).where(O.c.dest == P.c.node_id, O.c.id > P.c.acked).exists())
+_QUEUED_PAST_ACKED = select(O.c.id).where(O.c.dest == P.c.node_id, O.c.id > P.c.acked).exists()
+_SENDABLE = select(P.c.node_id).where(P.c.next_attempt_at <= bindparam("now"), _QUEUED_PAST_ACKED)
+_HAS_QUEUED = select(_QUEUED_PAST_ACKED.label("queued")).where(P.c.node_id == bindparam("node"))
 
 
 def _held_by(node_id):
@@ -118,6 +119,12 @@ class SyncRepo:
         """Peers with entries queued after their checkpoint and no backoff in force at ``now``: one index
         probe each, and no write."""
         return set(self.conn.execute(_SENDABLE, {"now": now}).scalars())
+
+    def has_queued(self, node_id: str) -> bool | None:
+        """Are entries queued for ``node_id`` past its checkpoint? None if it has no checkpoint row yet.
+        A read: unlike ``peer``, it never writes the row."""
+        row = self.conn.execute(_HAS_QUEUED, {"node": node_id}).first()
+        return None if row is None else bool(row.queued)
 
     def peers(self) -> list[dict]:
         return [dict(r._mapping) for r in self.conn.execute(select(P).order_by(P.c.node_id))]

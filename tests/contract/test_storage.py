@@ -401,6 +401,9 @@ def test_sendable_names_the_peers_with_work_past_their_checkpoint_and_no_backoff
         assert tx.sendable(100.0) == {"nasional"}      # (prov-kaltim has no checkpoint row yet)
         assert tx.sendable(600.0) == {"nasional", "kota-balikpapan"}
         assert tx.peer_ids() == {"nasional", "kab-ppu", "kota-balikpapan", "kab-paser"}
+        assert [tx.has_queued(n) for n in ("nasional", "kab-ppu", "kota-balikpapan", "kab-paser", "prov-kaltim")] \
+            == [True, False, True, False, None]      # (backoff aside; prov-kaltim: no row, and none written)
+        assert "prov-kaltim" not in tx.peer_ids()
 
 def test_lease_excludes_second_owner_until_expiry(storage):
     with storage.transaction() as tx:
