@@ -18,6 +18,12 @@ it holds, but a ticket can move away between its list and its diff); the hub
 still says which of the ids the district sent it lacks, which tells the
 district nothing it did not already know.
 
+What the district refuses of a repair (a bad signature, a revoked key) goes
+to its dead-letter list under the hub's name, as a pulled event does: the hub
+never hears of it. While it is listed, later passes skip it when the hub
+offers it again, instead of checking and logging it on every pass; replaying
+the dead letter lets the next pass check it again.
+
 The pass runs as an APScheduler job on districts; the hub answers. It waits
 while more than one batch is queued for the hub: during a long drain nearly
 every ticket would look missing there, and the comparison (a page per thousand
@@ -156,7 +162,14 @@ class AntiEntropy:
 
     def _repair(self, peer: str, answer: dict) -> int:
         events = answer.get("events", [])
-        got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events]).accepted if events else 0
+        if not isinstance(events, list):
+            raise PeerError(f"{peer}'s diff answer: 'events' must be a list", retryable=False)
+        with self.node.storage.read() as tx:   # refused here before: not checked again until replayed
+            refused = tx.refused_ids(peer, [e["id"] for e in events if isinstance(e, dict)
+                                            and isinstance(e.get("id"), str)])
+        events = [e for e in events if not (isinstance(e, dict) and e.get("id") in refused)]
+        got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events],
+                                    dead_letter=True).accepted if events else 0
         with self.node.storage.transaction() as tx:
             ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]
             queued = tx.in_flight(peer, ours)   # on their way already

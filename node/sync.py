@@ -44,8 +44,9 @@ Design (after Synapse's federation sender):
   and logged at error level: nobody else hears of a pull's rejections, so
   this is where an admin sees them. The peer still holds the event, and
   anti-entropy offers it again for a ticket we hold, since our cursor past
-  it tells the peer it is no longer in flight (replaying such a dead letter
-  only takes it off the list: we hold no copy to send). The count is kept in
+  it tells the peer it is no longer in flight; it is skipped there while it
+  is listed, and replaying such a dead letter (we hold no copy to send)
+  takes it off the list, so that the next pass checks it again. The count is kept in
   memory: a restart gives a held item its pulls again.
 """
 from __future__ import annotations

@@ -32,6 +32,8 @@ _TICKETS_HELD_BY = select(T.c.ticket_id).where(T.c.ticket_id.in_(bindparam("tick
 _TICKET_EVENT_IDS = select(E.c.ticket, E.c.id).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
 _QUEUED_FOR = select(O.c.event_id).where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after"),
                                          O.c.event_id.in_(bindparam("ids", expanding=True)))
+_REFUSED = select(D.c.event_id).where(D.c.dest == bindparam("dest"), D.c.event_id.in_(bindparam("ids", expanding=True)),
+                                    D.c.replayed_at.is_(None))
 _DEAD_UNREPLAYED = select(D).where(D.c.id.in_(bindparam("ids", expanding=True)), D.c.replayed_at.is_(None))
 _MARK_REPLAYED = (update(D).where(D.c.id.in_(bindparam("ids", expanding=True)))
                   .values(replayed_at=bindparam("now")))
@@ -163,6 +165,10 @@ class SyncRepo:
             now = time.time() if now is None else now
             self.conn.execute(D.insert(), [{"dest": dest, "event_id": e, "reason": r, "created_at": now}
                                            for e, r in items])
+
+    def refused_ids(self, dest: str, event_ids: Iterable[str]) -> set[str]:
+        """Of ``event_ids``, those on the dead-letter list under ``dest`` and not replayed."""
+        return {r.event_id for r in self.select_in(_REFUSED, "ids", event_ids, dest=dest)}
 
     def dead_letters(self, *, include_replayed: bool = False, after: int = 0, limit: int | None = None) -> list[dict]:
         """Dead letters by id, those after ``after``; at most ``limit`` of them (all when None)."""

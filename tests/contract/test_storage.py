@@ -439,6 +439,8 @@ def test_dead_letters(storage):
         assert len(tx.dead_letters(include_replayed=True)) == 3
         assert tx.dead_letter_count("nasional") == 1 and tx.dead_letter_count("kab-ppu") == 0
         assert tx.dead_letter_count() == 1
+        assert tx.refused_ids("nasional", ["e1", "e2", "e3", "e9"]) == {"e2"}   # listed, not replayed, its dest
+        assert tx.refused_ids("kab-ppu", ["e2", "e3"]) == set()
 
 
 def test_replaying_more_dead_letters_than_one_statement_can_bind(storage):

@@ -1,5 +1,6 @@
 """The hub's side of anti-entropy on real databases (a hub and two districts set up by the real CLI, run
-in-process): what a district may read through a digest request.
+in-process): what a district may read through a digest request, and what a district does with a repair
+it refuses.
 
 The pass between real node processes, with a deleted event brought back, is in
 tests/acceptance/test_reconciliation.py.
@@ -8,12 +9,15 @@ import logging
 
 import pytest
 
+from adapters.transport import Peer
 from node.anti_entropy import AntiEntropy
 from node.cluster import Cluster
 from node.config import load_settings
 from node.core import Node
 from node.federation import KeyDirectory, Receiver
-from node.reactions import hub_react
+from node.identity import IdentityService
+from node.reactions import district_react, hub_react
+from node.sync import replay_dead_letters
 from schemas.complaints import ComplaintIn
 
 HUB, PASER, PPU = "nasional", "kab-paser", "kab-ppu"
@@ -92,3 +96,56 @@ async def test_a_malformed_diff_is_refused(federation, tickets):
     anti_entropy = AntiEntropy(hub, transport=None, receiver=None, sync=None)
     with pytest.raises(ValidationError, match="event id lists"):
         await anti_entropy.answer(PPU, {"op": "diff", "tickets": tickets})
+
+
+async def test_a_repair_refused_here_is_dead_lettered_once_and_checked_again_after_a_replay(
+        tmp_path, sample_dir, sample_complaints, caplog):
+    """The hub offers kab-ppu an event of its ticket S024 that does not verify (its stored copy damaged).
+    kab-ppu refuses it, and it goes to kab-ppu's dead-letter list under the hub's name (it was only logged,
+    and checked and logged again on every pass). Later passes skip it while it is listed; once an admin
+    replays the dead letter, the next pass checks it again."""
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=[PASER, PPU]).init()
+    hub, ppu = (Node(load_settings(cluster.proc(n).config)) for n in (HUB, PPU))
+    body = next(b for b in sample_complaints if b["ref"] == "S024")
+    ticket = ppu.complaints.file(ComplaintIn.model_validate(body)).state.ticket_id
+    with ppu.storage.transaction() as tx:
+        items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch(HUB, 0, 100)]
+        tx.advance_peer(HUB, acked=tx.outbox_last_id(HUB))
+    Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)).receive(PPU, 0, items)
+    with hub.storage.transaction() as tx:   # kab-ppu never got the hub's routing, and it is no longer in flight
+        tx.advance_peer(PPU, acked=tx.outbox_last_id(PPU))
+        (routed,) = [e for e in tx.ticket_events(ticket) if e.author == HUB]
+    sig = routed.sig
+    damaged = routed.canonical_wire().replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])
+    with hub.storage.transaction() as tx:
+        tx.conn.exec_driver_sql("UPDATE events SET raw = ? WHERE id = ?", (damaged, routed.id))
+
+    class Answering:   # the transport: the hub's own answers, in-process
+        async def digests(self, peer, request):
+            return await AntiEntropy(hub, None, None, None).answer(PPU, request)
+
+    class Sync:
+        def wake(self, dest=None):
+            pass
+    receiver = Receiver(ppu, KeyDirectory(ppu.storage, ppu.keys), district_react(ppu, IdentityService(ppu)))
+    repair = AntiEntropy(ppu, Answering(), receiver, Sync())
+    hub_peer = Peer(HUB, "http://127.0.0.1:9")
+
+    def listed():
+        with ppu.storage.read() as tx:
+            return [(d["dest"], d["event_id"], d["reason"][:len("refused here")]) for d in tx.dead_letters()]
+    try:
+        for rounds, rejections in ((1, 1), (2, 1)):
+            with caplog.at_level(logging.WARNING, logger="node.federation"):
+                await repair.run(hub_peer)
+            assert caplog.text.count(f"rejected event {routed.id}") == rejections, rounds
+            assert listed() == [(HUB, routed.id, "refused here")]
+        with ppu.storage.transaction() as tx:
+            assert routed.id not in {e.id for e in tx.ticket_events(ticket)}
+        assert replay_dead_letters(ppu.storage) == 1
+        await repair.run(hub_peer)
+        assert caplog.text.count(f"rejected event {routed.id}") == 2
+        assert listed() == [(HUB, routed.id, "refused here")]   # (the replayed one is off the list)
+    finally:
+        hub.close()
+        ppu.close()
