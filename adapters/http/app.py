@@ -7,6 +7,7 @@ import logging
 from aiohttp import web
 
 from adapters.http import admin_api, api, conflicts_api, console, federation, identity_api
+from adapters.http.hub_keys import HubKeys
 from adapters.http.metrics import metrics, registry_for
 from adapters.http.problems import problem_middleware
 from adapters.hub_http import HttpTransport
@@ -61,30 +62,9 @@ def build_app(node: Node) -> web.Application:
 
     app["refresh_directory"] = refresh_directory
 
-    async def learn_key(peer, key_id: str) -> bool:
-        """The hub answered with a signing key unknown here: learn it if a key we trust for the hub endorses
-        it (a rotation, node.keys). Only the hub's: a district's new key is enrolled at the hub."""
-        if node.role == "hub" or peer.node_id != s.hub.node_id or not key_id.startswith(peer.node_id + "#"):
-            return False
-        try:
-            offered = await transport.fetch_keys(peer)
-        except PeerError as exc:
-            log.warning("cannot learn %s's key %s: %s", peer.node_id, key_id, exc)
-            return False
-
-        def store():
-            with node.storage.transaction() as tx:
-                return directory.learn_endorsed(tx, peer.node_id, offered)
-        learned = await node.db(store)
-        keydir.forget()
-        if key_id not in learned:
-            log.error("%s signed with key %s, which no key trusted here endorses: its answers stay refused "
-                      "(give this node the hub's keys: simpul init --hub-keys)", peer.node_id, key_id)
-            return False
-        log.warning("learned %s's new signing key %s, endorsed by a key trusted here", peer.node_id, key_id)
-        return True
-
-    transport.learn_key = learn_key
+    hub_keys = HubKeys(node, transport, keydir)
+    transport.learn_key = hub_keys.learn
+    app["learn_hub_key"] = hub_keys.learn_for_request
     sync = SyncEngine(node, transport, receiver, refresh_directory=refresh_directory)
     app["sync"] = sync
     app["registry"] = registry_for(node)

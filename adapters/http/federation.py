@@ -17,13 +17,25 @@ from aiohttp import web
 from adapters import httpsig
 from adapters.http.problems import problem
 from node import directory
-from node.errors import SignatureError, SimpulError, ValidationError
+from node.errors import SignatureError, SimpulError, UnknownKeyError, ValidationError
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 
-def _authenticated(request: web.Request, body: bytes) -> httpsig.Verified:
+async def _authenticated(request: web.Request, body: bytes) -> httpsig.Verified:
+    """The request's verified signature. One by a key id unknown here may be the hub's new key: a district
+    tries to learn it (``learn_hub_key``, node.keys endorsements) and checks once more."""
+    try:
+        return _verified(request, body)
+    except UnknownKeyError as exc:
+        learn = request.app.get("learn_hub_key")
+        if learn is None or not await learn(exc.key_id):
+            raise
+    return _verified(request, body)
+
+
+def _verified(request: web.Request, body: bytes) -> httpsig.Verified:
     verified = httpsig.verify_request(request.method, str(request.url), request.headers, body,
                                       resolve_key=request.app["keydir"].resolve, now=time.time())
     if verified.key_id.split("#", 1)[0] == request.app["node"].node_id:
@@ -63,7 +75,7 @@ def federation_handler(fn, prepare=None):
     async def handler(request: web.Request) -> web.Response:
         try:
             body = await request.read()
-            verified = _authenticated(request, body)
+            verified = await _authenticated(request, body)
             sender = verified.key_id.split("#", 1)[0]
             args = (request, sender, body) if prepare is None else (
                 request, sender, body, prepare(request, sender, body))
