@@ -100,7 +100,7 @@ class HttpTransport:
         url = peer.url.rstrip("/") + path
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.initial_s, max=5.0),
+            wait=wait_exponential_jitter(multiplier=self.initial_s, max=5.0),
             retry=retry_if_exception(lambda e: isinstance(e, PeerError) and e.retryable),
             before_sleep=lambda state: log.info("retrying %s %s in %.2fs: %s", method, url, state.next_action.sleep,
                                                 state.outcome.exception()), reraise=True)
