@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
-from node.lifecycle import Status
+from node.lifecycle import STATUS_VALUES
 from node.ticket import TicketState, fold
 from schemas.text import has_control
 
@@ -108,7 +108,7 @@ class ConflictService:
         if unknown:
             raise ValidationError(f"state has unknown field(s): {', '.join(sorted(unknown))}")
         status = state.get("status")
-        if "status" in state and not (isinstance(status, str) and status in {s.value for s in Status}):
+        if "status" in state and not (isinstance(status, str) and status in STATUS_VALUES):
             raise ValidationError(f"unknown status {status!r}")
         for name, lo, hi in (("title", 3, 200), ("body", 10, 20000)):
             if name in state:

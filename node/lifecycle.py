@@ -24,6 +24,8 @@ class Status(str, Enum):
     REOPENED = "reopened"
 
 
+STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in Status)   # in lifecycle order, for lists and checks
+
 S = Status
 _OPEN = frozenset(set(S) - {S.ARCHIVED})
 

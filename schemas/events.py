@@ -33,7 +33,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from node.errors import IntegrityError, ValidationError
-from node.lifecycle import Status
+from node.lifecycle import STATUS_VALUES
 
 EVENT_TYPES = frozenset({
     "created",            # a complaint is filed (origin node)
@@ -225,7 +225,7 @@ _PAYLOAD_NEEDS: dict[str, dict[str, type]] = {
                 "anonim": bool, "rahasia": bool, "channel": str, "filed_at": str},
     "routed": {"institution": str, "node": str},
 }
-_STATUSES = frozenset(s.value for s in Status)
+_STATUSES = frozenset(STATUS_VALUES)
 
 
 def _payload_problem(type_: str, payload: Mapping) -> str | None:

@@ -12,7 +12,7 @@ from aiohttp import web
 from adapters.http.console_base import flash, page_error, redirect, render, t, unavailable
 from adapters.http.console_pages import conflict_service
 from node.errors import NotFound, SimpulError
-from node.lifecycle import Status
+from node.lifecycle import STATUS_VALUES
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -68,7 +68,7 @@ async def _conflict_page(request: web.Request, conflict_id: str, error: str = ""
     base = next((s.get("state") or {} for s in conflict.get("sides") or [] if s.get("label") == winner), {})
     return render(request, "conflict.html", {
         "c": conflict, "rows": field_rows(conflict), "institutions": insts, "error": error,
-        "statuses": [s.value for s in Status], "form": form or {}, "merged": base,
+        "statuses": list(STATUS_VALUES), "form": form or {}, "merged": base,
         "inst_names": {i["id"]: i["name"] for i in insts}}, status=status)
 
 

@@ -16,7 +16,7 @@ from adapters.http.console_views import (check_signature, event_fields, event_in
                                          ticket_sla)
 from node.errors import NotFound, SimpulError
 from node.federation import KeyDirectory
-from node.lifecycle import Status
+from node.lifecycle import STATUS_VALUES
 from node.status import sync_status
 
 log = logging.getLogger(__name__)
@@ -57,7 +57,7 @@ async def dashboard(request: web.Request) -> web.Response:
     data = await node.db(_dashboard_data, node, local_date(time.time()))
     svc = conflict_service(request)
     open_conflicts = len(await node.db(svc.list, "open")) if svc else None
-    statuses = [s.value for s in Status]
+    statuses = list(STATUS_VALUES)
     by_status = data["status"]["tickets_by_status"]
     return render(request, "dashboard.html", {
         **data, "statuses": statuses, "by_status": by_status, "ticket_total": sum(by_status.values()),
@@ -70,7 +70,7 @@ async def tickets(request: web.Request) -> web.Response:
     node = request.config_dict["node"]
     q = request.query
     filters: dict = {}
-    if q.get("status") in {s.value for s in Status}:
+    if q.get("status") in STATUS_VALUES:
         filters["status"] = q["status"]
     if q.get("q", "").strip():
         filters["tracking_id"] = q["q"].strip().upper()
@@ -86,7 +86,7 @@ async def tickets(request: web.Request) -> web.Response:
         return "?" + urlencode({**keep, "page": n})
     return render(request, "tickets.html", {
         "rows": rows, "total": total, "page": page, "pages": max(1, -(-total // PAGE_SIZE)),
-        "page_link": page_link, "statuses": [s.value for s in Status], "query": q,
+        "page_link": page_link, "statuses": list(STATUS_VALUES), "query": q,
         "institutions": await node.db(node.institutions)})
 
 
