@@ -18,11 +18,13 @@ it holds, but a ticket can move away between its list and its diff); the hub
 still says which of the ids the district sent it lacks, which tells the
 district nothing it did not already know.
 
-What the district refuses of a repair (a bad signature, a revoked key) goes
-to its dead-letter list under the hub's name, as a pulled event does: the hub
-never hears of it. While it is listed, later passes skip it when the hub
-offers it again, instead of checking and logging it on every pass; replaying
-the dead letter lets the next pass check it again.
+What the district refuses of a repair (a signature that does not verify, a
+malformed event) goes to its dead-letter list under the hub's name, as a
+pulled event does: the hub never hears of it. While it is listed, later passes
+skip it when the hub offers it again, instead of checking and logging it on
+every pass; replaying the dead letter lets the next pass check it again. An
+event signed with a key not valid here (unknown until the next directory
+refresh, or revoked) is not refused: it waits for a later pass.
 
 The pass runs as an APScheduler job on districts; the hub answers. It waits
 while more than one batch is queued for the hub: during a long drain nearly
@@ -167,9 +169,14 @@ class AntiEntropy:
         with self.node.storage.read() as tx:   # refused here before: not checked again until replayed
             refused = tx.refused_ids(peer, [e["id"] for e in events if isinstance(e, dict)
                                             and isinstance(e.get("id"), str)])
-        events = [e for e in events if not (isinstance(e, dict) and e.get("id") in refused)]
-        got = self.receiver.receive(peer, -1, [{"pos": 0, "event": e} for e in events],
-                                    dead_letter=True).accepted if events else 0
+        items = [{"pos": 0, "event": e} for e in events if not (isinstance(e, dict) and e.get("id") in refused)]
+        waiting = self.receiver.unknown_keys(items)   # may pass after a directory refresh: not refused yet
+        if waiting:
+            log.info("anti-entropy with %s: the events signed with key(s) not valid here (%s) wait for a later "
+                     "pass", peer, ", ".join(sorted(waiting)))
+            items = [i for i in items if not (isinstance(i["event"], dict) and isinstance(i["event"].get("key"), str)
+                                              and i["event"]["key"] in waiting)]
+        got = self.receiver.receive(peer, -1, items, dead_letter=True).accepted if items else 0
         with self.node.storage.transaction() as tx:
             ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]
             queued = tx.in_flight(peer, ours)   # on their way already

@@ -9,8 +9,9 @@ Design (after Synapse's federation sender):
   The tick (``wake_due``) wakes only the loops whose queue holds something
   they may send now, found with one read for all of them, and a loop woken
   by name (a peer's request reaching us) first reads whether anything is
-  queued for it: an idle loop costs no write. (Waking every loop took the lease in a write transaction for each
-  peer: a hub with 500 idle districts spent a fifth of a core on it.)
+  queued for it: an idle loop costs no write. (Waking every loop took the
+  lease in a write transaction for each peer: a hub with 500 idle districts
+  spent a fifth of a core on it.)
 - A loop only transmits while it holds the destination's lease in the
   database, so several processes sharing one database (hubs on PostgreSQL)
   never send the same queue twice.
@@ -46,8 +47,8 @@ Design (after Synapse's federation sender):
   anti-entropy offers it again for a ticket we hold, since our cursor past
   it tells the peer it is no longer in flight; it is skipped there while it
   is listed, and replaying such a dead letter (we hold no copy to send)
-  takes it off the list, so that the next pass checks it again. The count is kept in
-  memory: a restart gives a held item its pulls again.
+  takes it off the list, so that the next pass checks it again. The count
+  is kept in memory: a restart gives a held item its pulls again.
 """
 from __future__ import annotations
 

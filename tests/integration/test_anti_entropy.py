@@ -98,12 +98,25 @@ async def test_a_malformed_diff_is_refused(federation, tickets):
         await anti_entropy.answer(PPU, {"op": "diff", "tickets": tickets})
 
 
-async def test_a_repair_refused_here_is_dead_lettered_once_and_checked_again_after_a_replay(
-        tmp_path, sample_dir, sample_complaints, caplog):
-    """The hub offers kab-ppu an event of its ticket S024 that does not verify (its stored copy damaged).
-    kab-ppu refuses it, and it goes to kab-ppu's dead-letter list under the hub's name (it was only logged,
-    and checked and logged again on every pass). Later passes skip it while it is listed; once an admin
-    replays the dead letter, the next pass checks it again."""
+class _Answering:
+    """The district's transport for anti-entropy: the hub's own answers, in-process."""
+
+    def __init__(self, hub, district):
+        self.hub, self.district = hub, district
+
+    async def digests(self, peer, request):
+        return await AntiEntropy(self.hub, None, None, None).answer(self.district, request)
+
+
+class _Sync:
+    def wake(self, dest=None):
+        pass
+
+
+@pytest.fixture
+def unsent_routing(tmp_path, sample_dir, sample_complaints):
+    """kab-ppu's ticket S024 at the hub, routed there to kab-paser, and the hub's routing event never sent to
+    kab-ppu (nor in flight any more). Yields (hub, kab-ppu, ticket id, the routing event, kab-ppu's pass)."""
     cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=[PASER, PPU]).init()
     hub, ppu = (Node(load_settings(cluster.proc(n).config)) for n in (HUB, PPU))
     body = next(b for b in sample_complaints if b["ref"] == "S024")
@@ -112,40 +125,62 @@ async def test_a_repair_refused_here_is_dead_lettered_once_and_checked_again_aft
         items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch(HUB, 0, 100)]
         tx.advance_peer(HUB, acked=tx.outbox_last_id(HUB))
     Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)).receive(PPU, 0, items)
-    with hub.storage.transaction() as tx:   # kab-ppu never got the hub's routing, and it is no longer in flight
+    with hub.storage.transaction() as tx:
         tx.advance_peer(PPU, acked=tx.outbox_last_id(PPU))
         (routed,) = [e for e in tx.ticket_events(ticket) if e.author == HUB]
+    receiver = Receiver(ppu, KeyDirectory(ppu.storage, ppu.keys), district_react(ppu, IdentityService(ppu)))
+    yield hub, ppu, ticket, routed, AntiEntropy(ppu, _Answering(hub, PPU), receiver, _Sync())
+    hub.close()
+    ppu.close()
+
+
+HUB_PEER = Peer(HUB, "http://127.0.0.1:9")
+
+
+def _dead_letters(node) -> list[tuple[str, str, str]]:
+    with node.storage.read() as tx:
+        return [(d["dest"], d["event_id"], d["reason"][:len("refused here")]) for d in tx.dead_letters()]
+
+
+def _holds(node, ticket, event_id) -> bool:
+    with node.storage.read() as tx:
+        return event_id in {e.id for e in tx.ticket_events(ticket)}
+
+
+async def test_a_repair_refused_here_is_dead_lettered_once_and_checked_again_after_a_replay(unsent_routing, caplog):
+    """The hub offers kab-ppu its routing of S024 with a signature that does not verify (its stored copy
+    damaged). kab-ppu refuses it, and it goes to kab-ppu's dead-letter list under the hub's name (it was only
+    logged, and checked and logged again on every pass). Later passes skip it while it is listed; once an
+    admin replays the dead letter, the next pass checks it again."""
+    hub, ppu, ticket, routed, repair = unsent_routing
     sig = routed.sig
     damaged = routed.canonical_wire().replace(sig, ("A" if sig[0] != "A" else "B") + sig[1:])
     with hub.storage.transaction() as tx:
         tx.conn.exec_driver_sql("UPDATE events SET raw = ? WHERE id = ?", (damaged, routed.id))
+    for rounds in (1, 2):
+        with caplog.at_level(logging.WARNING, logger="node.federation"):
+            await repair.run(HUB_PEER)
+        assert caplog.text.count(f"rejected event {routed.id}") == 1, rounds
+        assert _dead_letters(ppu) == [(HUB, routed.id, "refused here")]
+    assert not _holds(ppu, ticket, routed.id)
+    assert replay_dead_letters(ppu.storage) == 1
+    await repair.run(HUB_PEER)
+    assert caplog.text.count(f"rejected event {routed.id}") == 2
+    assert _dead_letters(ppu) == [(HUB, routed.id, "refused here")]   # (the replayed one is off the list)
 
-    class Answering:   # the transport: the hub's own answers, in-process
-        async def digests(self, peer, request):
-            return await AntiEntropy(hub, None, None, None).answer(PPU, request)
 
-    class Sync:
-        def wake(self, dest=None):
-            pass
-    receiver = Receiver(ppu, KeyDirectory(ppu.storage, ppu.keys), district_react(ppu, IdentityService(ppu)))
-    repair = AntiEntropy(ppu, Answering(), receiver, Sync())
-    hub_peer = Peer(HUB, "http://127.0.0.1:9")
-
-    def listed():
-        with ppu.storage.read() as tx:
-            return [(d["dest"], d["event_id"], d["reason"][:len("refused here")]) for d in tx.dead_letters()]
-    try:
-        for rounds, rejections in ((1, 1), (2, 1)):
-            with caplog.at_level(logging.WARNING, logger="node.federation"):
-                await repair.run(hub_peer)
-            assert caplog.text.count(f"rejected event {routed.id}") == rejections, rounds
-            assert listed() == [(HUB, routed.id, "refused here")]
-        with ppu.storage.transaction() as tx:
-            assert routed.id not in {e.id for e in tx.ticket_events(ticket)}
-        assert replay_dead_letters(ppu.storage) == 1
-        await repair.run(hub_peer)
-        assert caplog.text.count(f"rejected event {routed.id}") == 2
-        assert listed() == [(HUB, routed.id, "refused here")]   # (the replayed one is off the list)
-    finally:
-        hub.close()
-        ppu.close()
+async def test_a_repair_signed_with_a_key_not_known_here_waits_instead_of_being_refused(unsent_routing):
+    """A key kab-ppu does not know yet (until its next directory refresh) may still be good: the event is
+    neither refused nor dead-lettered, and a later pass, once the key is known, applies it."""
+    hub, ppu, ticket, routed, repair = unsent_routing
+    with ppu.storage.transaction() as tx:
+        row = tx.conn.exec_driver_sql("SELECT * FROM node_keys WHERE key_id = ?", (routed.key,)).mappings().one()
+        tx.conn.exec_driver_sql("DELETE FROM node_keys WHERE key_id = ?", (routed.key,))
+    await repair.run(HUB_PEER)
+    assert not _holds(ppu, ticket, routed.id) and _dead_letters(ppu) == []
+    with ppu.storage.transaction() as tx:   # (what the directory refresh brings back)
+        columns = ", ".join(row)
+        tx.conn.exec_driver_sql(f"INSERT INTO node_keys ({columns}) VALUES ({', '.join('?' * len(row))})",
+                                tuple(row.values()))
+    await repair.run(HUB_PEER)
+    assert _holds(ppu, ticket, routed.id) and _dead_letters(ppu) == []
