@@ -166,16 +166,18 @@ class AntiEntropy:
         events = answer.get("events", [])
         if not isinstance(events, list):
             raise PeerError(f"{peer}'s diff answer: 'events' must be a list", retryable=False)
+        named = [e for e in events if isinstance(e, dict) and isinstance(e.get("id"), str)]
+        if len(named) < len(events):   # nothing to track them by: not refused one by one, on every pass
+            log.warning("anti-entropy with %s: %d offered event(s) without an id ignored", peer,
+                        len(events) - len(named))
         with self.node.storage.read() as tx:   # refused here before: not checked again until replayed
-            refused = tx.refused_ids(peer, [e["id"] for e in events if isinstance(e, dict)
-                                            and isinstance(e.get("id"), str)])
-        items = [{"pos": 0, "event": e} for e in events if not (isinstance(e, dict) and e.get("id") in refused)]
+            refused = tx.refused_ids(peer, [e["id"] for e in named])
+        items = [{"pos": 0, "event": e} for e in named if e["id"] not in refused]
         waiting = self.receiver.unknown_keys(items)   # may pass after a directory refresh: not refused yet
         if waiting:
             log.info("anti-entropy with %s: the events signed with key(s) not valid here (%s) wait for a later "
                      "pass", peer, ", ".join(sorted(waiting)))
-            items = [i for i in items if not (isinstance(i["event"], dict) and isinstance(i["event"].get("key"), str)
-                                              and i["event"]["key"] in waiting)]
+            items = [i for i in items if not (isinstance(i["event"].get("key"), str) and i["event"]["key"] in waiting)]
         got = self.receiver.receive(peer, -1, items, dead_letter=True).accepted if items else 0
         with self.node.storage.transaction() as tx:
             ours = [e.id for e in tx.get_events(answer.get("missing_here", [])) if e.author == self.node.node_id]

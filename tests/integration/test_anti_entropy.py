@@ -184,3 +184,21 @@ async def test_a_repair_signed_with_a_key_not_known_here_waits_instead_of_being_
                                 tuple(row.values()))
     await repair.run(HUB_PEER)
     assert _holds(ppu, ticket, routed.id) and _dead_letters(ppu) == []
+
+
+async def test_offered_events_without_an_id_are_ignored_and_the_rest_applied(unsent_routing, monkeypatch, caplog):
+    """A broken answer (an event that is not an object, or has no string id) has nothing to be refused by,
+    once: it is ignored with a warning, the pass goes on, and the good event in it is applied."""
+    hub, ppu, ticket, routed, repair = unsent_routing
+    answer = AntiEntropy.answer
+
+    async def broken(self, sender, request):
+        out = await answer(self, sender, request)
+        if out.get("events"):
+            out["events"] += ["junk", {"id": ["not", "a", "string"]}]
+        return out
+    monkeypatch.setattr(AntiEntropy, "answer", broken)
+    with caplog.at_level(logging.WARNING, logger="node.anti_entropy"):
+        await repair.run(HUB_PEER)
+    assert "2 offered event(s) without an id ignored" in caplog.text
+    assert _holds(ppu, ticket, routed.id) and _dead_letters(ppu) == []
