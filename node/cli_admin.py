@@ -53,7 +53,7 @@ def keys_rotate(config_path, kind):
     key_id = node.keys.rotate(kind)
     if node.role == "hub" and kind == "signing":
         click.echo(f"new signing key {key_id}, endorsed by the key it replaces; restart the hub to sign with "
-                   f"it, and districts learn it the first time the hub answers them with it")
+                   f"it, and districts learn it the first time the hub answers or pushes to them with it")
         return
     click.echo(f"new {kind} key {key_id}; re-enroll at the hub so peers learn it "
                f"(simpul keys show --json | simpul nodes enroll ...)")

@@ -89,6 +89,11 @@ class SealDecision:
     target: SealTarget | None = None
 
 
+def _unavailable(exc: Exception) -> bool:
+    """The database is down or locked (it fails every ticket alike), not refusing what one ticket wrote."""
+    return isinstance(exc, StorageError) and not exc.refused
+
+
 def key_number(key_id: str) -> int:
     m = _KEY_NUMBER.search(key_id)
     return int(m.group(1)) if m else -1
@@ -285,7 +290,7 @@ class IdentityService:
                 page = tx.identity_pending(after, self.page_size)
                 sealed, waiting = self._reseal(tx, page)
         except Exception as exc:  # noqa: BLE001 -- a database that is down fails every ticket: raise it
-            if isinstance(exc, StorageError) and not exc.refused:
+            if _unavailable(exc):
                 raise
             log.exception("re-sealing the pending identities after %r failed; retrying them one by one", after)
             with self.node.storage.read() as tx:
@@ -303,7 +308,7 @@ class IdentityService:
                 with self.node.storage.transaction() as tx:
                     one, wait = self._reseal(tx, [ticket_id])
             except Exception as exc:  # noqa: BLE001 -- logged; the ticket stays pending, retried next time
-                if isinstance(exc, StorageError) and not exc.refused:
+                if _unavailable(exc):
                     raise
                 log.exception("identity of ticket %s could not be re-sealed; it stays pending", ticket_id)
                 one, wait = 0, {ticket_id: (ticket_id, "re-sealing it failed (logged)")}

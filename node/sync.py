@@ -8,8 +8,8 @@ Design (after Synapse's federation sender):
   order, starting after the destination's durable checkpoint (``acked``).
   The tick (``wake_due``) wakes only the loops whose queue holds something
   they may send now, found with one read for all of them, and a loop woken
-  by name (a peer's request reaching us) first reads whether anything is
-  queued for it: an idle loop costs no write. (Waking every loop took the
+  by a peer's request reaching us (``on_contact``) first reads whether
+  anything is queued for it: an idle loop costs no write. (Waking every loop took the
   lease in a write transaction for each peer: a hub with 500 idle districts
   spent a fifth of a core on it.)
 - A loop only transmits while it holds the destination's lease in the
@@ -92,6 +92,7 @@ class SyncEngine:
         self._wakers: dict[str, asyncio.Event] = {}
         self._heard: dict[str, float] = {}      # peer -> when it last reached us
         self._resting: dict[str, float] = {}    # peer -> until when a wake need not look (backing off)
+        self._contacted: set[str] = set()       # peers whose loop a request of theirs woke (work unknown)
         self._peers: dict[str, Peer] = {}
         self._held: dict[str, tuple[str, int]] = {}  # peer -> (pulled event holding our cursor, pulls so far)
         self._tasks: dict[str, asyncio.Task] = {}
@@ -152,9 +153,11 @@ class SyncEngine:
             tx.release_lease(dest, owner)
 
     def on_contact(self, peer: str) -> None:
-        """The peer reached us: it is up, so stop backing off and send now."""
+        """The peer reached us: it is up, so stop backing off and send now, if anything is queued for it (the
+        loop reads that before it takes its lease: a hub hears from each district every pull interval)."""
         self._heard[peer] = self.now()
         self._resting.pop(peer, None)
+        self._contacted.add(peer)
         self.wake(peer)
 
     def pushing(self, peer: str) -> bool:
@@ -221,10 +224,11 @@ class SyncEngine:
             waker.clear()
 
     # -- push --------------------------------------------------------------------------
-    def _next_batch(self, dest: str, after: int | None = None):
-        """(after, items) to send next, from the acknowledged checkpoint or from ``after`` if later."""
+    def _next_batch(self, dest: str, after: int | None = None, if_queued: bool = False):
+        """(after, items) to send next, from the acknowledged checkpoint or from ``after`` if later.
+        ``if_queued``: first read whether anything is queued, and take no lease (a write) if not."""
         now = self.now()
-        if after is None:   # a drain's first batch: a loop woken with nothing queued takes no lease (a write)
+        if if_queued:
             with self.node.storage.read() as tx:
                 if tx.has_queued(dest) is False:
                     return None, None
@@ -252,7 +256,11 @@ class SyncEngine:
         if self._resting.get(peer.node_id, 0.0) > self.now():
             return 0  # backing off: known without a transaction (intake wakes us on every filing)
         window: deque[tuple[list, asyncio.Future]] = deque()
-        after, batch = await self.node.db(self._next_batch, peer.node_id)
+        # Woken by a peer's request, with no work known: look before taking the lease. (A wake on new work,
+        # or the tick's, which read the queue already, need not.)
+        contacted = peer.node_id in self._contacted
+        self._contacted.discard(peer.node_id)
+        after, batch = await self.node.db(self._next_batch, peer.node_id, None, contacted)
         try:
             while (batch or window) and (self._running or not self._tasks):
                 while batch and len(window) < self.cfg.inflight:

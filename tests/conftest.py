@@ -127,7 +127,6 @@ def make_node():
         node.close()
 
 
-
 @pytest.fixture
 def pair(tmp_path, sample_dir):
     """(kab-paser, nasional) as ``simpul init`` and ``simpul nodes enroll`` leave them (the real CLI, run
@@ -140,6 +139,7 @@ def pair(tmp_path, sample_dir):
     yield nodes
     for node in nodes:
         node.close()
+
 
 # ------------------------------------------------------------------ DB contents
 def snapshot(storage) -> dict[str, list[tuple]]:

@@ -252,11 +252,14 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
 
 
 @pytest.mark.parametrize("wake", ["tick", "broadcast", "by name"])
-async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints, wake):
+async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints, wake,
+                                                                   monkeypatch):
     """Waking every loop, on the tick or on an operator's action at a hub, took each peer's lease in a write
     transaction, idle or not: a hub with 500 idle districts spent a fifth of a core on its tick. Both now
     read which queues hold something that may go now, and wake those loops alone. A loop woken by name (a
-    peer's pull or push reaching us: hundreds a minute at a hub) reads its queue before taking the lease."""
+    peer's pull or push reaching us: hundreds a minute at a hub) reads its queue before taking the lease; one
+    woken on known work (the tick's, a broadcast's after their read, a filing's) does not read it again."""
+    from adapters.storage.repo_sync import SyncRepo
     from schemas.complaints import ComplaintIn
     node, positions = _queued(make_node, tmp_path, sample_complaints, n=3)
     with node.storage.transaction() as tx:
@@ -296,6 +299,9 @@ async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, t
     with node.storage.read() as tx:
         last = tx.outbox_last_id("nasional")
     pushed.clear()
+    looked: list[str] = []
+    has_queued = SyncRepo.has_queued
+    monkeypatch.setattr(SyncRepo, "has_queued", lambda tx, dest: looked.append(dest) or has_queued(tx, dest))
     if wake == "tick":
         await engine.wake_due()
     elif wake == "broadcast":
@@ -310,6 +316,7 @@ async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, t
     await engine.stop()
     assert pushed == ["nasional"] and filed
     assert leases == {"nasional": engine.owner, **dict.fromkeys(names[1:], "")}
+    assert sorted(looked) == (sorted(names) if wake == "by name" else [])
 
 
 # -- pull ----------------------------------------------------------------------------------------------------
