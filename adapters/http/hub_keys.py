@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from collections.abc import Callable
 
 from adapters.transport import Peer
 from node import directory
@@ -30,10 +32,11 @@ SPACING_S = 10.0    # at least this long between attempts started by requests
 
 
 class HubKeys:
-    def __init__(self, node, transport, keydir):
+    def __init__(self, node, transport, keydir, clock: Callable[[], float] = time.monotonic):
         self.node = node
         self.transport = transport
         self.keydir = keydir
+        self.clock = clock
         self._attempts: dict[str, tuple[float, asyncio.Future]] = {}
         self._last_start = float("-inf")
 
@@ -69,7 +72,7 @@ class HubKeys:
         hub = self._hub()
         if hub is None or not key_id.startswith(hub.node_id + "#"):
             return False
-        now = asyncio.get_running_loop().time()
+        now = self.clock()
         started = self._attempts.get(key_id)
         if started is None or now - started[0] > SHARED_S:
             if now - self._last_start < SPACING_S:
