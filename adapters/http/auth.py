@@ -19,9 +19,12 @@ def role_of(request: web.Request) -> str:
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("missing bearer token (Authorization: Bearer <token>)")
+    # aiohttp keeps a header's non-UTF-8 bytes as lone surrogates, which plain UTF-8 refuses to encode: such a
+    # token is one that matches no role (401), not an error.
+    given = token.encode("utf-8", "surrogatepass")
     tokens = request.app["tokens"]
     for role in ROLES:
-        if hmac.compare_digest(token.encode(), getattr(tokens, role).encode()):
+        if hmac.compare_digest(given, getattr(tokens, role).encode()):
             return role
     raise Unauthorized("unknown bearer token")
 

@@ -78,7 +78,10 @@ async def problem_middleware(request: web.Request, handler):
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, "http-" + str(exc.status), exc.reason, exc.text or exc.reason)
+        response = problem(exc.status, "http-" + str(exc.status), exc.reason, exc.text or exc.reason)
+        if "Allow" in exc.headers:   # a 405 must say which methods the resource has (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:  # noqa: BLE001 - last line of defence: log it, never leak internals
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "internal", "Internal error", "an unexpected error occurred; see the node's log")
