@@ -426,6 +426,27 @@ async def test_missing_or_wrong_token_is_401(client, node, db_snapshot, method, 
     assert db_snapshot(node.storage) == before
 
 
+async def test_a_token_that_is_not_utf8_is_401(client, node, db_snapshot):
+    """aiohttp keeps the bytes of such a header as lone surrogates; they must not reach an encoder (a 500)."""
+    import asyncio
+    before = db_snapshot(node.storage)
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    writer.write(b"GET /api/v1/complaints HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \xff\xfe\r\n"
+                 b"Connection: close\r\n\r\n")
+    answer = await reader.read()
+    writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401") and b"application/problem+json" in head, head
+    assert b"unknown bearer token" in body
+    assert db_snapshot(node.storage) == before
+
+
+async def test_a_method_the_resource_has_not_is_405_naming_those_it_has(client, tokens):
+    resp = await client.request("PUT", "/api/v1/complaints", headers=auth(tokens.admin))
+    await assert_problem(resp, 405)
+    assert set(resp.headers["Allow"].split(",")) >= {"GET", "POST"}
+
+
 async def test_intake_token_on_operator_endpoints_is_403(client, tokens, complaint, node, db_snapshot):
     _, filed = await file(client, tokens.intake, complaint)
     before = db_snapshot(node.storage)
@@ -593,7 +614,7 @@ async def test_dead_letters_come_a_page_at_a_time(client, node, tokens):
 
 
 @pytest.mark.parametrize("body", [{"id": [1]}, {"ids": [True]}, {"ids": []}, {"ids": [2**63]}, {"ids": "1"},
-                                  [1], {"ids": [1], "all": True}])
+                                  [1], {"ids": [1], "all": True}, {"ids": None}, {"ids": [1.0]}])
 async def test_a_replay_request_not_understood_replays_nothing(client, node, tokens, body, db_snapshot):
     """Only an empty body means 'replay all'; a typo or a wrong shape is refused, not taken for it."""
     with node.storage.transaction() as tx:
