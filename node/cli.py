@@ -13,6 +13,7 @@ import sys
 
 import click
 
+from node import logfmt
 from node.cli_admin import register
 from node.cli_common import CONFIG, fail_cleanly, open_node
 from node.cli_init import init
@@ -42,7 +43,7 @@ def run(config_path, host, port):
         from node import directory
         with node.storage.transaction() as tx:
             directory.load_federation(tx, s.federation_file)
-    logging.basicConfig(level=s.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logfmt.configure(s.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} (database {node.storage.dialect})")

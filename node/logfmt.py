@@ -1,0 +1,36 @@
+"""Log lines stay lines: what a peer or a client wrote cannot start a line of its own.
+
+Log messages carry text that came from outside: a peer's reason for refusing
+an event, an operator's name, an event id someone claims. A line break in one
+would let its author write what looks like a line of ours (a forged warning,
+a forged "identity opened"), and a terminal escape would reach the screen of
+whoever tails the log. The formatter escapes control characters in the
+message (``\\n``, ``\\r``, ``\\x1b``, ...), whichever field brought them; a
+traceback, which ``logging`` appends after the message, keeps its lines.
+"""
+from __future__ import annotations
+
+import logging
+import re
+
+FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")   # C0 but tab, DEL, and Unicode's line breaks
+_NAMED = {"\n": "\\n", "\r": "\\r"}
+
+
+def _escape(match: re.Match) -> str:
+    c = match.group()
+    return _NAMED.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}")
+
+
+class OneLineFormatter(logging.Formatter):
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = _BREAKING.sub(_escape, record.message)
+        return super().formatMessage(record)
+
+
+def configure(level: str | int) -> None:
+    """The node's logging: one line per message, on standard error."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(OneLineFormatter(FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
