@@ -12,7 +12,7 @@ import json
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
 from node.lifecycle import STATUS_VALUES
 from node.ticket import TicketState, fold
-from schemas.text import has_control
+from schemas.text import has_control, not_one_line
 
 SHOWN = ("status", "institution", "holder_node", "title", "body")
 
@@ -82,6 +82,8 @@ class ConflictService:
                 actor: str = "admin") -> dict:
         reason = _text("reason", reason, 1, 2000)
         actor = _text("actor", actor, 1, 100)
+        if not_one_line(actor):
+            raise ValidationError("actor must be one line (an operator's name)")
         if (winner is None) == (state is None):
             raise ValidationError("give either winner ('A' or 'B') or a merged state")
         if winner is not None and winner not in ("A", "B"):

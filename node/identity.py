@@ -56,6 +56,7 @@ from typing import Literal, Protocol
 from node.errors import Conflict, Forbidden, NotFound, SealingError, StorageError, ValidationError
 from node.sealing import SealedBox, load_public_b64, open_sealed, seal, unwrap_private_key
 from node.ticket import TicketState
+from schemas.text import ONE_LINE_MESSAGE, not_one_line
 
 log = logging.getLogger(__name__)
 
@@ -357,6 +358,8 @@ class IdentityService:
     # -- opening (holder, or origin) ---------------------------------------------------
     def open(self, ticket_id: str, *, role: str, actor_name: str | None, reason: str,
              passphrase: str | None = None) -> Opened:
+        if actor_name is not None and not_one_line(actor_name):
+            raise ValidationError(f"actor: {ONE_LINE_MESSAGE} (an operator's name, for the audit)")
         actor = f"{role}:{actor_name}" if actor_name else role
         with self.node.storage.read() as tx:
             state = tx.get_ticket(ticket_id)

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.taxonomy import CATEGORIES
-from schemas.text import CONTROL_MESSAGE, has_control
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, has_control, not_one_line
 
 REPORT_TYPES = ("pengaduan", "aspirasi", "permintaan_informasi")
 CHANNELS = ("web", "sms", "whatsapp", "lapor-app", "walk-in", "email", "phone", "open311", "bundle", "api")
@@ -23,6 +23,13 @@ def _text(v: str | None) -> str | None:
     or fixed values that already exclude them; checking only these keeps intake's validation cheap."""
     if v is not None and has_control(v):
         raise ValueError(CONTROL_MESSAGE)
+    return v
+
+
+def _name(v: str | None) -> str | None:
+    """An operator's name (``actor``): one line (schemas/text.py)."""
+    if v is not None and not_one_line(v):
+        raise ValueError(ONE_LINE_MESSAGE)
     return v
 
 
@@ -70,7 +77,8 @@ class ComplaintIn(Strict):
     @model_validator(mode="after")
     def _reporter_needed(self) -> "ComplaintIn":
         if self.reporter is None:
-            raise ValueError("reporter is required (use anonim=true to hide the identity from handlers)")
+            raise ValueError("reporter is required, anonymous or not: it stays sealed at the origin node "
+                             "(anonim=true hides it from every handler)")
         return self
 
 
@@ -79,7 +87,8 @@ ACTIONS = ("verify", "accept", "follow_up", "status", "close", "reopen", "return
 
 class ActionIn(Strict):
     """An operator's (or hub admin's) action on a ticket."""
-    _free_text = field_validator("text", "reason", "title", "body", "actor")(_text)
+    _free_text = field_validator("text", "reason", "title", "body")(_text)
+    _actor = field_validator("actor")(_name)
     action: Literal[ACTIONS]  # type: ignore[valid-type]
     text: str | None = Field(default=None, max_length=20000)
     reason: str | None = Field(default=None, max_length=2000)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.text import CONTROL_MESSAGE, has_control
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, has_control, not_one_line
 
 
 class IdentityOpenIn(BaseModel):
@@ -22,12 +22,14 @@ class IdentityOpenIn(BaseModel):
 
     @field_validator("reason", "actor")
     @classmethod
-    def _stripped(cls, v: str | None) -> str | None:
+    def _stripped(cls, v: str | None, info) -> str | None:
         if v is None:
             return v
         v = v.strip()
         if not v:
             raise ValueError("must not be blank")
+        if info.field_name == "actor" and not_one_line(v):
+            raise ValueError(ONE_LINE_MESSAGE)
         if has_control(v):
             raise ValueError(CONTROL_MESSAGE)
         return v

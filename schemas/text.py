@@ -5,6 +5,9 @@ not. NUL in particular cannot be stored in a PostgreSQL text column, so a compla
 carrying one would be refused by the database instead of by validation (and,
 filed together with others, hold them up). JSON can carry them all as ``\\u00XX``
 escapes, so they are refused here, with a 422 that names the field.
+
+A name (an operator's, in ``actor``) is one line: no control character at all,
+nor Unicode's line separators.
 """
 from __future__ import annotations
 
@@ -12,7 +15,13 @@ import re
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CONTROL_MESSAGE = "must not contain control characters (other than tab and line breaks)"
+_NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
+ONE_LINE_MESSAGE = "must be one line, without control characters"
 
 
 def has_control(text: str) -> bool:
     return _CONTROL.search(text) is not None
+
+
+def not_one_line(text: str) -> bool:
+    return _NOT_ONE_LINE.search(text) is not None

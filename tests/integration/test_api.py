@@ -236,6 +236,8 @@ BAD_INPUT = [
      ["body", "control characters"]),
     ("escape-in-reporter-name", _with(reporter={"name": "Sri\u001b[2J"}), None, "application/json", 422,
      ["reporter.name", "control characters"]),
+    ("anonymous-without-reporter", _with(anonim=True, reporter=None), None, "application/json", 422,
+     ["reporter is required, anonymous or not"]),
     ("oversized", "oversized", None, "application/json", 413, ["bytes"]),
     ("text-plain", "as-text", None, "text/plain", 415, ["Content-Type"]),
     ("form-encoded", "as-form", None, "application/x-www-form-urlencoded", 415, ["Content-Type"]),
@@ -283,6 +285,8 @@ BAD_ACTIONS = [
     ("reopen-received", {"action": "reopen"}, 422, ["reopened", "received"]),
     ("close-unrouted", {"action": "close"}, 403, ["holder"]),
     ("nul-in-text", {"action": "reply", "text": "ya\u0000"}, 422, ["text", "control characters"]),
+    ("actor-on-two-lines", {"action": "verify", "actor": "Budi\n2026-11-28 WARNING forged"}, 422,
+     ["actor", "one line"]),
 ]
 
 
@@ -637,6 +641,7 @@ async def test_a_replay_request_not_understood_replays_nothing(client, node, tok
     ({"state": {"holder_node": "kab-ppu"}, "reason": "ok"}, ["holder_node", "institution"]),
     ({"state": {"institution": "paser-disdikbud", "holder_node": "kab-ppu"}, "reason": "ok"}, ["holder_node"]),
     ({"winner": "A", "reason": "ok\u0000"}, ["reason"]),
+    ({"winner": "A", "reason": "ok", "actor": "admin\rforged"}, ["actor", "one line"]),
 ])
 async def test_a_malformed_resolution_is_refused_before_anything(client, tokens, node, db_snapshot, body, mentions):
     before = db_snapshot(node.storage)

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 from adapters.http.app import build_app
 from node import sealing
 from node.cli import main
+from node.errors import ValidationError
+from node.identity import IdentityService
 
 PROBLEM = "https://simpul.example/problems/"
 
@@ -61,6 +63,11 @@ async def test_origin_operator_opens_identity_only_with_a_reason_and_it_is_audit
         assert status == 403 and body["type"] == PROBLEM + "forbidden"
     status, body = await open_identity(client, tokens.operator, ticket_id, {})
     assert status == 422 and "reason" in body["detail"]
+    status, body = await open_identity(client, tokens.operator, ticket_id,
+                                       {"reason": "telepon pelapor", "actor": "Budi\u2028Ani"})
+    assert status == 422 and "actor" in body["detail"] and "one line" in body["detail"]
+    with pytest.raises(ValidationError, match="one line"):   # the console's way in, past the API's model
+        IdentityService(node).open(ticket_id, role="console-admin", actor_name="Budi\nAni", reason="telepon pelapor")
     resp = await client.get(f"/api/v1/complaints/{ticket_id}/audit", headers=auth(tokens.admin))
     audit = (await resp.json())["items"]
     assert [(a["actor"], a["action"], a["detail"]) for a in audit] == [
