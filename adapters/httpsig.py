@@ -140,6 +140,15 @@ def _simpul_params(signature_input: str | None) -> dict | None:
     return None if member is None else dict(member[1])
 
 
+def bindable(signature_input: str | None) -> str | None:
+    """``signature_input`` if a response can cover it (it holds a well-formed 'simpul' member), else None:
+    an answer refusing a request whose signature cannot be parsed is still signed, unbound."""
+    try:
+        return signature_input if _simpul_params(signature_input) is not None else None
+    except SignatureError:
+        return None
+
+
 def _sign(message, *, key_id, private_key, now, nonce, tag, components, body) -> None:
     signer = HTTPMessageSigner(signature_algorithm=algorithms.ED25519, key_resolver=_Keys(private_key=private_key))
     try:

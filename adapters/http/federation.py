@@ -54,12 +54,15 @@ async def _spend_nonce(request: web.Request, verified: httpsig.Verified) -> None
 
 
 def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | None = None,
-            content_type: str = "application/json") -> web.Response:
+            content_type: str = "application/json", refused: bool = False) -> web.Response:
+    """``refused``: the answer to a request refused, whose signature may be what is wrong with it."""
     node = request.app["node"]
     body = body_bytes if body_bytes is not None else orjson.dumps(data)
+    signature_input = request.headers.get("Signature-Input")
     headers = httpsig.sign_response(status, {"Content-Type": content_type}, body, request_method=request.method,
                                     request_url=str(request.url),
-                                    request_signature_input=request.headers.get("Signature-Input"),
+                                    request_signature_input=httpsig.bindable(signature_input) if refused
+                                    else signature_input,
                                     key_id=node.keys.signing_key_id, private_key=node.keys.signing_key,
                                     now=time.time())
     return web.Response(status=status, body=body, headers=headers)
@@ -85,7 +88,7 @@ def federation_handler(fn, prepare=None):
         except SimpulError as exc:
             log.warning("federation %s %s refused: %s", request.method, request.path, exc)
             resp = problem(exc.status, exc.slug, exc.title, str(exc))
-            return _signed(request, exc.status, {}, resp.body, "application/problem+json")
+            return _signed(request, exc.status, {}, resp.body, "application/problem+json", refused=True)
     return handler
 
 

@@ -445,6 +445,20 @@ async def test_a_token_that_is_not_utf8_is_401(client, node, db_snapshot):
     assert db_snapshot(node.storage) == before
 
 
+@pytest.mark.parametrize("signature_input, reason", [
+    ('simpul=("@method"', "Malformed structured header"),
+    ('sig1=("@method");created=1', "No signatures found"),
+])
+async def test_a_federation_request_whose_signature_cannot_be_read_is_told_why(client, signature_input, reason):
+    """The refusal is signed without covering the request's signature (it cannot), and says what is wrong
+    with it, instead of failing to sign and reporting that."""
+    resp = await client.post("/federation/v1/events", data=b"{}", headers={
+        "Content-Type": "application/json", "Signature-Input": signature_input, "Signature": "sig1=:AAAA:"})
+    problem = await assert_problem(resp, 401)
+    assert reason in problem["detail"] and "cannot sign" not in problem["detail"], problem
+    assert "simpul=" in resp.headers["Signature"]
+
+
 async def test_a_method_the_resource_has_not_is_405_naming_those_it_has(client, tokens):
     resp = await client.request("PUT", "/api/v1/complaints", headers=auth(tokens.admin))
     await assert_problem(resp, 405)
