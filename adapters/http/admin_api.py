@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.api import json_response, query_int, ticket_view
+from adapters.http.api import json_response, ticket_view
 from adapters.http.auth import require
-from adapters.http.problems import read_json
+from adapters.http.problems import query_bool, query_int, read_json
 from node import directory
 from node.errors import NotFound, ValidationError
 from node.status import sync_status
@@ -25,7 +25,7 @@ async def status(request: web.Request) -> web.Response:
 async def dead_letters(request: web.Request) -> web.Response:
     require(request, "admin")
     node = request.app["node"]
-    everything = request.query.get("all") in ("1", "true")
+    everything = query_bool(request, "all")
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
     items = await node.db(node.in_read, lambda tx: tx.dead_letters(include_replayed=everything, after=after,
                                                                      limit=limit))

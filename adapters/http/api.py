@@ -9,7 +9,7 @@ import orjson
 from aiohttp import web
 
 from adapters.http.auth import require
-from adapters.http.problems import parse, read_json
+from adapters.http.problems import parse, query_int, read_json
 from node.errors import BadRequest, Forbidden, ValidationError
 from node.ticket import TicketState
 from schemas.complaints import ActionIn, ComplaintIn
@@ -58,19 +58,6 @@ async def get_complaint(request: web.Request) -> web.Response:
     node = request.app["node"]
     state = await node.db(node.complaints.get, request.match_info["ticket_id"])
     return json_response(ticket_view(state))
-
-
-def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValidationError(f"{name} must be an integer, not {raw!r}") from exc
-    if not lo <= value <= hi:
-        raise ValidationError(f"{name} must be between {lo} and {hi}")
-    return value
 
 
 @routes.get("/api/v1/complaints")

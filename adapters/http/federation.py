@@ -15,7 +15,7 @@ import orjson
 from aiohttp import web
 
 from adapters import httpsig
-from adapters.http.problems import problem
+from adapters.http.problems import problem, query_int
 from node import directory
 from node.errors import SignatureError, SimpulError, UnknownKeyError, ValidationError
 
@@ -125,11 +125,8 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 
 
 async def _pull(request, sender, body) -> dict:
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(max(int(request.query.get("limit", "500")), 1), 5000)
-    except ValueError as exc:
-        raise ValidationError("after and limit must be integers") from exc
+    after = query_int(request, "after", 0, 0, 2**62)
+    limit = min(max(query_int(request, "limit", 500, -2**62, 2**62), 1), 5000)   # (clamped, as it always was)
     node = request.app["node"]
     return await node.db(request.app["receiver"].outgoing, sender, after, limit)
 

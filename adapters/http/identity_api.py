@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from adapters.http.api import json_response, query_int
+from adapters.http.api import json_response
 from adapters.http.auth import require
-from adapters.http.problems import parse, read_json
+from adapters.http.problems import parse, query_int, read_json
 from node.errors import ValidationError
 from node.identity import public_view
 from schemas.identity import IdentityOpenIn

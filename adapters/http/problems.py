@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import orjson
 import pydantic
@@ -56,6 +57,32 @@ async def read_json(request: web.Request) -> object:
         return orjson.loads(raw)
     except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+_INTEGER = re.compile(r"-?[0-9]{1,19}")   # ASCII digits only: int() also takes "1_0", " 5" and "٣"
+
+
+def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    """Query parameter ``name`` as an integer in ``lo``..``hi``, ``default`` if absent, else a 422."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not _INTEGER.fullmatch(raw):
+        raise ValidationError(f"{name} must be an integer, not {raw!r}")
+    value = int(raw)
+    if not lo <= value <= hi:
+        raise ValidationError(f"{name} must be between {lo} and {hi}")
+    return value
+
+
+def query_bool(request: web.Request, name: str) -> bool:
+    """Query parameter ``name`` as a boolean (true/false, 1/0; absent is false), else a 422."""
+    raw = request.query.get(name)
+    if raw is None or raw in ("0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise ValidationError(f"{name} must be true or false (or 1 or 0), not {raw!r}")
 
 
 def parse(model: type[pydantic.BaseModel], data: object):

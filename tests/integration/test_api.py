@@ -338,8 +338,12 @@ async def test_bad_list_parameters(client, tokens):
     resp = await client.get("/api/v1/complaints?colour=red", headers=auth(tokens.operator))
     await assert_problem(resp, 422, "colour")
     # "²".isdigit() is true but int() refuses it; an unbounded number overflows the database
-    for query in ("limit=%C2%B2", "offset=%C2%B2", "offset=99999999999999999999"):
+    for query in ("limit=%C2%B2", "offset=%C2%B2", "offset=99999999999999999999",
+                  "limit=1_0", "limit=%205", "limit=%D9%A3"):   # int() takes these three
         resp = await client.get(f"/api/v1/public/complaints?{query}")
+        await assert_problem(resp, 422, query.split("=")[0])
+    for query in ("all=yes", "all=True", "all=", "after=1_0"):   # (all=yes was taken for false)
+        resp = await client.get(f"/api/v1/dead-letters?{query}", headers=auth(tokens.admin))
         await assert_problem(resp, 422, query.split("=")[0])
 
 
