@@ -81,7 +81,8 @@ def init(role, node_id, data_dir, config_path, name, region, host, port, databas
          federation_file):
     """Write a config, generate keys, create and migrate the database."""
     from node import directory
-    from node.config import NODE_ID_PATTERN, parse_settings
+    from node.config import parse_settings
+    from schemas.directory import NODE_ID_PATTERN
     if not re.match(NODE_ID_PATTERN, node_id):
         raise ConfigError(f"node_id: {node_id!r} must be 2 to 48 lowercase letters, digits and dashes, "
                           "not starting with a dash")

@@ -16,11 +16,9 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from node.errors import ConfigError
+from schemas.directory import NODE_ID_PATTERN
 
 DEFAULT_CONFIG = "simpul.toml"
-# At most 48 characters: a tracking number is the id in capitals plus 11 ("-YYMM-NNNNN"), and must fit the
-# 64 characters of its column (PostgreSQL enforces column widths; SQLite does not).
-NODE_ID_PATTERN = r"^[a-z0-9][a-z0-9-]{1,47}$"
 
 
 class Tokens(BaseModel):

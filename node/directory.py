@@ -12,39 +12,12 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError
+from pydantic import BaseModel, Field, ValidationError as PydanticError
 
-from node.config import NODE_ID_PATTERN
 from node.errors import ConfigError, ValidationError
 from node.inputs import first_error, read_json
 from node.keys import endorsed_keys, load_sealing_public, load_signing_public
-
-
-class KeyIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    key_id: str = Field(pattern=r"^[a-z0-9-]+#(sig|seal)-\d+$")
-    kind: str = Field(pattern=r"^(signing|sealing)$")
-    public: str = Field(min_length=40, max_length=60)
-    current: bool = True
-
-
-class EnrollIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    node_id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")
-    role: str = Field(default="district", pattern=r"^(district|hub)$")
-    url: str = Field(pattern=r"^https?://")
-    name: str = ""
-    region: str | None = None
-    keys: list[KeyIn] = Field(min_length=1)
-
-
-class KeysFile(BaseModel):
-    """A node's public keys as ``simpul keys show --json`` prints them."""
-    model_config = ConfigDict(extra="forbid")
-    node_id: str = Field(pattern=NODE_ID_PATTERN)
-    role: str = Field(default="district", pattern=r"^(district|hub)$")
-    url: str = ""
-    keys: list[KeyIn] = Field(min_length=1)
+from schemas.directory import EnrollIn, KeyIn, KeysFile
 
 
 def _check_keys(node_id: str, keys: list[KeyIn]) -> None:

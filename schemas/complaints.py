@@ -42,11 +42,19 @@ class Reporter(Strict):
     address: str | None = Field(default=None, max_length=500)
 
 
+def _reporter_required(schema: dict) -> None:
+    """The document says what ``_reporter_needed`` enforces (the field is optional in the model only so that
+    its absence gets that validator's message, not pydantic's)."""
+    schema["properties"]["reporter"] = {"$ref": schema["properties"]["reporter"]["anyOf"][0]["$ref"]}
+    schema["required"].append("reporter")
+
+
 class ComplaintIn(Strict):
     """A complaint as a channel (web form, SMS gateway, walk-in desk...) files it."""
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_reporter_required)
     _free_text = field_validator("kecamatan", "title", "body", "ref")(_text)
     type: Literal["pengaduan", "aspirasi", "permintaan_informasi"]
-    category: str = Field(pattern=SLUG)
+    category: str = Field(pattern=SLUG, json_schema_extra={"enum": sorted(CATEGORIES)})
     topic: str | None = Field(default=None, pattern=SLUG)
     region: str = Field(pattern=r"^\d{2}(\d{2}(\d{3}(\d{3})?)?)?$", description="Kemendagri region code")
     kecamatan: str | None = Field(default=None, max_length=100)
@@ -85,8 +93,21 @@ class ComplaintIn(Strict):
 ACTIONS = ("verify", "accept", "follow_up", "status", "close", "reopen", "return", "reply", "archive", "route", "edit")
 
 
+_ACTION_NEEDS = {"follow_up": "text", "reply": "text", "return": "reason", "status": "status", "route": "institution"}
+
+
+def _action_rules(schema: dict) -> None:
+    """The document states ``_fields_for_action``: what each action needs besides its name."""
+    schema["allOf"] = [{"if": {"properties": {"action": {"const": a}}},
+                        "then": {"required": [f], "properties": {f: {"type": "string", "minLength": 1}}}}
+                       for a, f in _ACTION_NEEDS.items()] + [
+        {"if": {"properties": {"action": {"const": "edit"}}}, "then": {"anyOf": [{"required": ["title"]},
+                                                                                 {"required": ["body"]}]}}]
+
+
 class ActionIn(Strict):
     """An operator's (or hub admin's) action on a ticket."""
+    model_config = ConfigDict(**Strict.model_config, json_schema_extra=_action_rules)
     _free_text = field_validator("text", "reason", "title", "body")(_text)
     _actor = field_validator("actor")(_name)
     action: Literal[ACTIONS]  # type: ignore[valid-type]
@@ -100,8 +121,7 @@ class ActionIn(Strict):
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> "ActionIn":
-        need = {"follow_up": "text", "reply": "text", "return": "reason", "status": "status", "route": "institution"}
-        field = need.get(self.action)
+        field = _ACTION_NEEDS.get(self.action)
         if field and getattr(self, field) in (None, ""):
             raise ValueError(f"action '{self.action}' needs '{field}'")
         if self.action == "edit" and not (self.title or self.body):

@@ -42,7 +42,7 @@ async def replay(request: web.Request) -> web.Response:
     if not isinstance(data, dict) or set(data) - {"ids"}:
         raise ValidationError("body must be {'ids': [dead letter id, ...]}, or empty to replay all")
     ids = data.get("ids")
-    if "ids" in data and not (isinstance(ids, list) and ids and all(type(i) is int for i in ids)):
+    if "ids" in data and not (isinstance(ids, list) and ids and all(type(i) is int and i > 0 for i in ids)):
         raise ValidationError("ids must be a non-empty list of dead letter ids (positive integers); "
                               "omit it to replay all")
     node = request.app["node"]

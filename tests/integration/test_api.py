@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 
 import pytest
 from cryptography.exceptions import InvalidSignature
@@ -499,6 +500,12 @@ async def test_openapi_document(client):
     for path, ops in paths.items():
         for method, op in ops.items():
             assert "responses" in op and op["responses"], (path, method)
+            named = {p["name"] for p in op.get("parameters", []) if p["in"] == "path"}
+            assert named == set(re.findall(r"{(\w+)}", path)), (path, method)
+    served = {(r.resource.canonical, r.method.lower()) for r in client.app.router.routes()
+              if r.method != "HEAD" and r.resource.canonical.startswith(("/api/v1/", "/healthz", "/readyz", "/metrics",
+                                                                        "/federation/v1/keys"))}
+    assert served == {(p, m) for p, ops in paths.items() for m in ops}   # every route, and nothing else
     complaint_schema = doc["components"]["schemas"]["ComplaintIn"]
     assert set(PUBLIC_FIELDS) <= set(complaint_schema["properties"])
     assert {"type", "category", "region", "title", "body"} <= set(complaint_schema["required"])
@@ -636,7 +643,7 @@ async def test_dead_letters_come_a_page_at_a_time(client, node, tokens):
 
 
 @pytest.mark.parametrize("body", [{"id": [1]}, {"ids": [True]}, {"ids": []}, {"ids": [2**63]}, {"ids": "1"},
-                                  [1], {"ids": [1], "all": True}, {"ids": None}, {"ids": [1.0]}])
+                                  [1], {"ids": [1], "all": True}, {"ids": None}, {"ids": [1.0]}, {"ids": [0]}])
 async def test_a_replay_request_not_understood_replays_nothing(client, node, tokens, body, db_snapshot):
     """Only an empty body means 'replay all'; a typo or a wrong shape is refused, not taken for it."""
     with node.storage.transaction() as tx:
