@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.taxonomy import CATEGORIES
-from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, has_control, not_one_line
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, not_one_line
 
 REPORT_TYPES = ("pengaduan", "aspirasi", "permintaan_informasi")
 CHANNELS = ("web", "sms", "whatsapp", "lapor-app", "walk-in", "email", "phone", "open311", "bundle", "api")
@@ -35,11 +35,11 @@ def _name(v: str | None) -> str | None:
 
 class Reporter(Strict):
     _free_text = field_validator("name", "email", "address")(_text)
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, json_schema_extra=TEXT_SCHEMA)
     nik: str | None = Field(default=None, pattern=r"^\d{16}$", description="16-digit national identity number")
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 ()-]{6,32}$")
     email: str | None = Field(default=None, max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-    address: str | None = Field(default=None, max_length=500)
+    address: str | None = Field(default=None, max_length=500, json_schema_extra=TEXT_SCHEMA)
 
 
 def _reporter_required(schema: dict) -> None:
@@ -57,16 +57,17 @@ class ComplaintIn(Strict):
     category: str = Field(pattern=SLUG, json_schema_extra={"enum": sorted(CATEGORIES)})
     topic: str | None = Field(default=None, pattern=SLUG)
     region: str = Field(pattern=r"^\d{2}(\d{2}(\d{3}(\d{3})?)?)?$", description="Kemendagri region code")
-    kecamatan: str | None = Field(default=None, max_length=100)
-    title: str = Field(min_length=3, max_length=200)
-    body: str = Field(min_length=10, max_length=20000)
+    kecamatan: str | None = Field(default=None, max_length=100, json_schema_extra=TEXT_SCHEMA)
+    title: str = Field(min_length=3, max_length=200, json_schema_extra=TEXT_SCHEMA)
+    body: str = Field(min_length=10, max_length=20000, json_schema_extra=TEXT_SCHEMA)
     incident_date: str | None = Field(default=None, pattern=r"^\d{4}-\d{2}-\d{2}$")
     anonim: bool = False
     rahasia: bool = False
     channel: Literal[CHANNELS] = "web"  # type: ignore[valid-type]
     chosen_institution: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
     reporter: Reporter | None = None
-    ref: str | None = Field(default=None, max_length=64, description="the channel's own reference")
+    ref: str | None = Field(default=None, max_length=64, description="the channel's own reference",
+                            json_schema_extra=TEXT_SCHEMA)
 
     @field_validator("category")
     @classmethod
@@ -111,13 +112,14 @@ class ActionIn(Strict):
     _free_text = field_validator("text", "reason", "title", "body")(_text)
     _actor = field_validator("actor")(_name)
     action: Literal[ACTIONS]  # type: ignore[valid-type]
-    text: str | None = Field(default=None, max_length=20000)
-    reason: str | None = Field(default=None, max_length=2000)
+    text: str | None = Field(default=None, max_length=20000, json_schema_extra=TEXT_SCHEMA)
+    reason: str | None = Field(default=None, max_length=2000, json_schema_extra=TEXT_SCHEMA)
     status: Literal["in_progress"] | None = None
     institution: str | None = Field(default=None, pattern=r"^[a-z0-9-]{1,64}$")
-    title: str | None = Field(default=None, min_length=3, max_length=200)
-    body: str | None = Field(default=None, min_length=10, max_length=20000)
-    actor: str | None = Field(default=None, max_length=100, description="operator name, for the record")
+    title: str | None = Field(default=None, min_length=3, max_length=200, json_schema_extra=TEXT_SCHEMA)
+    body: str | None = Field(default=None, min_length=10, max_length=20000, json_schema_extra=TEXT_SCHEMA)
+    actor: str | None = Field(default=None, max_length=100, description="operator name, for the record",
+                              json_schema_extra=ONE_LINE_SCHEMA)
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> "ActionIn":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, has_control, not_one_line
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, not_one_line
 
 
 class IdentityOpenIn(BaseModel):
@@ -15,8 +15,10 @@ class IdentityOpenIn(BaseModel):
     byte for byte, as ``simpul institutions keygen`` took it).
     """
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
-    reason: str = Field(min_length=3, max_length=500, description="why the identity is needed (audited)")
-    actor: str | None = Field(default=None, max_length=80, description="the operator's name, for the audit")
+    reason: str = Field(min_length=3, max_length=500, description="why the identity is needed (audited)",
+                        json_schema_extra=TEXT_SCHEMA)
+    actor: str | None = Field(default=None, max_length=80, description="the operator's name, for the audit",
+                              json_schema_extra=ONE_LINE_SCHEMA)
     passphrase: str | None = Field(default=None, min_length=1, max_length=1000, repr=False,
                                    json_schema_extra={"format": "password", "writeOnly": True})
 

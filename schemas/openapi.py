@@ -10,7 +10,7 @@ from __future__ import annotations
 from schemas.complaints import ActionIn, ComplaintIn
 from schemas.directory import EnrollIn
 from schemas.identity import IdentityOpenIn
-from schemas.text import CONTROL_MESSAGE
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA
 
 PROBLEM = {"description": "RFC 9457 problem details",
            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}}}
@@ -44,7 +44,7 @@ def _page(max_limit: int, name: str = "offset", most: int = 10**9) -> list[dict]
 
 TICKET_ID = _path("ticket_id")
 JSON_OK = {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}
-ONE_LINE = {"type": "string", "minLength": 1, "maxLength": 100, "description": "one line"}
+ONE_LINE = {"type": "string", "minLength": 1, "maxLength": 100, "description": "one line", **ONE_LINE_SCHEMA}
 RESOLVE_IN = {
     "type": "object", "additionalProperties": False, "required": ["reason"],
     "description": "Either a winning side or a merged state, and why.",
@@ -53,7 +53,7 @@ RESOLVE_IN = {
     "properties": {
         "winner": {"enum": ["A", "B"]},
         "state": {"type": "object", "description": "the merged state: status, institution, title, body, ..."},
-        "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "description": CONTROL_MESSAGE},
+        "reason": {"type": "string", "minLength": 1, "maxLength": 2000, "description": CONTROL_MESSAGE, **TEXT_SCHEMA},
         "actor": ONE_LINE},
 }
 REPLAY_IN = {"type": "object", "additionalProperties": False,

@@ -17,6 +17,9 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
 CONTROL_MESSAGE = "must not contain control characters (other than tab and line breaks)"
 _NOT_ONE_LINE = re.compile("[\x00-\x1f\x7f\x85\u2028\u2029]")
 ONE_LINE_MESSAGE = "must be one line, without control characters"
+# The same two rules for the OpenAPI document (ECMA-262 patterns; the validators above enforce them).
+TEXT_SCHEMA = {"pattern": r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$"}
+ONE_LINE_SCHEMA = {"pattern": r"^[^\u0000-\u001f\u007f\u0085\u2028\u2029]*$"}
 
 
 def has_control(text: str) -> bool:
