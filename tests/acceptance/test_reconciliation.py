@@ -104,6 +104,11 @@ def test_anti_entropy_brings_back_a_deleted_event(linked, sample_dir):
     cluster.wait_until(lambda: node.ticket(ticket)["holder_node"] == NODE, 30, what="routing to kab-ppu")
     cluster.wait_until(lambda: node.event_ids(ticket) == hub.event_ids(ticket), 30, what="both hold every event")
     routed = next(e for e in node.events(ticket) if e["type"] == "routed")
+
+    def settled():  # nothing in flight either way: a push retried after the deletion would bring it back too
+        return (next(p["queue_depth"] for p in hub.sync_status()["peers"] if p["peer"] == NODE) == 0
+                and next(p["queue_depth"] for p in node.sync_status()["peers"] if p["peer"] == HUB) == 0)
+    cluster.wait_until(settled, 30, what="both queues acknowledged")
     repairs_before = next(p["repairs"] for p in node.sync_status()["peers"] if p["peer"] == HUB)
 
     db = sqlite3.connect(cluster.proc(NODE).data_dir / "simpul.db", timeout=30)
