@@ -135,7 +135,9 @@ async def _ticket_page(request: web.Request, ticket_id: str, extra: dict | None 
         audit = await node.db(svc.audit_log, ticket_id)
     data["sla"] = ticket_sla(data["state"], local_date(time.time()), data["routed_hlc"])
     return render(request, "ticket.html", {
-        **data, "identity_available": opener is not None, "needs_passphrase": "passphrase" in params,
+        # (only an institution hosted on the hub has its key wrapped by a passphrase: a district never asks)
+        **data, "identity_available": opener is not None,
+        "needs_passphrase": "passphrase" in params and node.role == "hub",
         "audit": audit, "opened": None, "identity_error": "", **(extra or {})}, status=status)
 
 

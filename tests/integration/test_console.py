@@ -262,6 +262,7 @@ async def test_ticket_timeline_shows_verified_events(client, hub, sample_complai
     html = await resp.text()
     assert "Laporan dibuat" in html and "sig-ok" in html and "sig-bad" not in html
     assert filed.state.tracking_id in html
+    assert 'name="passphrase"' in html        # the hub hosts institutions whose keys a passphrase wraps
     listing = await (await client.get("/admin/tickets")).text()
     assert filed.state.tracking_id in listing
     assert (await client.get("/admin/tickets/nope")).status == 404
@@ -285,6 +286,16 @@ async def test_district_console_has_no_disposition_queue(aiohttp_client, make_no
     assert "/admin/disposition" not in html and "daerah" in html
     html = await (await client.get("/admin/disposition")).text()
     assert "hanya ada di hub" in html
+
+
+async def test_a_district_never_asks_for_an_institutions_passphrase(aiohttp_client, make_node, tmp_path,
+                                                                     sample_dir, sample_complaints):
+    node = make_node(tmp_path, federation=sample_dir / "federation.json")
+    filed = await node.db(node.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S001")), None)
+    client = await aiohttp_client(build_app(node))
+    await logged_in(client, node)
+    html = await (await client.get(f"/admin/tickets/{filed.state.ticket_id}")).text()
+    assert 'name="reason"' in html and 'name="passphrase"' not in html
 
 
 async def test_refusals_are_hardened_and_odd_forms_do_not_crash(client, hub):
