@@ -7,7 +7,8 @@ not yet acknowledged) are left out of both digests so that ordinary delivery is
 not mistaken for loss. Only tickets whose digests differ are compared event by
 event: the hub sends the events the district lacks, and the district queues
 again its own events that the hub lacks. Nothing else is resent. Repairs are
-counted per peer and shown in sync status.
+counted per peer and shown in sync status, with the time of the last pass on
+both sides (at the hub: when the district listed its last page).
 
 The hub sends a ticket's events only to a node that should hold it (the rule
 of the list, checked again on the projections of the tickets a diff names): a
@@ -60,7 +61,12 @@ class AntiEntropy:
     async def answer(self, sender: str, request: dict) -> dict:
         if not isinstance(request, dict) or request.get("op") not in ("list", "diff"):
             raise ValidationError("digest request must have op 'list' or 'diff'")
-        return await self.node.db(self._answer, sender, request)
+        answer = await self.node.db(self._answer, sender, request)
+        if request["op"] == "list" and answer["next"] is None:
+            # The peer has compared its last page: its pass ran, whether or not it finds anything to repair.
+            # (Recorded only with a repair, the hub's console showed "never" next to districts checked every pass.)
+            await self.node.db(self._count, sender, 0)
+        return answer
 
     def _answer(self, sender: str, request: dict) -> dict:
         with self.node.storage.read() as tx:

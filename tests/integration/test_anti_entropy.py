@@ -89,6 +89,17 @@ async def test_a_diff_still_says_which_of_the_senders_events_the_hub_lacks(feder
     assert answer == {"events": [], "missing_here": ["f" * 64]}
 
 
+async def test_the_hub_records_a_pass_that_has_nothing_to_repair(federation):
+    """Its console shows when each district last compared with it, not only when something was repaired."""
+    hub, _ = federation
+    anti_entropy = AntiEntropy(hub, transport=None, receiver=None, sync=None, now=lambda: 1234.5)
+    with hub.storage.read() as tx:
+        assert tx.peer(PPU)["anti_entropy_at"] is None
+    await anti_entropy.answer(PPU, {"op": "list", "after": ""})
+    with hub.storage.read() as tx:
+        assert (tx.peer(PPU)["anti_entropy_at"], tx.peer(PPU)["repairs"]) == (1234.5, 0)
+
+
 @pytest.mark.parametrize("tickets", [{"t": 5}, {"t": "abc"}, {"t": [1]}, ["t"]])
 async def test_a_malformed_diff_is_refused(federation, tickets):
     from node.errors import ValidationError
