@@ -7,11 +7,19 @@ a forged "identity opened"), and a terminal escape would reach the screen of
 whoever tails the log. The formatter escapes control characters in the
 message (``\\n``, ``\\r``, ``\\x1b``, ...), whichever field brought them; a
 traceback, which ``logging`` appends after the message, keeps its lines.
+
+A request that is not valid HTTP (a NUL in a header, a header line over
+8 KiB, a bad Content-Length) is refused by aiohttp's parser with a 400 before
+any handler runs, and aiohttp logs it as an error with a traceback. It is the
+client's mistake, not the node's: ``MalformedRequests`` makes it one warning
+line that says what was wrong.
 """
 from __future__ import annotations
 
 import logging
 import re
+
+from aiohttp.http_exceptions import HttpProcessingError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _BREAKING = re.compile("[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")   # C0 but tab, DEL, and Unicode's line breaks
@@ -29,8 +37,23 @@ class OneLineFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
+class MalformedRequests(logging.Filter):
+    """On ``aiohttp.server``: a request refused by the HTTP parser becomes one warning, without traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError):
+            remote = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "malformed HTTP request from %s refused (%s): %s", (remote, exc.code,
+                                                                                           exc.message)
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def configure(level: str | int) -> None:
     """The node's logging: one line per message, on standard error."""
     handler = logging.StreamHandler()
     handler.setFormatter(OneLineFormatter(FORMAT))
     logging.basicConfig(level=level, handlers=[handler])
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequests())

@@ -33,3 +33,30 @@ def test_a_traceback_keeps_its_lines():
     first, *rest = out.split("\n")
     assert first == "sync loop for a\\nb failed"
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: boom"
+
+
+def test_a_request_the_http_parser_refused_is_one_warning_without_traceback():
+    """What aiohttp logs for a header with a NUL in it: an error with the parser's exception."""
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    from node.logfmt import MalformedRequests
+    logger, lines = logging.getLogger("test.aiohttp.server"), []
+    handler = logging.Handler()
+    handler.emit = lambda r: lines.append((r.levelname, OneLineFormatter("%(message)s").format(r)))
+    logger.addHandler(handler)
+    logger.addFilter(MalformedRequests())
+    try:
+        try:
+            raise BadHttpMessage("Invalid header value char:\n\n  b'x\\x00'")
+        except BadHttpMessage as exc:
+            logger.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+        try:
+            raise ValueError("a bug of ours")
+        except ValueError as exc:
+            logger.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
+    finally:
+        logger.removeHandler(handler)
+    (level, line), (bug_level, bug) = lines
+    assert level == "WARNING" and "\n" not in line
+    assert line == "malformed HTTP request from 127.0.0.1 refused (400): Invalid header value char:\\n\\n  b'x\\x00'"
+    assert bug_level == "ERROR" and "Traceback" in bug and "ValueError: a bug of ours" in bug   # others untouched
