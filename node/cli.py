@@ -15,12 +15,12 @@ import click
 
 from node import logfmt
 from node.cli_admin import register
-from node.cli_common import CONFIG, fail_cleanly, open_node
+from node.cli_common import CONFIG, OneLineErrors, fail_cleanly, open_node
 from node.cli_init import init
 from node.errors import ConfigError
 
 
-@click.group()
+@click.group(cls=OneLineErrors)
 def main() -> None:
     """Simpul: a federated sync node for SP4N-LAPOR! complaints."""
 

@@ -12,6 +12,35 @@ CONFIG = click.option("--config", "config_path", type=click.Path(dir_okay=False)
                       help="node config file (default: $SIMPUL_CONFIG or ./simpul.toml)")
 
 
+_NO_ARGS = getattr(click.exceptions, "NoArgsIsHelpError", ())   # click 8.2 and later; 8.1 exits with the help
+
+
+class OneLineErrors(click.Group):
+    """The root group: click's usage errors (an unknown option, a bad value, a missing argument) print one
+    line, as every other error of the CLI does, instead of click's usage block; the exit code stays 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:   # (a caller that handles click's exceptions itself, node.cluster.simpul)
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS as exc:   # a bare group: its help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            path = exc.ctx.command_path if exc.ctx else (prog_name or "simpul")
+            click.echo(f"simpul: {' '.join(exc.format_message().split())} (see '{path} --help')", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        # What standalone mode does: a finished command exits 0; ctx.exit(n) (--help, say) arrives here as n.
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 def fail_cleanly(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):

@@ -120,6 +120,22 @@ def test_init_twice_refuses_and_changes_nothing(tmp_path):
     assert {p: p.read_bytes() for p in [config, *(tmp_path / "n" / "keys").iterdir()]} == before
 
 
+@pytest.mark.parametrize("args, words", [
+    (["dead-letters", "list", "--limit", "0"], ["No such option '--limit'", "'simpul dead-letters list --help'"]),
+    (["nodes", "enrol"], ["Did you mean 'enroll'?"]),
+    (["conflicts", "resolve", "x", "--winner", "C", "--reason", "r"], ["'--winner'", "'A', 'B'"]),
+    (["init", "--role", "kantor", "--node-id", "kab-x", "--data-dir", "{tmp}"], ["'--role'", "'district', 'hub'"]),
+])
+def test_a_usage_error_is_one_line_too(tmp_path, args, words):
+    """Click's usage errors, not only ours: one line that says what is wrong and where the help is, exit 2."""
+    res = simpul(*[str(tmp_path / "n") if a == "{tmp}" else a for a in args])
+    assert_one_line_error(res, *words)
+    assert res.returncode == 2 and not (tmp_path / "n").exists()
+    bare = simpul("nodes")                                   # a group alone still shows its help
+    assert "Usage: simpul nodes" in bare.stdout + bare.stderr and "enroll" in bare.stdout + bare.stderr
+    assert simpul("status", "--help").returncode == 0
+
+
 def test_init_rejects_a_bad_node_id(tmp_path):
     res = simpul("init", "--role", "district", "--node-id", "Kab Paser!", "--data-dir", tmp_path / "n")
     assert_one_line_error(res, "node_id")
