@@ -35,6 +35,8 @@ def read_passphrase(passphrase_file: str | None) -> str:
         passphrase = passphrase[:-1] if passphrase.endswith("\r") else passphrase
     else:
         passphrase = os.environ.get(PASSPHRASE_ENV, "")
+    if not passphrase and passphrase_file:
+        raise ConfigError(f"passphrase: {passphrase_file} is empty")
     if not passphrase:
         raise ConfigError(f"passphrase: give --passphrase-file or set {PASSPHRASE_ENV}")
     if len(passphrase) < MIN_PASSPHRASE:

@@ -415,6 +415,8 @@ BAD_INPUT_FILES = [
      json.dumps({"regions": [REGION], "institutions": ["pln"]}), ["federation_file", "institutions.0"]),
     ("passphrase-not-utf8", ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--passphrase-file", "{file}"],
      "rahasia-sekali-".encode() + b"\xff\xfe", ["passphrase", "UTF-8"]),
+    ("passphrase-empty", ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--passphrase-file", "{file}"],
+     "\n", ["passphrase", "is empty"]),
 ]
 
 
