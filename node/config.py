@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, Field, field_validator
@@ -127,5 +127,13 @@ def parse_settings(data: dict[str, Any], overrides: dict[str, Any] | None = None
         settings = Settings(**data)
     except pydantic.ValidationError as exc:
         raise ConfigError(_first_error(exc)) from exc
-    # Command-line flags (--host, --port) beat both the file and the environment.
-    return settings.model_copy(update={k: v for k, v in (overrides or {}).items() if v is not None})
+    # Command-line flags (--host, --port) beat both the file and the environment. model_copy does not
+    # validate, so each flag is checked against its field's own rules first (--port 99999 served on 34463).
+    flags = {k: v for k, v in (overrides or {}).items() if v is not None}
+    for name, value in flags.items():
+        field = Settings.model_fields[name]
+        try:
+            pydantic.TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(f"--{name}: {exc.errors()[0]['msg']}") from exc
+    return settings.model_copy(update=flags)

@@ -249,6 +249,14 @@ def test_run_with_a_bad_setting_stops_with_one_line(tmp_path, case):
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize("port", ["99999", "0"])
+def test_run_with_a_port_flag_out_of_range_stops_with_one_line(tmp_path, port):
+    """The flag beats the file and the environment, and is held to the same rule (99999 served on 34463)."""
+    config = init(tmp_path / "n", "--port", str(free_port()))
+    res = simpul("run", "--config", config, "--port", port, timeout=30)
+    assert_one_line_error(res, "--port", "65535" if port != "0" else "1")
+
+
 def test_run_without_a_config_file(tmp_path):
     res = simpul("run", "--config", tmp_path / "nowhere.toml")
     assert_one_line_error(res, "config", "nowhere.toml")
