@@ -12,6 +12,7 @@ disposition queue. The exit code is 1 if any ticket is not where it belongs.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import sys
@@ -321,6 +322,12 @@ def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeou
     fed_path = Path(federation_file) if federation_file else default_federation()
     comp_path = Path(complaints_file) if complaints_file else fed_path.with_name("complaints.jsonl")
     samples, institutions = read_inputs(fed_path, comp_path)
+    if manifest_file:   # known before five processes start, not once they are up
+        folder = Path(manifest_file).absolute().parent
+        if not folder.is_dir():
+            raise ConfigError(f"--manifest: folder {folder} does not exist")
+        if not os.access(folder, os.W_OK):
+            raise ConfigError(f"--manifest: folder {folder} is not writable")
     temp = base_dir is None
     base = Path(tempfile.mkdtemp(prefix="simpul-demo-") if temp else base_dir)
     cluster = Cluster(base, fed_path)
@@ -337,7 +344,10 @@ def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeou
         click.echo(f"[{time.monotonic() - t0:4.1f}s] {len(cluster.procs)} processes up: "
                    + ", ".join(f"{n} :{p.port} (pid {p.popen.pid})" for n, p in cluster.procs.items()))
         if manifest_file:
-            Path(manifest_file).write_text(json.dumps(cluster.manifest(), indent=2))
+            try:
+                Path(manifest_file).write_text(json.dumps(cluster.manifest(), indent=2))
+            except OSError as exc:
+                raise ConfigError(f"--manifest: cannot write {manifest_file}: {exc.strerror}") from exc
             click.echo(f"          manifest written to {manifest_file}")
         d = Demo(cluster, samples, institutions, t0=t0)
         d.file_all()

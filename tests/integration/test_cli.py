@@ -479,3 +479,9 @@ def test_demo_with_a_bad_input_file_stops_with_one_line_before_starting(tmp_path
     res = simpul("demo", option, bad, "--dir", tmp_path / "demo", timeout=30)
     assert_one_line_error(res, str(bad), *words)
     assert not (tmp_path / "demo").exists()
+
+
+def test_demo_with_a_manifest_it_cannot_write_stops_with_one_line_before_starting(tmp_path):
+    res = simpul("demo", "--manifest", tmp_path / "nowhere" / "m.json", "--dir", tmp_path / "demo", timeout=30)
+    assert_one_line_error(res, "--manifest", str(tmp_path / "nowhere"), "does not exist")
+    assert not (tmp_path / "demo").exists()
