@@ -100,6 +100,7 @@ class AntiEntropy:
         return {"events": events, "missing_here": missing_here}
 
     def _count(self, peer: str, repairs: int) -> None:
+        """A pass with ``peer`` ended (on either side) with ``repairs`` events repaired."""
         with self.node.storage.transaction() as tx:
             row = tx.peer(peer)
             tx.update_peer(peer, repairs=row["repairs"] + repairs, anti_entropy_at=self.now())
@@ -137,7 +138,7 @@ class AntiEntropy:
             chunk = await self.node.db(self._local_ids, mismatched[i:i + PAGE])
             answer = await self.transport.digests(peer, {"op": "diff", "tickets": chunk})
             repaired += await self.node.db(self._repair, peer.node_id, answer)
-        await self.node.db(self._finish, peer.node_id, repaired)
+        await self.node.db(self._count, peer.node_id, repaired)
         if repaired:
             log.warning("anti-entropy with %s repaired %d event(s)", peer.node_id, repaired)
             self.sync.wake(peer.node_id)
@@ -191,8 +192,3 @@ class AntiEntropy:
             ours = [i for i in ours if i not in queued]
             tx.enqueue(peer, ours)
         return got + len(ours)
-
-    def _finish(self, peer: str, repaired: int) -> None:
-        with self.node.storage.transaction() as tx:
-            row = tx.peer(peer)
-            tx.update_peer(peer, repairs=row["repairs"] + repaired, anti_entropy_at=self.now())

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, not_one_line
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control
 
 
 class IdentityOpenIn(BaseModel):
@@ -12,7 +12,8 @@ class IdentityOpenIn(BaseModel):
     ``reason`` is required and goes into the audit log. ``passphrase`` is only
     for institutions hosted on the hub; it is used in memory to unwrap the
     institution's key and is never stored or logged (nor stripped: it is taken
-    byte for byte, as ``simpul institutions keygen`` took it).
+    byte for byte, as ``simpul institutions keygen`` took it). That ``actor`` is
+    one line is checked by the identity service, for the console's requests too.
     """
     model_config = ConfigDict(extra="forbid", strict=True, hide_input_in_errors=True)
     reason: str = Field(min_length=3, max_length=500, description="why the identity is needed (audited)",
@@ -24,14 +25,12 @@ class IdentityOpenIn(BaseModel):
 
     @field_validator("reason", "actor")
     @classmethod
-    def _stripped(cls, v: str | None, info) -> str | None:
+    def _stripped(cls, v: str | None) -> str | None:
         if v is None:
             return v
         v = v.strip()
         if not v:
             raise ValueError("must not be blank")
-        if info.field_name == "actor" and not_one_line(v):
-            raise ValueError(ONE_LINE_MESSAGE)
         if has_control(v):
             raise ValueError(CONTROL_MESSAGE)
         return v

@@ -125,8 +125,7 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 
 
 async def _pull(request, sender, body) -> dict:
-    after = query_int(request, "after", 0, 0, 2**62)
-    limit = min(max(query_int(request, "limit", 500, -2**62, 2**62), 1), 5000)   # (clamped, as it always was)
+    after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
     node = request.app["node"]
     return await node.db(request.app["receiver"].outgoing, sender, after, limit)
 
