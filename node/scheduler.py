@@ -8,7 +8,12 @@
 - prune: forget outbox rows that their peer acknowledged and that are older
   than ``sync.outbox_retention_s`` (pull only ever needs recent ones).
 
-A job cancelled because the node is shutting down ends quietly.
+A job cancelled because the node is shutting down ends quietly. A tick that
+comes while the job's last run is still going (a pull waiting on a hub that
+does not answer can outlast ``sync.pull_interval_s``) is skipped by the job
+itself, at debug level: APScheduler would log each one as a WARNING, which an
+administrator would read as a fault of the node rather than of its peer, whose
+failures the sync status and the sync log report already.
 """
 from __future__ import annotations
 
@@ -20,19 +25,29 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 log = logging.getLogger(__name__)
 
 
-def _quiet_on_shutdown(job):
+def periodic(job, name: str):
+    """``job`` as a scheduler job: one run at a time, quiet on shutdown."""
+    running = False
+
     async def run():
+        nonlocal running
+        if running:
+            log.debug("job %s: its last run is still going; this tick is skipped", name)
+            return
+        running = True
         try:
             await job()
         except asyncio.CancelledError:
-            log.debug("job %s cancelled by shutdown", job.__name__)
-    run.__name__ = job.__name__
+            log.debug("job %s cancelled by shutdown", name)
+        finally:
+            running = False
     return run
 
 
 def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOScheduler:
     cfg = node.settings.sync
-    scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 30})
+    # (max_instances 2: the second instance is ``periodic`` seeing the first still running, and returning)
+    scheduler = AsyncIOScheduler(job_defaults={"coalesce": True, "max_instances": 2, "misfire_grace_time": 30})
 
     async def wake():
         await sync.refresh_peers()
@@ -50,5 +65,5 @@ def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOSched
     jobs = [(wake, cfg.wake_interval_s, "wake"), (pull, cfg.pull_interval_s, "pull"),
             (anti_entropy.run_all, cfg.anti_entropy_interval_s, "anti_entropy"), (prune, 3600.0, "prune")]
     for job, every, name in jobs:
-        scheduler.add_job(_quiet_on_shutdown(job), "interval", seconds=every, id=name)
+        scheduler.add_job(periodic(job, name), "interval", seconds=every, id=name, name=name)
     return scheduler
