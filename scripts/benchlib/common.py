@@ -70,8 +70,36 @@ class ReadOnlyDb:
                 time.sleep(0.1)
         raise last
 
+    def rows(self, sql: str) -> list[tuple]:
+        return self.conn.execute(sql).fetchall()
+
     def close(self) -> None:
         self.conn.close()
+
+
+class PgDb:
+    """The same look at a node's PostgreSQL database (a hub's), through its own short-lived engine."""
+
+    def __init__(self, url: str):
+        from sqlalchemy import create_engine
+        self.engine = create_engine(url, pool_size=1, max_overflow=0)
+
+    def rows(self, sql: str) -> list[tuple]:
+        with self.engine.connect() as conn:
+            return [tuple(r) for r in conn.exec_driver_sql(sql)]
+
+    def scalar(self, sql: str, *args):
+        with self.engine.connect() as conn:   # (the scripts' queries take ``?`` placeholders, as sqlite3)
+            return conn.exec_driver_sql(sql.replace("?", "%s"), args).scalar()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def node_db(cluster, node_id: str) -> ReadOnlyDb | PgDb:
+    """A read-only look at ``node_id``'s database, wherever the cluster keeps it."""
+    url = cluster.database_urls.get(node_id)
+    return PgDb(url) if url else ReadOnlyDb(cluster.proc(node_id).data_dir / "simpul.db")
 
 
 def table(rows: list[tuple], head: tuple) -> str:

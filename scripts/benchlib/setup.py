@@ -15,10 +15,12 @@ from pathlib import Path
 from benchlib.common import federation_file
 
 
-def federation(folder: Path, node_ids: list[str] | None = None, env: dict | None = None):
-    """Initialise the hub and ``node_ids`` (default: every district) and enrol them."""
+def federation(folder: Path, node_ids: list[str] | None = None, env: dict | None = None,
+               database_urls: dict[str, str] | None = None):
+    """Initialise the hub and ``node_ids`` (default: every district) and enrol them; ``database_urls``:
+    node id -> an empty database for that node (else its SQLite file)."""
     from node.cluster import Cluster, ClusterError, simpul
-    c = Cluster(folder, federation_file(), node_ids=node_ids, env=env)
+    c = Cluster(folder, federation_file(), node_ids=node_ids, env=env, database_urls=database_urls)
     c.init()
     passphrase = folder / "institutions.passphrase"
     passphrase.write_text(secrets.token_urlsafe(24))

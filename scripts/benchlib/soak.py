@@ -15,12 +15,21 @@ threads, at bounded rates:
 Then the faults stop, every process runs, and it waits for quiescence (no queue
 non-empty anywhere, and two identical check rounds) before the checks in
 ``benchlib.soak_check``. Exit status 1 on any problem.
+
+The hub keeps a SQLite file by default. ``--postgres`` puts it on a throwaway
+PostgreSQL cluster (``scripts/pg-throwaway``, in a temporary folder of its own) and
+``--hub-database URL`` on an empty database of your own: the national hub's
+production shape. ``--hub-processes N`` then runs N processes of the hub over
+that one database, each district talking to one of them, and the faults hit
+each process on its own (a hub outage takes them all away).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import shutil
+import subprocess
 import tempfile
 import threading
 import time
@@ -28,7 +37,7 @@ from collections import Counter
 from pathlib import Path
 
 from benchlib import setup, soak_check
-from benchlib.common import institutions, samples, say
+from benchlib.common import ROOT, federation_file, institutions, samples, say
 from benchlib.gen import generate
 
 DISTRICTS = ("kab-paser", "kab-ppu", "kota-balikpapan")
@@ -43,7 +52,23 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--settle", type=float, default=240.0, help="seconds allowed to converge afterwards")
     p.add_argument("--dir", default=None, help="work folder (default: a temporary one, removed on success)")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
-    return p.parse_args(argv)
+    db = p.add_mutually_exclusive_group()
+    db.add_argument("--postgres", action="store_true",
+                    help="put the hub on a throwaway PostgreSQL cluster, removed afterwards (needs Debian's "
+                         "postgresql package)")
+    db.add_argument("--hub-database", metavar="URL", default=None,
+                    help="put the hub on this empty PostgreSQL database (postgresql+psycopg://...)")
+    p.add_argument("--hub-processes", type=int, default=1, metavar="N",
+                   help="processes of the hub over its one database (default 1; more need a PostgreSQL hub)")
+    args = p.parse_args(argv)
+    if args.hub_processes < 1 or args.hub_processes > len(DISTRICTS):
+        p.error(f"--hub-processes: give 1 to {len(DISTRICTS)} (one district per process at least)")
+    if args.hub_processes > 1 and not (args.postgres or args.hub_database):
+        p.error("--hub-processes above 1 needs --postgres or --hub-database: "
+                "processes of a hub share its database, and a SQLite file is one process's")
+    if args.hub_database and not args.hub_database.startswith("postgresql"):
+        p.error("--hub-database: give a PostgreSQL URL (postgresql+psycopg://user@host:port/db)")
+    return args
 
 
 class Soak:
@@ -55,6 +80,7 @@ class Soak:
         self.stats: Counter = Counter()
         self.filed: dict[str, str] = {}          # ticket id -> origin
         self.lock = threading.Lock()
+        self.hubs = [name for name, p in self.c.procs.items() if p.node_id == self.c.hub_id]
         self.hosted = {i: row["node"] for i, row in institutions().items()
                        if row["node"] in (self.c.hub_id, *DISTRICTS)}
         # complaints whose competent institution runs in this soak (prov-kaltim is not part of it)
@@ -66,6 +92,11 @@ class Soak:
 
     def up(self, name: str) -> bool:
         return self.c.proc(name).running
+
+    def hub(self) -> str | None:
+        """A running process of the hub, at random (None while the hub is away)."""
+        up = [name for name in self.hubs if self.up(name)]
+        return self.rng.choice(up) if up else None
 
     def count(self, key: str, n: int = 1) -> None:
         with self.lock:
@@ -101,10 +132,11 @@ class Soak:
                 if not self.filed:
                     continue
                 tid = self.rng.choice(list(self.filed))
-            if not self.up(self.c.hub_id):
+            hub = self.hub()
+            if hub is None:
                 continue
             try:
-                t = self.c.client(self.c.hub_id).find(tid)
+                t = self.c.client(hub).find(tid)
                 holder = t and t.get("holder_node")
                 if not holder or not self.up(holder):
                     continue
@@ -123,10 +155,10 @@ class Soak:
                 self.count(f"operator refused ({getattr(exc, 'status', type(exc).__name__)})")
 
     def hub_loop(self) -> None:
-        hub = self.c.hub_id
         while self.running():
             time.sleep(self.rng.uniform(0.5, 1.5))
-            if not self.up(hub):
+            hub = self.hub()
+            if hub is None:
                 continue
             try:
                 admin = self.c.client(hub)
@@ -150,17 +182,19 @@ class Soak:
 
     # -- faults ----------------------------------------------------------------------
     def chaos(self) -> None:
-        names = [self.c.hub_id, *DISTRICTS]
+        names = [*self.hubs, *DISTRICTS]
         while self.running():
             time.sleep(self.rng.uniform(6, 14))
             if not self.running():
                 break
             if self.rng.random() < 0.3:
                 say(f"  [{self.clock()}] hub outage")
-                self.c.kill(self.c.hub_id)
+                for name in self.hubs:
+                    self.c.kill(name)
                 self.count("hub outages")
                 time.sleep(self.rng.uniform(5, 15))
-                self.c.start(self.c.hub_id)
+                for name in self.hubs:
+                    self.c.start(name)
                 say(f"  [{self.clock()}] hub back")
             else:
                 victim = self.rng.choice(names)
@@ -203,15 +237,86 @@ def converge(cluster, soak: Soak, timeout: float) -> tuple[list[str], dict]:
         time.sleep(3)
 
 
+class SetupError(Exception):
+    """The soak cannot start as asked (said in one line)."""
+
+
+PG = ROOT / "scripts" / "pg-throwaway"
+
+
+def start_postgres(folder: Path) -> str:
+    """A throwaway PostgreSQL cluster in ``folder``; its database's URL."""
+    run = subprocess.run(["bash", str(PG), "start", str(folder), "auto", "simpul_soak"],
+                         capture_output=True, text=True)
+    if run.returncode:
+        last = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise SetupError(f"--postgres: cannot start PostgreSQL: {last}")
+    return run.stdout.strip()
+
+
+def check_empty(url: str) -> None:
+    """Refuse a database that holds tables already: the checks count every event in it."""
+    from sqlalchemy import create_engine, inspect
+    from sqlalchemy.exc import SQLAlchemyError
+    engine = create_engine(url)
+    try:
+        tables = inspect(engine).get_table_names()
+    except SQLAlchemyError as exc:
+        raise SetupError(f"--hub-database: cannot open it: {str(exc.orig or exc).strip().splitlines()[0]}") \
+            from None
+    finally:
+        engine.dispose()
+    if tables:
+        raise SetupError(f"--hub-database: it is not empty ({len(tables)} tables, e.g. {sorted(tables)[0]}); "
+                         "give an empty database")
+
+
+def hub_id() -> str:
+    fed = json.loads(federation_file().read_text(encoding="utf-8"))
+    return next(n["node_id"] for n in fed["nodes"] if n.get("role") == "hub")
+
+
+def spread_districts(cluster, processes: int) -> None:
+    """Extra processes of the hub on their own ports, each district pointed at one of them in turn."""
+    taken = {p.port for p in cluster.procs.values()}
+    from node.cluster import free_ports
+    ports = [p for p in free_ports(len(taken) + processes) if p not in taken][:processes - 1]
+    for i, district in enumerate(DISTRICTS):
+        if i % processes:
+            cluster.proc(district).env["SIMPUL_HUB__URL"] = f"http://127.0.0.1:{ports[i % processes - 1]}"
+    for port in ports:
+        cluster.start_extra_hub(port=port, wait=False)
+
+
 def main(argv=None) -> int:
     args = parse(argv)
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
     rng = random.Random(seed)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="simpul-soak-"))
-    say(f"scripts/soak: {args.minutes:g} min, seed {seed}, hub + {', '.join(DISTRICTS)}; folder {base}")
-    cluster = setup.federation(base, node_ids=list(DISTRICTS), env=ENV)
+    # (its own temporary folder: the server runs as the postgres user, which may not enter the work folder)
+    pg_dir = Path(tempfile.mkdtemp(prefix="simpul-soak-pg-")) if args.postgres else None
+    try:
+        url = start_postgres(pg_dir) if pg_dir else args.hub_database
+        if args.hub_database:
+            check_empty(url)
+    except SetupError as exc:
+        if pg_dir:
+            shutil.rmtree(pg_dir, ignore_errors=True)
+        say(f"scripts/soak: {exc}")
+        return 2
+    storage = "SQLite" if url is None else f"PostgreSQL ({url})"
+    say(f"scripts/soak: {args.minutes:g} min, seed {seed}, hub ({args.hub_processes} process(es), {storage}) + "
+        f"{', '.join(DISTRICTS)}; folder {base}")
     ok = False
     try:
+        cluster = setup.federation(base, node_ids=list(DISTRICTS), env=ENV,
+                                   database_urls={hub_id(): url} if url else None)
+    except BaseException:
+        stop_postgres(pg_dir)
+        raise
+    try:
+        if args.hub_processes > 1:
+            spread_districts(cluster, args.hub_processes)
         cluster.start()
         say(f"  {len(cluster.procs)} processes up; load and faults for {args.minutes:g} min ...")
         soak = Soak(cluster, rng, time.monotonic() + 60 * args.minutes, args.rate)
@@ -237,7 +342,17 @@ def main(argv=None) -> int:
         return 0 if ok else 1
     finally:
         cluster.close()
+        if pg_dir and (ok and not args.keep):
+            stop_postgres(pg_dir)
+        elif pg_dir:
+            say(f"(the hub's PostgreSQL still runs for inspection, at {url}; "
+                f"stop it with: scripts/pg-throwaway stop {pg_dir})")
         if ok and not args.dir and not args.keep:
             shutil.rmtree(base, ignore_errors=True)
         elif not ok:
             say(f"(work folder kept for inspection: {base})")
+
+
+def stop_postgres(folder: Path | None) -> None:
+    if folder is not None and folder.exists():
+        subprocess.run(["bash", str(PG), "stop", str(folder)], capture_output=True)

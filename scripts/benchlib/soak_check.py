@@ -3,30 +3,28 @@
 - Convergence: each ticket is compared where it must be whole -- the hub, its
   origin and its current holder -- by the ``state_hash`` of its state (the
   SHA-256 of the canonical state; equal states, equal hashes) and by its set of
-  event ids, read from each node's database file (read-only).
+  event ids, read from each node's database (read-only; a hub's may be PostgreSQL).
 - Nothing lost: every event a district authored is at the hub, and each
   author's events at the hub number exactly its chain length (no gap, no
   duplicate: the hub's count equals the author's own count and its newest seq).
 - Every ticket the soak was told about (201 on filing) is at the hub.
 - ``simpul verify`` (hashes, chains, signatures) passes on every node.
 - No event is dead-lettered and no queue is left non-empty.
+- No process logged an error or a traceback: the soak's peers send nothing
+  bad, so one is a fault of ours (a peer that is away is a warning).
 """
 from __future__ import annotations
 
 from collections import defaultdict
 
-from benchlib.common import ReadOnlyDb
-
-
-def _db(cluster, node_id: str) -> ReadOnlyDb:
-    return ReadOnlyDb(cluster.proc(node_id).data_dir / "simpul.db")
+from benchlib.common import node_db
 
 
 def event_sets(cluster, node_id: str) -> dict[str, set[str]]:
-    db = _db(cluster, node_id)
+    db = node_db(cluster, node_id)
     try:
         out: dict[str, set[str]] = defaultdict(set)
-        for ticket, event_id in db.conn.execute("SELECT ticket, id FROM events"):
+        for ticket, event_id in db.rows("SELECT ticket, id FROM events"):
             out[ticket].add(event_id)
         return out
     finally:
@@ -35,9 +33,9 @@ def event_sets(cluster, node_id: str) -> dict[str, set[str]]:
 
 def chains(cluster, node_id: str) -> dict[str, tuple[int, int]]:
     """author -> (count, max seq) of the events held at ``node_id``."""
-    db = _db(cluster, node_id)
+    db = node_db(cluster, node_id)
     try:
-        return {a: (c, m) for a, c, m in db.conn.execute(
+        return {a: (c, m) for a, c, m in db.rows(
             "SELECT author, count(*), max(seq) FROM events GROUP BY author")}
     finally:
         db.close()
@@ -114,5 +112,20 @@ def check(cluster, filed: dict[str, str]) -> tuple[list[str], dict]:
         items = dead.get("items", dead) if isinstance(dead, dict) else dead
         if items:
             problems.append(f"{node_id} has {len(items)} dead letter(s), e.g. {items[0]}")
+    problems += log_errors(cluster)
     facts["by_status"] = dict(facts["by_status"])
     return problems, facts
+
+
+def log_errors(cluster, shown: int = 3) -> list[str]:
+    """One problem per process whose log holds ERROR or CRITICAL lines or a traceback, quoting the first."""
+    problems = []
+    for name, proc in cluster.procs.items():
+        try:
+            lines = proc.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            continue
+        bad = [line for line in lines if " ERROR " in line or " CRITICAL " in line or line.startswith("Traceback")]
+        if bad:
+            problems.append(f"{name} logged {len(bad)} error line(s), e.g. " + " | ".join(b[:200] for b in bad[:shown]))
+    return problems
