@@ -1,7 +1,9 @@
 """``scripts/bench``: intake, drain, catch-up and memory against the machine's own ceiling.
 
 Every figure comes from real ``simpul run`` processes on 127.0.0.1 (node.cluster),
-each on its own SQLite file. See ``scripts/bench --help`` and the README.
+each on its own SQLite file; with ``--postgres``, the hub of every drain on a
+new database of a throwaway PostgreSQL cluster (``benchlib.pg``), the national
+hub's production shape. See ``scripts/bench --help`` and the README.
 """
 from __future__ import annotations
 
@@ -14,8 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import ceiling, drain, intake, setup
-from benchlib.common import ROOT, samples, say, table
+from benchlib import ceiling, drain, intake, pg, setup
+from benchlib.common import ROOT, hub_id, samples, say, table
 from node.netlink import TcpLink
 
 TARGET_DRAIN_RATIO = 0.5       # of the single-core verification ceiling
@@ -45,6 +47,9 @@ def parse(argv=None) -> argparse.Namespace:
                         "in flight (a district on a slow wide-area link)")
     p.add_argument("--rtt-events", type=int, default=10_000, help="backlog for --rtt (default 10,000)")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: intake,drain,catchup")
+    p.add_argument("--postgres", action="store_true",
+                   help="put the hub of every drain on a throwaway PostgreSQL cluster (needs Debian's postgresql "
+                        "package); the districts keep SQLite")
     return p.parse_args(argv)
 
 
@@ -85,7 +90,7 @@ def phase_intake(args, base: Path) -> dict:
 
 def phase_drain(args, base: Path, n: int, name: str, with_catchup: bool) -> dict:
     say(f"drain: {n:,} events from {args.district} to the hub ...")
-    c = setup.federation(base / name)       # all enrolled; the hub and the district run
+    c = setup.federation(base / name, database_urls=_hub_database(args, name))  # all enrolled; hub + district run
     recorder = None
     try:
         if args.profile:
@@ -109,7 +114,7 @@ def phase_link(args, base: Path, inflight: int) -> dict:
     """The drain with the district reaching the hub through a TcpLink that delays each direction."""
     say(f"drain over a {args.rtt:g} ms round-trip link, {inflight} batch(es) in flight: "
         f"{args.rtt_events:,} events ...")
-    c = setup.federation(base / f"link-{inflight}")
+    c = setup.federation(base / f"link-{inflight}", database_urls=_hub_database(args, f"link-{inflight}"))
     link = TcpLink(c.proc(c.hub_id).port, delay_s=args.rtt / 2000)
     try:
         c.proc(args.district).env.update({"SIMPUL_HUB__URL": link.url, "SIMPUL_SYNC__INFLIGHT": str(inflight)})
@@ -119,6 +124,13 @@ def phase_link(args, base: Path, inflight: int) -> dict:
     finally:
         c.close()
         link.close()
+
+
+def _hub_database(args, name: str) -> dict[str, str] | None:
+    """With ``--postgres``, a new database for this phase's hub."""
+    if args.pg is None:
+        return None
+    return {hub_id(): args.pg.database("simpul_" + name.replace("-", "_"))}
 
 
 def _start_profiles_after_start(cluster, recorder, district: str) -> None:
@@ -152,6 +164,8 @@ def report(args, res: dict) -> tuple[str, bool]:
 
     row("Ed25519 verify, 1 core (ceiling)", v, "verif/s")
     row("SQLite batch insert, Core (ceiling)", ins, "rows/s")
+    if "pg_insert_rows_per_s" in res["ceiling"]:
+        row("PostgreSQL batch insert, Core (the hub's ceiling)", res["ceiling"]["pg_insert_rows_per_s"], "rows/s")
     if "intake" in res:
         i = res["intake"]
         levels = i.get("levels", [i])
@@ -198,14 +212,23 @@ def main(argv=None) -> int:
     t0 = time.monotonic()
     res: dict = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                              "python": platform.python_version(), "load_avg_start": os.getloadavg()},
-                 "args": vars(args), "hub": "nasional"}
+                 "args": dict(vars(args)), "hub": hub_id()}
     say(f"scripts/bench: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; folder {base}")
+    args.pg = None
     try:
-        say("ceiling: Ed25519 verification (1 core, ~2 s) and SQLite batch inserts ...")
+        if args.postgres:
+            args.pg = pg.Throwaway("simpul_bench")
+            res["hub_storage"] = "postgresql"
+            say(f"the hub of every drain on PostgreSQL ({args.pg.url.rsplit('/', 1)[0]}/...)")
+        say("ceiling: Ed25519 verification (1 core, ~2 s) and batch inserts ...")
         res["ceiling"] = {"verify_per_s": round(ceiling.verify_per_s(), 1),
                           "insert_rows_per_s": round(ceiling.insert_per_s(), 1)}
+        if args.pg:
+            res["ceiling"]["pg_insert_rows_per_s"] = round(ceiling.insert_per_s(
+                url=args.pg.database("simpul_ceiling")), 1)
         say(f"    {res['ceiling']['verify_per_s']:,.0f} verifications/s, "
-            f"{res['ceiling']['insert_rows_per_s']:,.0f} rows/s")
+            f"{res['ceiling']['insert_rows_per_s']:,.0f} rows/s (SQLite)"
+            + (f", {res['ceiling']['pg_insert_rows_per_s']:,.0f} rows/s (PostgreSQL)" if args.pg else ""))
         if "intake" not in skip:
             res["intake"] = phase_intake(args, base)
         res["drains"] = {}
@@ -242,6 +265,11 @@ def main(argv=None) -> int:
         out.write_text(json.dumps(res, indent=2, default=str))
         say(f"figures written to {out}")
         return 0 if ok else 1
+    except pg.SetupError as exc:
+        say(f"scripts/bench: {exc}")
+        return 2
     finally:
+        if args.pg is not None:
+            args.pg.stop()
         if not args.dir and not args.keep:
             shutil.rmtree(base, ignore_errors=True)

@@ -4,7 +4,8 @@
   the node uses), over event-sized messages, for about two seconds.
 - Batched inserts per second into the real ``events`` table (schema made by
   the node's migrations) on a SQLite file in WAL mode, batches of 500 rows per
-  transaction through SQLAlchemy Core, as the storage layer writes them.
+  transaction through SQLAlchemy Core, as the storage layer writes them; with
+  ``scripts/bench --postgres``, on the hub's PostgreSQL too.
 
 The benchmark prints its figures as ratios to these, so that a slower or busier
 machine shows up as lower ceilings rather than as a worse design. On the
@@ -41,14 +42,15 @@ def verify_per_s(seconds: float = 2.0) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def insert_per_s(rows: int = 50_000, batch: int = 500) -> float:
-    """Rows per second into the events table, ``batch`` rows per transaction (SQLAlchemy Core, SQLite WAL)."""
+def insert_per_s(rows: int = 50_000, batch: int = 500, url: str | None = None) -> float:
+    """Rows per second into the events table, ``batch`` rows per transaction (SQLAlchemy Core), on a new
+    SQLite file in WAL mode, or on the empty database at ``url``."""
     from adapters.storage import SqlStorage, migrate
     from adapters.storage.tables import EventRow
     E = EventRow.__table__
     tmp = Path(tempfile.mkdtemp(prefix="simpul-ceiling-"))
     try:
-        storage = SqlStorage(f"sqlite:///{tmp / 'ceiling.db'}")
+        storage = SqlStorage(url or f"sqlite:///{tmp / 'ceiling.db'}")
         migrate.upgrade(storage)
         raw = json.dumps({"payload": {"text": "Jalan desa rusak berat dan berlubang. " * 12}})
         now = time.time()

@@ -28,6 +28,11 @@ def samples() -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def hub_id() -> str:
+    fed = json.loads(federation_file().read_text(encoding="utf-8"))
+    return next(n["node_id"] for n in fed["nodes"] if n.get("role") == "hub")
+
+
 def institutions() -> dict[str, dict]:
     fed = json.loads(federation_file().read_text(encoding="utf-8"))
     return {i["id"]: i for i in fed["institutions"]}

@@ -13,20 +13,20 @@ stored, folded and projected at the hub.
 is backing off; the clock runs from the hub's (re)start until it holds the
 district's last event.
 
-Progress is read from the hub's database file directly (read-only, WAL), with
-an index lookup (max seq of the district's events), so that watching costs the
-nodes nothing.
+Progress is read from the hub's database directly (its SQLite file read-only,
+WAL; or its PostgreSQL), with an index lookup (max seq of the district's
+events), so that watching costs the nodes next to nothing.
 """
 from __future__ import annotations
 
 import time
 
 from benchlib import backlog, ceiling
-from benchlib.common import ReadOnlyDb, cpu_seconds, proc_memory, say
+from benchlib.common import PgDb, ReadOnlyDb, cpu_seconds, node_db, proc_memory, say
 
 
-def _hub_db(cluster) -> ReadOnlyDb:
-    return ReadOnlyDb(cluster.proc(cluster.hub_id).data_dir / "simpul.db")
+def _hub_db(cluster) -> ReadOnlyDb | PgDb:
+    return node_db(cluster, cluster.hub_id)
 
 
 def _wait_seq(cluster, db: ReadOnlyDb, district: str, last_seq: int, timeout: float, label: str) -> float:

@@ -17,7 +17,7 @@ non-empty anywhere, and two identical check rounds) before the checks in
 ``benchlib.soak_check``. Exit status 1 on any problem.
 
 The hub keeps a SQLite file by default. ``--postgres`` puts it on a throwaway
-PostgreSQL cluster (``scripts/pg-throwaway``, in a temporary folder of its own) and
+PostgreSQL cluster (``benchlib.pg``) and
 ``--hub-database URL`` on an empty database of your own: the national hub's
 production shape. ``--hub-processes N`` then runs N processes of the hub over
 that one database, each district talking to one of them, and the faults hit
@@ -26,18 +26,16 @@ each process on its own (a hub outage takes them all away).
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
 from collections import Counter
 from pathlib import Path
 
-from benchlib import setup, soak_check
-from benchlib.common import ROOT, federation_file, institutions, samples, say
+from benchlib import pg, setup, soak_check
+from benchlib.common import hub_id, institutions, samples, say
 from benchlib.gen import generate
 
 DISTRICTS = ("kab-paser", "kab-ppu", "kota-balikpapan")
@@ -237,45 +235,6 @@ def converge(cluster, soak: Soak, timeout: float) -> tuple[list[str], dict]:
         time.sleep(3)
 
 
-class SetupError(Exception):
-    """The soak cannot start as asked (said in one line)."""
-
-
-PG = ROOT / "scripts" / "pg-throwaway"
-
-
-def start_postgres(folder: Path) -> str:
-    """A throwaway PostgreSQL cluster in ``folder``; its database's URL."""
-    run = subprocess.run(["bash", str(PG), "start", str(folder), "auto", "simpul_soak"],
-                         capture_output=True, text=True)
-    if run.returncode:
-        last = (run.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise SetupError(f"--postgres: cannot start PostgreSQL: {last}")
-    return run.stdout.strip()
-
-
-def check_empty(url: str) -> None:
-    """Refuse a database that holds tables already: the checks count every event in it."""
-    from sqlalchemy import create_engine, inspect
-    from sqlalchemy.exc import SQLAlchemyError
-    engine = create_engine(url)
-    try:
-        tables = inspect(engine).get_table_names()
-    except SQLAlchemyError as exc:
-        raise SetupError(f"--hub-database: cannot open it: {str(exc.orig or exc).strip().splitlines()[0]}") \
-            from None
-    finally:
-        engine.dispose()
-    if tables:
-        raise SetupError(f"--hub-database: it is not empty ({len(tables)} tables, e.g. {sorted(tables)[0]}); "
-                         "give an empty database")
-
-
-def hub_id() -> str:
-    fed = json.loads(federation_file().read_text(encoding="utf-8"))
-    return next(n["node_id"] for n in fed["nodes"] if n.get("role") == "hub")
-
-
 def spread_districts(cluster, processes: int) -> None:
     """Extra processes of the hub on their own ports, each district pointed at one of them in turn."""
     taken = {p.port for p in cluster.procs.values()}
@@ -293,15 +252,12 @@ def main(argv=None) -> int:
     seed = args.seed if args.seed is not None else int(time.time()) % 100000
     rng = random.Random(seed)
     base = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="simpul-soak-"))
-    # (its own temporary folder: the server runs as the postgres user, which may not enter the work folder)
-    pg_dir = Path(tempfile.mkdtemp(prefix="simpul-soak-pg-")) if args.postgres else None
     try:
-        url = start_postgres(pg_dir) if pg_dir else args.hub_database
+        pg_cluster = pg.Throwaway("simpul_soak") if args.postgres else None
+        url = pg_cluster.url if pg_cluster else args.hub_database
         if args.hub_database:
-            check_empty(url)
-    except SetupError as exc:
-        if pg_dir:
-            shutil.rmtree(pg_dir, ignore_errors=True)
+            pg.check_empty(url)
+    except pg.SetupError as exc:
         say(f"scripts/soak: {exc}")
         return 2
     storage = "SQLite" if url is None else f"PostgreSQL ({url})"
@@ -312,7 +268,8 @@ def main(argv=None) -> int:
         cluster = setup.federation(base, node_ids=list(DISTRICTS), env=ENV,
                                    database_urls={hub_id(): url} if url else None)
     except BaseException:
-        stop_postgres(pg_dir)
+        if pg_cluster:
+            pg_cluster.stop()
         raise
     try:
         if args.hub_processes > 1:
@@ -342,17 +299,13 @@ def main(argv=None) -> int:
         return 0 if ok else 1
     finally:
         cluster.close()
-        if pg_dir and (ok and not args.keep):
-            stop_postgres(pg_dir)
-        elif pg_dir:
+        if pg_cluster and ok and not args.keep:
+            pg_cluster.stop()
+        elif pg_cluster:
             say(f"(the hub's PostgreSQL still runs for inspection, at {url}; "
-                f"stop it with: scripts/pg-throwaway stop {pg_dir})")
+                f"stop it with: scripts/pg-throwaway stop {pg_cluster.folder})")
         if ok and not args.dir and not args.keep:
             shutil.rmtree(base, ignore_errors=True)
         elif not ok:
             say(f"(work folder kept for inspection: {base})")
 
-
-def stop_postgres(folder: Path | None) -> None:
-    if folder is not None and folder.exists():
-        subprocess.run(["bash", str(PG), "stop", str(folder)], capture_output=True)
