@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 import orjson
 from sqlalchemy import bindparam, func, select
 
-from adapters.storage.common import insert_ignore, upsert, upsert_statement
+from adapters.storage.common import insert_ignore, pages, upsert, upsert_statement
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow,
                                      IdentityPendingRow, MetaRow, ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
@@ -34,6 +34,7 @@ _TICKET_EVENTS = (select(E.c.id, E.c.raw).where(E.c.ticket == bindparam("ticket"
 _TICKETS_EVENTS = (select(E.c.ticket, E.c.id, E.c.raw).where(E.c.ticket.in_(bindparam("tickets", expanding=True)))
                    .order_by(E.c.ticket, E.c.hlc, E.c.author, E.c.id))
 _AUTHOR_SEQS = select(E.c.seq, E.c.id).where(E.c.author == bindparam("author"),
+                                            E.c.seq.between(bindparam("lo"), bindparam("hi")),
                                             E.c.seq.in_(bindparam("seqs", expanding=True)))
 _CHAIN_HEAD = select(H.c.seq, H.c.head).where(H.c.author == bindparam("author"))
 _GET_TICKET = select(T.c.state_json).where(T.c.ticket_id == bindparam("ticket"))
@@ -162,7 +163,18 @@ class EventRepo:
                                       .order_by(E.c.hlc, E.c.author, E.c.id)).scalars())
 
     def author_seq_ids(self, author: str, seqs) -> dict[int, str]:
-        return {r.seq: r.id for r in self.select_in(_AUTHOR_SEQS, "seqs", seqs, author=author)}
+        """seq -> event id of ``author``'s stored events among ``seqs``.
+
+        Each page of seqs is also bounded by its lowest and highest, which the IN list implies already: on
+        a table PostgreSQL has not analyzed yet (a new hub's first minutes, a drain into it), its planner
+        otherwise used the (author, seq) index for the author alone and read every event of the author
+        for each lookup: 45 ms per lookup after 20,000 events, growing with the table. The bounds keep the
+        scan to the page's own range whatever the statistics say."""
+        found: dict[int, str] = {}
+        for page in pages(sorted(set(seqs))):
+            found.update((r.seq, r.id) for r in self.select_in(_AUTHOR_SEQS, "seqs", page, author=author,
+                                                               lo=page[0], hi=page[-1]))
+        return found
 
     def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
         """(pos, raw) of ``author``'s events in chain order."""
