@@ -17,11 +17,11 @@ non-empty anywhere, and two identical check rounds) before the checks in
 ``benchlib.soak_check``. Exit status 1 on any problem.
 
 The hub keeps a SQLite file by default. ``--postgres`` puts it on a throwaway
-PostgreSQL cluster (``benchlib.pg``) and
-``--hub-database URL`` on an empty database of your own: the national hub's
-production shape. ``--hub-processes N`` then runs N processes of the hub over
-that one database, each district talking to one of them, and the faults hit
-each process on its own (a hub outage takes them all away).
+PostgreSQL cluster (``benchlib.pg``), and ``--hub-database URL`` on an empty
+database of your own: the national hub's production shape. ``--hub-processes
+N`` then runs N processes of the hub over that one database, each district
+talking to one of them, and the faults hit each process on its own (a hub
+outage takes them all away).
 """
 from __future__ import annotations
 
@@ -237,8 +237,8 @@ def converge(cluster, soak: Soak, timeout: float) -> tuple[list[str], dict]:
 
 def spread_districts(cluster, processes: int) -> None:
     """Extra processes of the hub on their own ports, each district pointed at one of them in turn."""
-    taken = {p.port for p in cluster.procs.values()}
     from node.cluster import free_ports
+    taken = {p.port for p in cluster.procs.values()}
     ports = [p for p in free_ports(len(taken) + processes) if p not in taken][:processes - 1]
     for i, district in enumerate(DISTRICTS):
         if i % processes:
@@ -308,4 +308,3 @@ def main(argv=None) -> int:
             shutil.rmtree(base, ignore_errors=True)
         elif not ok:
             say(f"(work folder kept for inspection: {base})")
-
