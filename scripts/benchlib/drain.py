@@ -29,7 +29,7 @@ def _hub_db(cluster) -> ReadOnlyDb | PgDb:
     return node_db(cluster, cluster.hub_id)
 
 
-def _wait_seq(cluster, db: ReadOnlyDb, district: str, last_seq: int, timeout: float, label: str) -> float:
+def _wait_seq(cluster, db: ReadOnlyDb | PgDb, district: str, last_seq: int, timeout: float, label: str) -> float:
     """Poll until the hub holds ``district``'s event ``last_seq``; return the monotonic time it did."""
     deadline = time.monotonic() + timeout
     shown = time.monotonic()

@@ -118,7 +118,7 @@ def check(cluster, filed: dict[str, str]) -> tuple[list[str], dict]:
 
 
 def log_errors(cluster, shown: int = 3) -> list[str]:
-    """One problem per process whose log holds ERROR or CRITICAL lines or a traceback, quoting the first."""
+    """One problem per process whose log holds ERROR or CRITICAL lines or a traceback, quoting the first few."""
     problems = []
     for name, proc in cluster.procs.items():
         try:
