@@ -131,6 +131,10 @@ def test_a_usage_error_is_one_line_too(tmp_path, args, words):
     res = simpul(*[str(tmp_path / "n") if a == "{tmp}" else a for a in args])
     assert_one_line_error(res, *words)
     assert res.returncode == 2 and not (tmp_path / "n").exists()
+
+
+def test_a_bare_group_and_help_still_show_the_usage():
+    """What the one-line usage errors must not take away (once, not per bad invocation above)."""
     bare = simpul("nodes")                                   # a group alone still shows its help
     assert "Usage: simpul nodes" in bare.stdout + bare.stderr and "enroll" in bare.stdout + bare.stderr
     assert simpul("status", "--help").returncode == 0
