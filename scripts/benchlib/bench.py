@@ -162,7 +162,9 @@ def report(args, res: dict) -> tuple[str, bool]:
         ok = ok and passed is not False
         rows.append((name, fmt(value), unit, ratio, target or "", verdict))
 
-    row("Ed25519 verify, 1 core (ceiling)", v, "verif/s")
+    row("Ed25519 verify, 1 core (ceiling; libsodium)", v, "verif/s")
+    if "verify_openssl_per_s" in res["ceiling"]:
+        row("  the same with OpenSSL (cryptography)", res["ceiling"]["verify_openssl_per_s"], "verif/s")
     row("SQLite batch insert, Core (ceiling)", ins, "rows/s")
     if "pg_insert_rows_per_s" in res["ceiling"]:
         row("PostgreSQL batch insert, Core (the hub's ceiling)", res["ceiling"]["pg_insert_rows_per_s"], "rows/s")
@@ -220,13 +222,15 @@ def main(argv=None) -> int:
             args.pg = pg.Throwaway("simpul_bench")
             res["hub_storage"] = "postgresql"
             say(f"the hub of every drain on PostgreSQL ({args.pg.url.rsplit('/', 1)[0]}/...)")
-        say("ceiling: Ed25519 verification (1 core, ~2 s) and batch inserts ...")
+        say("ceiling: Ed25519 verification (1 core, ~2 s each with libsodium and OpenSSL) and batch inserts ...")
         res["ceiling"] = {"verify_per_s": round(ceiling.verify_per_s(), 1),
+                          "verify_openssl_per_s": round(ceiling.verify_per_s(library="openssl"), 1),
                           "insert_rows_per_s": round(ceiling.insert_per_s(), 1)}
         if args.pg:
             res["ceiling"]["pg_insert_rows_per_s"] = round(ceiling.insert_per_s(
                 url=args.pg.database("simpul_ceiling")), 1)
-        say(f"    {res['ceiling']['verify_per_s']:,.0f} verifications/s, "
+        say(f"    {res['ceiling']['verify_per_s']:,.0f} verifications/s (OpenSSL: "
+            f"{res['ceiling']['verify_openssl_per_s']:,.0f}), "
             f"{res['ceiling']['insert_rows_per_s']:,.0f} rows/s (SQLite)"
             + (f", {res['ceiling']['pg_insert_rows_per_s']:,.0f} rows/s (PostgreSQL)" if args.pg else ""))
         if "intake" not in skip:

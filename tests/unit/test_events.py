@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.errors import IntegrityError, ValidationError
-from schemas.events import BODY_FIELDS, Event, canonical, make_event
+from schemas.events import BODY_FIELDS, Event, b64u, canonical, make_event, signature_valid, unb64u
 
 KEY = Ed25519PrivateKey.generate()
 
@@ -74,6 +74,23 @@ def test_wrong_key_or_signature_fails():
         replace(e, sig=other.sig).verify(KEY.public_key())
     with pytest.raises(IntegrityError):
         replace(e, sig="not-base64!").verify(KEY.public_key())
+
+
+def test_signature_of_another_length_fails():
+    e = new_event()
+    sig = unb64u(e.sig)
+    for other in (sig[:-1], sig + b"\0", sig[:32], b""):
+        with pytest.raises(IntegrityError, match="signature"):
+            replace(e, sig=b64u(other)).verify(KEY.public_key())
+
+
+def test_an_event_checks_with_plain_openssl_too():
+    """Events are verified with libsodium; the module's promise is that any Ed25519 implementation agrees."""
+    e = new_event()
+    KEY.public_key().verify(unb64u(e.sig), canonical(e.body()))   # (raises if not)
+    public = KEY.public_key().public_bytes_raw()
+    assert signature_valid(public, unb64u(e.sig), canonical(e.body()))
+    assert not signature_valid(public, unb64u(e.sig), canonical(e.body()) + b" ")
 
 
 def test_make_event_rejects_unknown_type():
