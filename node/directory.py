@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError as PydanticError
 
 from node.errors import ConfigError, ValidationError
 from node.inputs import first_error, read_json
-from node.keys import endorsed_keys, load_sealing_public, load_signing_public
+from node.keys import check_signing_public, endorsed_keys, load_sealing_public
 from schemas.directory import EnrollIn, KeyIn, KeysFile
 
 
@@ -25,7 +25,7 @@ def _check_keys(node_id: str, keys: list[KeyIn]) -> None:
         if not key.key_id.startswith(node_id + "#"):
             raise ValidationError(f"key {key.key_id} does not belong to node {node_id}")
         try:
-            (load_signing_public if key.kind == "signing" else load_sealing_public)(key.public)
+            (check_signing_public if key.kind == "signing" else load_sealing_public)(key.public)
         except ValueError as exc:
             raise ValidationError(f"key {key.key_id} is not a valid {key.kind} public key") from exc
 

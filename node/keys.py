@@ -26,6 +26,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from nacl.bindings import crypto_core_ed25519_is_valid_point
 
 from node.errors import ConfigError
 from schemas.events import b64u, unb64u
@@ -41,6 +42,17 @@ def raw_public(key: Ed25519PublicKey | X25519PublicKey) -> str:
 
 def load_signing_public(text: str) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(unb64u(text))
+
+
+def check_signing_public(text: str) -> Ed25519PublicKey:
+    """``load_signing_public`` for a key offered to us (an enrolment, a rotation): ValueError unless it is a
+    point a real key can be. A small-order point, such as the identity, has signatures that hold for every
+    message; libsodium, which checks events (schemas/events.py), refuses them, but the request signatures
+    would not."""
+    key = load_signing_public(text)
+    if not crypto_core_ed25519_is_valid_point(unb64u(text)):
+        raise ValueError("not a valid Ed25519 public key (a small-order or non-canonical point)")
+    return key
 
 
 def load_sealing_public(text: str) -> X25519PublicKey:
@@ -91,7 +103,7 @@ def _vouches(known: Mapping[str, str], e: Mapping, node_id: str, key_id: str, pu
         return False
     try:
         load_signing_public(known[e["by"]]).verify(unb64u(e["sig"]), endorsement_statement(node_id, key_id, public))
-        load_signing_public(public)
+        check_signing_public(public)
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -420,6 +420,10 @@ BAD_INPUT_FILES = [
     ("enroll-keys-a-list", ["nodes", "enroll", "--keys", "{file}"], "[1]", ["keys file", "JSON object"]),
     ("enroll-keys-without-keys", ["nodes", "enroll", "--keys", "{file}"], '{"node_id": "kab-ppu"}',
      ["keys file", "keys"]),
+    ("enroll-keys-small-order", ["nodes", "enroll", "--keys", "{file}"], json.dumps({
+        "node_id": "kab-ppu", "keys": [{"key_id": "kab-ppu#sig-1", "kind": "signing",
+                                        "public": "AQ" + "A" * 41}]}),   # the identity point: signs everything
+     ["keys file", "kab-ppu#sig-1", "not a valid signing public key"]),
     ("federation-a-list", ["federation", "load", "{file}"], "[1]", ["federation_file", "JSON object"]),
     ("federation-region-without-code", ["federation", "load", "{file}"],
      json.dumps({"regions": [REGION, {"name": "x"}]}), ["federation_file", "regions.1.code"]),

@@ -93,6 +93,13 @@ def test_an_event_checks_with_plain_openssl_too():
     assert not signature_valid(public, unb64u(e.sig), canonical(e.body()) + b" ")
 
 
+def test_a_small_order_key_signs_nothing():
+    """With the identity point as public key, R = identity and S = 0 satisfy Ed25519's equation for every
+    message: OpenSSL accepts that signature, libsodium refuses it."""
+    identity = bytes([1]) + bytes(31)
+    assert not signature_valid(identity, identity + bytes(32), b"any message")
+
+
 def test_make_event_rejects_unknown_type():
     with pytest.raises(ValidationError):
         new_event(type="deleted")
