@@ -210,3 +210,31 @@ def test_a_receive_names_the_destinations_it_gave_work(pair, sample_complaints):
                   if tx.outbox_last_id(d)}
     assert result.queued_for == queued == {"kab-paser"}      # the routing goes back to the origin only
     assert receiver.receive("kab-paser", 0, items).queued_for == frozenset()   # duplicates: no work
+
+
+def test_routing_follows_a_rule_another_process_adds(pair, sample_complaints):
+    """The hub keeps its routing topology between receives (TopologyCache) and reads it again when an
+    institution or region was written since, by any process: here a second connection to its database,
+    as ``simpul federation load`` would be."""
+    from adapters.storage import SqlStorage
+    district, hub = pair
+    body = next(b for b in sample_complaints if not b.get("chosen_institution") and b.get("category"))
+    unroutable = dict(body, category="lainnya", topic="kanal_baru", title="Kanal pengaduan baru (1)")
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    items = _queued(district, [unroutable])
+    receiver.receive("kab-paser", 0, items)
+    with hub.storage.read() as tx:
+        assert tx.get_ticket(items[0]["event"]["ticket"]).institution is None   # no rule: the queue
+
+    other = SqlStorage(hub.settings.db_url)   # another process's connection
+    try:
+        with other.transaction() as tx:
+            tx.put_institution({"id": "kanal-baru", "name": "Unit Kanal Baru", "node_id": "nasional",
+                                "region": None, "competences": ["lainnya/kanal_baru"],
+                                "ppid": False})
+    finally:
+        other.dispose()
+    later = _queued(district, [dict(unroutable, title="Kanal pengaduan baru (2)")])
+    receiver.receive("kab-paser", items[-1]["pos"], [i for i in later if i["pos"] > items[-1]["pos"]])
+    with hub.storage.read() as tx:
+        assert tx.get_ticket(later[-1]["event"]["ticket"]).institution == "kanal-baru"
