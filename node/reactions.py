@@ -41,8 +41,8 @@ class TopologyCache:
 
     Reading every institution and region (and parsing their competences) cost a hub about 10 ms per
     routing receive with the sample's few dozen, and grows with the directory: a national hub holds
-    thousands. Each write of either counts up a version in the same transaction, in whichever process
-    makes it (``DirectoryRepo.topology_version``), so the one small read of that version, in the routing
+    thousands. A transaction that writes either counts up a version, in whichever process it runs
+    (``DirectoryRepo.topology_version``), so the one small read of that version, in the routing
     transaction itself, says whether the copy held here is the one that transaction sees."""
 
     def __init__(self):

@@ -3,10 +3,10 @@
 District nodes keep a copy of the directory, fetched from the hub, so that they
 know other nodes' sealing keys and which institutions they host.
 
-Every write of an institution or a region also counts up ``topology_version``
-(in ``meta``), in the same transaction, so that a process can keep the routing
-topology it read and know from one small read whether it is still current
-(``node.reactions.TopologyCache``). Those writes are made only here.
+A transaction that writes an institution or a region also counts up
+``topology_version`` (in ``meta``), once, so that a process can keep the
+routing topology it read and know from one small read whether it is still
+current (``node.reactions.TopologyCache``). Those writes are made only here.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ class DirectoryRepo:
     conn: object
     dialect: str
     meta_get: object      # EventRepo's
-    next_counter: object
+    meta_set: object
 
     def put_node(self, node_id: str, *, role: str, name: str = "", url: str = "", region: str | None = None,
                  enrolled_at: float | None = None) -> None:
@@ -73,7 +73,7 @@ class DirectoryRepo:
         values["ppid"] = bool(values["ppid"])
         values = {k: v for k, v in values.items() if v is not None or k in ("region",)}
         upsert(self.conn, self.dialect, INS, ["id"], values)
-        self.next_counter(TOPOLOGY_VERSION)
+        self._topology_changed()
 
     def institutions(self) -> list[dict]:
         out = []
@@ -85,11 +85,17 @@ class DirectoryRepo:
 
     def put_region(self, code: str, name: str, level: str, parent: str | None) -> None:
         upsert(self.conn, self.dialect, R, ["code"], {"code": code, "name": name, "level": level, "parent": parent})
-        self.next_counter(TOPOLOGY_VERSION)
+        self._topology_changed()
 
     def topology_version(self) -> int:
-        """Counts every write of an institution or a region (see the module docstring)."""
+        """Counts the transactions that wrote an institution or a region (see the module docstring)."""
         return int(self.meta_get(TOPOLOGY_VERSION, "0"))
+
+    def _topology_changed(self) -> None:
+        # Once per transaction: a district stores the whole directory at every refresh from the hub.
+        if not self.__dict__.get("_topology_counted"):
+            self.__dict__["_topology_counted"] = True
+            self.meta_set(TOPOLOGY_VERSION, str(self.topology_version() + 1))
 
     def regions(self) -> list[dict]:
         return [dict(r._mapping) for r in self.conn.execute(select(R).order_by(R.c.code))]
