@@ -19,9 +19,9 @@ and plain Ed25519, using the key published at ``GET /federation/v1/keys``.
 
 Signatures are checked with libsodium (PyNaCl), not with OpenSSL (the
 ``cryptography`` package, which holds the nodes' keys and signs). Checking
-every event's signature is the first limit of a sync, and libsodium checks
-about three times as many per second on one core (``scripts/bench`` measures
-both). Ed25519 signatures are deterministic, so the signer's library does not
+every event's signature is the first limit of a sync, and libsodium checks 1.6
+to 3 times as many per second on one core of a 2-core VM (``scripts/bench``
+measures both). Ed25519 signatures are deterministic, so the signer's library does not
 matter, and libsodium is the stricter verifier: besides what OpenSSL checks, it
 refuses small-order and non-canonically encoded keys and points.
 """
