@@ -49,10 +49,10 @@ def check_signing_public(text: str) -> Ed25519PublicKey:
     point a real key can be. A small-order point, such as the identity, has signatures that hold for every
     message; libsodium, which checks events (schemas/events.py), refuses them, but the request signatures
     would not."""
-    key = load_signing_public(text)
-    if not crypto_core_ed25519_is_valid_point(unb64u(text)):
+    raw = unb64u(text)
+    if len(raw) != 32 or not crypto_core_ed25519_is_valid_point(raw):
         raise ValueError("not a valid Ed25519 public key (a small-order or non-canonical point)")
-    return key
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def load_sealing_public(text: str) -> X25519PublicKey:

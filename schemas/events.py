@@ -195,10 +195,10 @@ class Event:
         if hashlib.sha256(data).hexdigest() != self.id:
             raise IntegrityError(f"event {self.id}: id is not the hash of its content")
         try:
-            valid = signature_valid(public_key.public_bytes_raw(), unb64u(self.sig), data)
-        except ValueError:  # (not base64)
-            valid = False
-        if not valid:
+            signature = unb64u(self.sig)
+        except ValueError:  # not base64
+            signature = b""
+        if not signature_valid(public_key.public_bytes_raw(), signature, data):
             raise IntegrityError(f"event {self.id}: signature does not verify with key {self.key}")
 
     @classmethod

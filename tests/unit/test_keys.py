@@ -71,6 +71,17 @@ def test_a_key_without_a_valid_chain_is_not_learned(ring):
     assert list(endorsed_keys(HUB, root, *junk)) == [f"{HUB}#sig-2"]
 
 
+def test_a_small_order_key_is_not_learned_even_when_endorsed(ring):
+    """The identity point's signatures hold for any message under OpenSSL, which checks request signatures:
+    a rotation to it, even signed by the key trusted here, is refused."""
+    identity = b64u(bytes([1]) + bytes(31))
+    old = ring.signing[f"{HUB}#sig-1"]
+    keys = [{"key_id": f"{HUB}#sig-2", "kind": "signing", "public": identity}]
+    endorsements = [{"key_id": f"{HUB}#sig-2", "by": f"{HUB}#sig-1",
+                     "sig": b64u(old.sign(endorsement_statement(HUB, f"{HUB}#sig-2", identity)))}]
+    assert endorsed_keys(HUB, trusted(ring, f"{HUB}#sig-1"), keys, endorsements) == {}
+
+
 def test_an_unreadable_endorsement_is_a_config_error(ring, tmp_path):
     """Found when the keys are loaded (start-up, or a command), not when a peer asks for them."""
     from node.errors import ConfigError
