@@ -36,7 +36,9 @@ def run(config_path, host, port):
     from adapters.http.app import build_app
     from node.config import load_settings
     from node.core import Node
+    from node.eventloop import new_loop
     s = load_settings(config_path, {"host": host, "port": port})
+    loop, kind = new_loop(s.event_loop)
     sockets = _listen(s.host, s.port)
     node = Node(s)
     if s.federation_file:
@@ -46,8 +48,9 @@ def run(config_path, host, port):
     logfmt.configure(s.log_level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} (database {node.storage.dialect})")
-    web.run_app(build_app(node), sock=sockets, print=None, access_log=None)
+    click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} "
+               f"(database {node.storage.dialect}, event loop {kind})")
+    web.run_app(build_app(node), sock=sockets, print=None, access_log=None, loop=loop)
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:

@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     public_url: str = ""
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"   # node.eventloop
     tokens: Tokens
     admin_password: str = Field(min_length=8)
     hub: HubLink = HubLink()

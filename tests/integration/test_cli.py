@@ -365,10 +365,11 @@ def _http(method: str, url: str, body: dict | None = None, token: str | None = N
         return exc.code, json.loads(exc.read())
 
 
-def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_complaints):
+@pytest.mark.parametrize("event_loop, kind", [("auto", "uvloop"), ("asyncio", "asyncio")])
+def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_complaints, event_loop, kind):
     config = init(tmp_path / "n", "--port", str(free_port()))
     port = free_port()  # SIMPUL_PORT beats the file's port
-    env = clean_env(SIMPUL_PORT=str(port), SIMPUL_SYNC__WAKE_INTERVAL_S="0.5")
+    env = clean_env(SIMPUL_PORT=str(port), SIMPUL_SYNC__WAKE_INTERVAL_S="0.5", SIMPUL_EVENT_LOOP=event_loop)
     proc = subprocess.Popen([*SIMPUL, "run", "--config", str(config)], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=env)
     try:
@@ -399,7 +400,7 @@ def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_comp
             pytest.fail(f"simpul run did not stop on SIGTERM:\n{err}")
     assert proc.returncode == 0, err
     assert "Traceback" not in err
-    assert f"serving on http://127.0.0.1:{port}" in out
+    assert f"serving on http://127.0.0.1:{port}" in out and f"event loop {kind})" in out
     res = simpul("verify", "--config", config)
     assert res.returncode == 0 and "checked 1 events: ok" in res.stdout
 
@@ -468,6 +469,13 @@ def test_run_on_a_port_in_use_stops_with_one_line(tmp_path):
         port = taken.getsockname()[1]
         res = simpul("run", "--config", config, "--port", port, timeout=30)
     assert_one_line_error(res, "port", str(port), "in use")
+    assert "serving on" not in res.stdout
+
+
+def test_run_with_an_unknown_event_loop_stops_with_one_line(tmp_path):
+    config = init(tmp_path / "n")
+    res = simpul("run", "--config", config, env=clean_env(SIMPUL_EVENT_LOOP="libev"), timeout=30)
+    assert_one_line_error(res, "event_loop", "'auto', 'uvloop' or 'asyncio'")
     assert "serving on" not in res.stdout
 
 
