@@ -30,16 +30,14 @@ from node.cluster import Cluster, ClusterError, simpul
 from node.errors import ConfigError, ValidationError
 from node.inputs import read_jsonl
 from node.netlink import TcpLink
+from node.samples import sample_dir
 
 QUEUE = "(disposition queue)"
-REPO = Path(__file__).resolve().parents[1]
-BUNDLED = Path(__file__).resolve().parent / "sample_data"
 
 
 def default_federation() -> Path:
-    """The shared sample next to the repository, else the copy shipped in node/sample_data."""
-    shared = REPO.parent / "shared" / "data" / "federation.json"
-    return shared if shared.is_file() else BUNDLED / "federation.json"
+    """The sample's federation.json (node.samples: ../shared/data, else the copy shipped in node/sample_data)."""
+    return sample_dir() / "federation.json"
 
 
 class Demo:

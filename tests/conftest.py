@@ -1,6 +1,6 @@
 """Shared fixtures for every test tier.
 
-- ``sample_dir``: ../shared/data next to the repository (federation.json, complaints.jsonl);
+- ``sample_dir``: the sample (``node.samples``: ../shared/data, else the copy in node/sample_data);
 - ``sample_complaints``: the 40 sample complaints as API request bodies (``expected_*``,
   ``filed_at`` and ``note`` taken out); ``sample_meta`` holds those keys by ``ref``;
 - ``pg_url``: $SIMPUL_TEST_PG_URL, or the test is skipped;
@@ -19,15 +19,16 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.engine import make_url
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_DIR = REPO.parent / "shared" / "data"
+from node.samples import sample_dir
+
+SAMPLE_DIR = sample_dir()
 META_KEYS = ("filed_at", "note")
 
 
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     if not (SAMPLE_DIR / "complaints.jsonl").is_file():
-        pytest.skip(f"sample data not found in {SAMPLE_DIR}")
+        pytest.fail(f"sample data not found in {SAMPLE_DIR}")
     return SAMPLE_DIR
 
 

@@ -14,9 +14,9 @@ if str(ROOT) not in sys.path:
 
 
 def data_dir() -> Path:
-    """../shared/data next to the repository, else the copy shipped in node/sample_data."""
-    shared = ROOT.parent / "shared" / "data"
-    return shared if (shared / "federation.json").is_file() else ROOT / "node" / "sample_data"
+    """The sample data (node.samples: ../shared/data, else the copy shipped in node/sample_data)."""
+    from node.samples import sample_dir
+    return sample_dir()
 
 
 def federation_file() -> Path:

@@ -36,11 +36,12 @@ from pathlib import Path
 import pytest
 
 from node.cluster import Cluster, simpul
+from node.samples import sample_dir
 from node.cluster_client import ApiError, NodeClient
 
 pytestmark = pytest.mark.acceptance
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SAMPLE = sample_dir()
 HUB = "nasional"
 PASSPHRASES = {"pln-uid-kaltimra": "PLN kaltimra: kunci rahasia 2026",
                "kemenpu-bpjn-kaltim": "BPJN kaltim passphrase, panjang",
@@ -185,7 +186,7 @@ def _samples() -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
     if not (SAMPLE / "complaints.jsonl").is_file():
-        pytest.skip(f"sample data not found in {SAMPLE}")
+        pytest.fail(f"sample data not found in {SAMPLE}")
     samples = _samples()
     base = tmp_path_factory.mktemp("confidentiality")
     cluster = Cluster(base, SAMPLE / "federation.json").init()

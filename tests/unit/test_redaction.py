@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 
 from node.redaction import Finding, Redaction, redact
+from node.samples import sample_dir
 
-SAMPLES = Path("/work/shared/data/complaints.jsonl")
+SAMPLES = sample_dir() / "complaints.jsonl"
 
 SRI = {
     "name": "Sri Wahyuningsih",
@@ -28,7 +28,7 @@ NAMA = "[nama disamarkan]"
 
 def load_samples() -> list[dict]:
     if not SAMPLES.exists():
-        pytest.skip(f"sample data not found at {SAMPLES}")
+        pytest.fail(f"sample data not found at {SAMPLES}")
     return [json.loads(line) for line in SAMPLES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from pathlib import Path
 
 import pytest
 
@@ -18,22 +16,16 @@ from node.routing import (
     regions_from_rows,
     route,
 )
+from node.samples import sample_dir
 
 
-def _shared_data() -> Path:
-    default = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-    if (default / "federation.json").exists():
-        return default
-    return Path(os.environ.get("SIMPUL_SHARED_DATA", str(default)))
-
-
-DATA = _shared_data()
+DATA = sample_dir()
 FEDERATION_FILE = DATA / "federation.json"
 COMPLAINTS_FILE = DATA / "complaints.jsonl"
 
 if not FEDERATION_FILE.exists() or not COMPLAINTS_FILE.exists():  # pragma: no cover
-    pytest.skip(f"sample data not found under {DATA} (set SIMPUL_SHARED_DATA)",
-                allow_module_level=True)
+    pytest.fail(f"sample data not found under {DATA} (SIMPUL_SHARED_DATA names a folder without it?)",
+                pytrace=False)
 
 FEDERATION = json.loads(FEDERATION_FILE.read_text(encoding="utf-8"))
 COMPLAINTS = [json.loads(line) for line in COMPLAINTS_FILE.read_text(encoding="utf-8").splitlines()
