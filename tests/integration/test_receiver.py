@@ -20,6 +20,12 @@ def _queued(district, bodies) -> list[dict]:
         return [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch("nasional", 0, 100)]
 
 
+@pytest.mark.parametrize("cores, threads", [(None, 1), (1, 1), (2, 1), (3, 2), (8, 4)])
+def test_verification_takes_every_core_but_one_for_the_database_thread(monkeypatch, cores, threads):
+    monkeypatch.setattr("node.federation.os.cpu_count", lambda: cores)
+    assert Receiver(None, None, None).verify_threads == threads
+
+
 def test_batches_applied_out_of_order_move_the_cursor_once_the_gap_is_filled(pair, sample_complaints):
     district, hub = pair
     items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:6])
@@ -52,7 +58,8 @@ def test_a_batch_that_failed_to_store_is_not_passed_over(pair, sample_complaints
         assert not tx.existing_event_ids(i["event"]["id"] for i in second)
 
 
-def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(pair, sample_complaints):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(pair, sample_complaints, threads):
     """A push handler starts a batch's checks (Receiver.start) before the batch ahead of it is stored. The
     outcome must not change: a forged event is still refused, and an event the batch ahead carried too
     (not yet stored when the checks began, so verified again) is still stored once."""
@@ -63,10 +70,11 @@ def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(p
     ahead, batch = items[:4], [dict(i) for i in items[3:]]          # items[3] travels in both
     batch[10] = {"pos": batch[10]["pos"], "event": {**batch[10]["event"],
                                                     "payload": {**batch[10]["event"]["payload"], "title": "palsu"}}}
-    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub), verify_threads=2)
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub), verify_threads=threads)
     assert receiver.start("kab-paser", batch[:PARALLEL_FROM - 1]) is None   # small: checked inline later
 
     started = receiver.start("kab-paser", batch)
+    assert started is not None and receiver._pool._max_workers == threads
     assert receiver.receive("kab-paser", 0, ahead).accepted == 4
     receiver.start = lambda *a: pytest.fail("receive checked the batch again instead of using its started checks")
     got = receiver.receive("kab-paser", ahead[-1]["pos"], batch, started)
