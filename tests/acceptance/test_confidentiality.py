@@ -36,8 +36,8 @@ from pathlib import Path
 import pytest
 
 from node.cluster import Cluster, simpul
-from node.samples import sample_dir
 from node.cluster_client import ApiError, NodeClient
+from node.samples import sample_dir
 
 pytestmark = pytest.mark.acceptance
 

@@ -1,12 +1,13 @@
+"""node.eventloop: which loop ``simpul run`` serves on. uvloop is a dependency on Linux, so it is imported
+plainly: an install without it fails here instead of skipping."""
 import asyncio
 import sys
 
 import pytest
+import uvloop
 
 from node.errors import ConfigError
 from node.eventloop import new_loop
-
-uvloop = pytest.importorskip("uvloop")
 
 
 def _kind(choice):
