@@ -15,6 +15,7 @@ import pydantic
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from node import eventloop
 from node.errors import ConfigError
 from schemas.directory import NODE_ID_PATTERN
 
@@ -67,7 +68,7 @@ class Settings(BaseSettings):
     public_url: str = ""
     max_body_bytes: int = Field(256 * 1024, ge=1024)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"   # node.eventloop
+    event_loop: Literal[eventloop.CHOICES] = "auto"
     tokens: Tokens
     admin_password: str = Field(min_length=8)
     hub: HubLink = HubLink()

@@ -19,9 +19,9 @@ import pytest
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.engine import make_url
 
-from node.samples import sample_dir
+from node import samples
 
-SAMPLE_DIR = sample_dir()
+SAMPLE_DIR = samples.sample_dir()   # (the fixture below is also named sample_dir)
 META_KEYS = ("filed_at", "note")
 
 

@@ -28,7 +28,7 @@ class DirectoryRepo:
     conn: object
     dialect: str
     meta_get: object      # EventRepo's
-    meta_set: object
+    next_counter: object
 
     def put_node(self, node_id: str, *, role: str, name: str = "", url: str = "", region: str | None = None,
                  enrolled_at: float | None = None) -> None:
@@ -95,7 +95,7 @@ class DirectoryRepo:
         # Once per transaction: a district stores the whole directory at every refresh from the hub.
         if not self.__dict__.get("_topology_counted"):
             self.__dict__["_topology_counted"] = True
-            self.meta_set(TOPOLOGY_VERSION, str(self.topology_version() + 1))
+            self.next_counter(TOPOLOGY_VERSION)
 
     def regions(self) -> list[dict]:
         return [dict(r._mapping) for r in self.conn.execute(select(R).order_by(R.c.code))]
