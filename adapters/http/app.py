@@ -80,6 +80,7 @@ def build_app(node: Node) -> web.Application:
     console.setup(app)
 
     async def on_startup(app: web.Application) -> None:
+        app["checkpointer"] = node.storage.checkpoint_in_background()
         await sync.start()
         scheduler = build_scheduler(node, sync, refresh_directory, anti_entropy)
         scheduler.start()
@@ -98,6 +99,8 @@ def build_app(node: Node) -> web.Application:
         app["scheduler"].shutdown(wait=False)
         app["first_contact"].cancel()
         await sync.stop()
+        if app["checkpointer"] is not None:
+            app["checkpointer"].stop()
         node.close()
 
     app.on_startup.append(on_startup)

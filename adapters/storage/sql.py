@@ -31,6 +31,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
+from adapters.storage.checkpoint import BACKSTOP_PAGES, EVERY_S as CHECKPOINT_EVERY_S, WalCheckpointer
 from adapters.storage.common import pages
 from adapters.storage.repo_events import EventRepo
 from adapters.storage.repo_sync import SyncRepo
@@ -153,6 +154,7 @@ def _sqlite_engine(url: str) -> Engine:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=30000")
         cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}")   # a backstop (adapters.storage.checkpoint)
         cur.close()
 
     @event.listens_for(engine, "begin")
@@ -198,6 +200,11 @@ class SqlStorage:
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
         return self.transaction(write=False)
+
+    def checkpoint_in_background(self, every_s: float = CHECKPOINT_EVERY_S) -> WalCheckpointer | None:
+        """On SQLite, start checkpointing the WAL on a thread of its own (``WalCheckpointer``); stop it
+        before ``dispose``. None on PostgreSQL, which checkpoints on its own."""
+        return WalCheckpointer(self.engine, every_s).start() if self.dialect == "sqlite" else None
 
     def ping(self) -> bool:
         try:

@@ -617,3 +617,42 @@ def test_counter_reserves_ranges(storage):
         assert tx.next_counter("tracking:2611") == 1
         assert tx.next_counter("tracking:2611", 5) == 2
         assert tx.next_counter("tracking:2611") == 7
+
+
+
+def test_sqlite_checkpoints_in_the_background_and_the_writer_only_past_a_backstop(tmp_path):
+    """SQLite's writers checkpoint the WAL themselves only past BACKSTOP_PAGES; a serving node copies it
+    into the database file from a thread of its own (adapters.storage.checkpoint)."""
+    import time
+
+    from adapters.storage.checkpoint import BACKSTOP_PAGES
+    storage = SqlStorage(f"sqlite:///{tmp_path / 'wal.db'}")
+    migrate.upgrade(storage)
+    try:
+        with storage.read() as tx:
+            assert tx.conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar() == BACKSTOP_PAGES
+        for i in range(1, 41):
+            with storage.transaction() as tx:
+                tx.insert_events([ev(ticket=f"t{i}", seq=i, at=1000 + i)])
+        checkpointer = storage.checkpoint_in_background(every_s=0.02)
+        try:
+            deadline = time.monotonic() + 10
+            while checkpointer.last is None and time.monotonic() < deadline:
+                time.sleep(0.01)
+            busy, pages, copied = checkpointer.last
+            assert pages > 0 and copied == pages and busy == 0   # the whole log, copied
+        finally:
+            checkpointer.stop()
+        assert not checkpointer.running
+        with storage.read() as tx:
+            assert tx.count_events() == 40
+    finally:
+        storage.dispose()
+
+
+def test_postgresql_has_no_background_checkpointer(pg_database):
+    storage = SqlStorage(pg_database())
+    try:
+        assert storage.checkpoint_in_background() is None
+    finally:
+        storage.dispose()

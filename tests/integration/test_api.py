@@ -693,3 +693,14 @@ async def test_the_longest_node_id_files_and_syncs_its_columns(request, aiohttp_
         assert tx.take_lease("nasional", engine.owner, 1.0, 30.0)
     with node.storage.read() as tx:
         assert tx.peer("nasional")["lease_owner"] == engine.owner
+
+
+async def test_a_serving_sqlite_node_checkpoints_its_wal_on_a_thread_it_stops_on_shutdown(aiohttp_client, node,
+                                                                                          tokens, complaint):
+    client = await aiohttp_client(build_app(node))
+    checkpointer = client.app["checkpointer"]
+    assert checkpointer.running
+    resp, _ = await file(client, tokens.intake, complaint)
+    assert resp.status == 201
+    await client.close()
+    assert not checkpointer.running
