@@ -6,6 +6,8 @@ database.
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -15,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import SQLModel
 
 from adapters.storage import SqlStorage, migrate
+from adapters.storage.checkpoint import BACKSTOP_PAGES
 from node.errors import ConfigError, StorageError
 from node.lifecycle import Status
 from node.ticket import fold
@@ -619,13 +622,9 @@ def test_counter_reserves_ranges(storage):
         assert tx.next_counter("tracking:2611") == 7
 
 
-
 def test_sqlite_checkpoints_in_the_background_and_the_writer_only_past_a_backstop(tmp_path):
     """SQLite's writers checkpoint the WAL themselves only past BACKSTOP_PAGES; a serving node copies it
     into the database file from a thread of its own (adapters.storage.checkpoint)."""
-    import time
-
-    from adapters.storage.checkpoint import BACKSTOP_PAGES
     storage = SqlStorage(f"sqlite:///{tmp_path / 'wal.db'}")
     migrate.upgrade(storage)
     try:
