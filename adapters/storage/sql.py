@@ -95,6 +95,9 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
     def __init__(self, conn: Connection, dialect: str):
         self._deferred: dict[tuple, tuple] = {}
         self.queued_dests: set[str] = set()
+        # A cycle (the connection flushes the transaction's writes) that ``SqlStorage.transaction`` breaks
+        # when the transaction ends: a cycle is freed only by the garbage collector, and the transaction's
+        # caches (every event of the tickets it read) and its SQLAlchemy connection with it.
         self.conn = _Conn(conn, self)
         self.dialect = dialect
 
@@ -195,8 +198,11 @@ class SqlStorage:
                 if write and self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
                 tx = Tx(conn, self.dialect)
-                yield tx
-                tx.flush()
+                try:
+                    yield tx
+                    tx.flush()
+                finally:
+                    tx.conn._tx = None   # (see Tx.__init__)
 
     def read(self) -> contextlib.AbstractContextManager[Tx]:
         return self.transaction(write=False)
