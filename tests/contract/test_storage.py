@@ -6,7 +6,9 @@ database.
 """
 from __future__ import annotations
 
+import gc
 import time
+import weakref
 
 import pytest
 from alembic import command
@@ -655,3 +657,18 @@ def test_postgresql_has_no_background_checkpointer(pg_database):
         assert storage.checkpoint_in_background() is None
     finally:
         storage.dispose()
+
+
+def test_a_finished_transaction_is_freed_at_once_not_by_the_garbage_collector(storage):
+    """A transaction and its caches (the events of every ticket it read) go as soon as it ends: nothing in
+    it is left in a reference cycle for the collector to find later."""
+    gc.disable()
+    try:
+        with storage.transaction() as tx:
+            tx.insert_events([ev()])
+            assert tx.ticket_events("t1")
+            ref = weakref.ref(tx)
+        del tx
+        assert ref() is None
+    finally:
+        gc.enable()
