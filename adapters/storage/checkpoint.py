@@ -59,10 +59,9 @@ class WalCheckpointer:
             self._thread.join()
             self._thread = None
 
-    def checkpoint(self, raw) -> tuple[int, int, int]:
-        """One PASSIVE checkpoint on the DB-API connection ``raw``: (busy, log pages, pages copied)."""
+    def _checkpoint(self, raw) -> None:
+        """One PASSIVE checkpoint on the DB-API connection ``raw``."""
         self.last = tuple(raw.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
-        return self.last
 
     def _run(self) -> None:
         failing = False   # a failure is logged once, not at every round, until a checkpoint succeeds again
@@ -74,7 +73,7 @@ class WalCheckpointer:
         try:
             while not self._stop.wait(self.every_s):
                 try:
-                    self.checkpoint(raw.driver_connection)
+                    self._checkpoint(raw.driver_connection)
                     failing = False
                 except Exception as exc:  # noqa: BLE001 -- as above
                     if not failing:

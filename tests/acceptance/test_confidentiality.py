@@ -185,8 +185,6 @@ def _samples() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def fed(tmp_path_factory):
-    if not (SAMPLE / "complaints.jsonl").is_file():
-        pytest.fail(f"sample data not found in {SAMPLE}")
     samples = _samples()
     base = tmp_path_factory.mktemp("confidentiality")
     cluster = Cluster(base, SAMPLE / "federation.json").init()

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from node import samples
+from node.errors import ConfigError
 
 
 def test_the_shipped_copy_is_a_whole_sample():
@@ -26,10 +27,30 @@ def test_without_the_original_the_shipped_copy_is_used(monkeypatch, tmp_path):
     assert samples.sample_dir() == samples.BUNDLED
 
 
+def _sample_in(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in samples.FILES:
+        (folder / name).write_text("{}")
+    return folder
+
+
 def test_the_original_is_preferred_and_the_environment_beats_both(monkeypatch, tmp_path):
+    monkeypatch.delenv("SIMPUL_SHARED_DATA", raising=False)
+    _sample_in(tmp_path)
+    monkeypatch.setattr(samples, "SHARED", tmp_path)
+    assert samples.sample_dir() == tmp_path
+    monkeypatch.setenv("SIMPUL_SHARED_DATA", str(_sample_in(tmp_path / "elsewhere")))
+    assert samples.sample_dir() == tmp_path / "elsewhere"
+
+
+def test_an_original_without_the_complaints_is_passed_over(monkeypatch, tmp_path):
     monkeypatch.delenv("SIMPUL_SHARED_DATA", raising=False)
     (tmp_path / "federation.json").write_text("{}")
     monkeypatch.setattr(samples, "SHARED", tmp_path)
-    assert samples.sample_dir() == tmp_path
-    monkeypatch.setenv("SIMPUL_SHARED_DATA", str(tmp_path / "elsewhere"))
-    assert samples.sample_dir() == tmp_path / "elsewhere"
+    assert samples.sample_dir() == samples.BUNDLED
+
+
+def test_an_environment_naming_a_folder_without_the_sample_is_a_config_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("SIMPUL_SHARED_DATA", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="SIMPUL_SHARED_DATA: .*nowhere does not hold the sample"):
+        samples.sample_dir()
