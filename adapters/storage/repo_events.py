@@ -79,6 +79,12 @@ def stored_event(event_id: str, raw: str) -> Event:
     return event
 
 
+def event_to_send(event_id: str, raw: str) -> Event:
+    """The event stored as ``raw``, read to be sent on as it is: parsed already if this process has it, else
+    parsed only when a field other than its id is read (``Event.unparsed``)."""
+    return _PARSED.get(event_id) or Event.unparsed(event_id, raw)
+
+
 def state_from_json(raw: str) -> TicketState:
     data = orjson.loads(raw)
     data["status"] = Status(data["status"])

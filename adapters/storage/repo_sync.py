@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import bindparam, func, or_, select, update
 
 from adapters.storage.common import insert_ignore, pages
-from adapters.storage.repo_events import stored_event
+from adapters.storage.repo_events import event_to_send
 from adapters.storage.tables import DeadLetterRow, EventRow, InboxRow, NonceRow, OutboxRow, PeerRow, TicketRow
 from schemas.events import Event
 
@@ -61,7 +61,7 @@ class SyncRepo:
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
         rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})
-        return [(r.id, stored_event(r.event_id, r.raw)) for r in rows]
+        return [(r.id, event_to_send(r.event_id, r.raw)) for r in rows]
 
     def outbox_depth(self, dest: str, after: int, cap: int | None = None) -> int:
         """Entries queued for ``dest`` after ``after``; with ``cap``, counting stops past it (cheap on a

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlmodel import SQLModel
 
-from adapters.storage import SqlStorage, migrate
+from adapters.storage import SqlStorage, migrate, repo_events
 from adapters.storage.checkpoint import BACKSTOP_PAGES
 from node.errors import ConfigError, StorageError
 from node.lifecycle import Status
@@ -377,6 +377,11 @@ def test_outbox_and_checkpoints(storage):
         batch = tx.outbox_batch("nasional", 0, 3)
         assert [e.id for _, e in batch] == [e.id for e in evs[:3]]
         assert batch[0][1] == evs[0]
+    repo_events._PARSED.clear()   # read by another process: sent on as stored, parsed only if read
+    with storage.read() as tx:
+        batch = tx.outbox_batch("nasional", 0, 3)
+        assert [e.canonical_wire() for _, e in batch] == [e.canonical_wire() for e in evs[:3]]
+        assert batch[0][1] == evs[0] and batch[0][1].payload == evs[0].payload
         pos = batch[-1][0]
         assert [e.id for _, e in tx.outbox_batch("nasional", pos, 10)] == [e.id for e in evs[3:]]
         assert tx.outbox_depth("nasional", 0) == 5 and tx.outbox_depth("nasional", pos) == 2

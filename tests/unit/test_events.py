@@ -35,6 +35,20 @@ def test_round_trip_verifies():
     again.verify(KEY.public_key())
 
 
+def test_an_unparsed_event_sends_its_stored_json_and_parses_it_when_read():
+    e = new_event()
+    raw = e.canonical_wire()
+    lazy = Event.unparsed(e.id, raw)
+    assert lazy.canonical_wire() is raw
+    assert set(lazy.__dict__) == {"id", "_wire"}          # sent without being parsed
+    assert (lazy.seq, lazy.parents, lazy.payload) == (e.seq, e.parents, e.payload)
+    assert lazy == e and e == lazy and hash(lazy) == hash(e) and lazy.to_wire() == e.to_wire()
+    assert lazy != new_event(seq=3) and new_event(seq=3) != Event.unparsed(e.id, raw)
+    lazy.verify(KEY.public_key())
+    with pytest.raises(AttributeError):
+        lazy.no_such_field  # noqa: B018
+
+
 def test_id_depends_on_content_not_on_key_order():
     a = new_event(payload={"x": 1, "y": "é"})
     b = new_event(payload={"y": "é", "x": 1})
