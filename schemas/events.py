@@ -268,7 +268,6 @@ class UnparsedEvent(Event):
     __hash__ = Event.__hash__
 
 
-
 def _new(**fields: Any) -> Event:
     """An Event from fields already checked, without the frozen dataclass's ``__init__`` (a receive makes
     one per item, on the verification threads)."""
