@@ -232,10 +232,7 @@ class Event:
     def from_stored(cls, raw: str) -> "Event":
         """An event from its stored canonical JSON. Storage holds only events that were checked on the way
         in (``from_wire`` and ``verify``, or signed here), so the shape is not checked again."""
-        d = orjson.loads(raw)
-        d["parents"] = tuple(d["parents"])
-        d["_wire"] = raw
-        return _new(**d)
+        return _new(**_stored_fields(raw), _wire=raw)
 
 
 _WIRE_FIELDS = frozenset(("id", "sig", *BODY_FIELDS))
@@ -255,8 +252,7 @@ class UnparsedEvent(Event):
     def __getattr__(self, name: str) -> Any:   # only called for a field not parsed yet
         if name not in _WIRE_FIELDS:
             raise AttributeError(f"'Event' object has no attribute {name!r}")
-        parsed = orjson.loads(self.__dict__["_wire"])
-        parsed["parents"] = tuple(parsed["parents"])
+        parsed = _stored_fields(self.__dict__["_wire"])
         self.__dict__.update(parsed)
         return parsed[name]
 
@@ -266,6 +262,13 @@ class UnparsedEvent(Event):
         return all(getattr(self, f.name) == getattr(other, f.name) for f in fields(Event))
 
     __hash__ = Event.__hash__
+
+
+def _stored_fields(raw: str) -> dict[str, Any]:
+    """An event's fields from its stored canonical JSON (``parents`` as the tuple ``Event`` holds)."""
+    parsed = orjson.loads(raw)
+    parsed["parents"] = tuple(parsed["parents"])
+    return parsed
 
 
 def _new(**fields: Any) -> Event:

@@ -381,6 +381,7 @@ def test_outbox_and_checkpoints(storage):
     with storage.read() as tx:
         batch = tx.outbox_batch("nasional", 0, 3)
         assert [e.canonical_wire() for _, e in batch] == [e.canonical_wire() for e in evs[:3]]
+        assert "payload" not in batch[1][1].__dict__   # not parsed to be sent
         assert batch[0][1] == evs[0] and batch[0][1].payload == evs[0].payload
         pos = batch[-1][0]
         assert [e.id for _, e in tx.outbox_batch("nasional", pos, 10)] == [e.id for e in evs[3:]]
