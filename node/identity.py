@@ -49,7 +49,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
@@ -228,17 +228,30 @@ class IdentityService:
 
     # -- sealing (origin) ------------------------------------------------------------
     def reseal_if_needed(self, tx, state: TicketState, directory: TxDirectory | None = None) -> SealDecision:
-        """Seal the identity for the ticket's current holder if needed; never raises for a missing key.
-        ``directory``: the transaction's TxDirectory, when the caller reseals many tickets in it."""
-        decision = self._decide(state, directory or TxDirectory(tx))
-        if decision.action == "seal":
-            decision = self._seal(tx, state, decision.target, tx.get_private(state.ticket_id))
-        if decision.action == "defer":
-            log.info("identity of ticket %s not sealed yet: %s", state.tracking_id, decision.reason)
-            tx.add_identity_pending([state.ticket_id])
-        elif decision.action == "seal":
-            tx.remove_identity_pending([state.ticket_id])
-        return decision
+        """Seal the identity for the ticket's current holder if needed; never raises for a missing key."""
+        return self.reseal_all(tx, [state], directory)[state.ticket_id]
+
+    def reseal_all(self, tx, states: Sequence[TicketState],
+                   directory: TxDirectory | None = None) -> dict[str, SealDecision]:
+        """``reseal_if_needed`` for each of ``states`` (a receive's tickets filed here), by ticket id.
+
+        The origin records of those to seal are read at once, before any is sealed. Read ticket by ticket,
+        each read made the transaction write what it had deferred so far (``Tx.flush``): a district sealing
+        the hundreds of tickets a hub's batch routed elsewhere wrote its new events a statement per ticket,
+        which cost it a quarter of its CPU in a drain."""
+        directory = directory or TxDirectory(tx)
+        by_id = {s.ticket_id: s for s in states}
+        decisions = {t: self._decide(s, directory) for t, s in by_id.items()}
+        to_seal = [t for t, d in decisions.items() if d.action == "seal"]
+        privates = tx.get_privates(to_seal) if to_seal else {}
+        for t in to_seal:
+            decisions[t] = self._seal(tx, by_id[t], decisions[t].target, privates.get(t))
+        for t, decision in decisions.items():
+            if decision.action == "defer":
+                log.info("identity of ticket %s not sealed yet: %s", by_id[t].tracking_id, decision.reason)
+        tx.add_identity_pending([t for t, d in decisions.items() if d.action == "defer"])
+        tx.remove_identity_pending([t for t, d in decisions.items() if d.action == "seal"])
+        return decisions
 
     def _decide(self, state: TicketState, directory: TxDirectory) -> SealDecision:
         return decide_seal(state, self_id=self.node.node_id, hub_id=self.node.hub_id, directory=directory,

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 
 from node import routing
-from node.identity import TxDirectory
 from node.lifecycle import Status
 from node.ticket import TicketState
 from schemas.events import Event
@@ -85,7 +84,8 @@ def district_react(node, identity=None):
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
         # An admin's manual disposition (no routing rule) is a deliberate decision: it is not second-guessed.
         routed_now = {e.ticket for e in fresh if e.type == "routed" and e.payload.get("rule")}
-        topo = directory = None
+        topo = None
+        filed_here = []
         for state in states.values():
             if (node.settings.auto_return_out_of_competence and state.ticket_id in routed_now
                     and state.holder_node == node.node_id and state.status == Status.DISPOSITIONED):
@@ -99,6 +99,7 @@ def district_react(node, identity=None):
                     log.info("ticket %s returned as bukan wewenang by %s", state.tracking_id, inst.id)
                     continue
             if identity is not None and state.origin == node.node_id:
-                directory = directory or TxDirectory(tx)
-                identity.reseal_if_needed(tx, state, directory)
+                filed_here.append(state)
+        if filed_here:
+            identity.reseal_all(tx, filed_here)
     return react

@@ -186,9 +186,11 @@ class FakeTx:
         return {t: self.db.tickets[t] for t in ticket_ids if t in self.db.tickets}
 
     def get_private(self, ticket_id):
+        self.db.calls.append("get_private")
         return self.db.private.get(ticket_id)
 
     def get_privates(self, ticket_ids):
+        self.db.calls.append("get_privates")
         return {t: self.db.private[t] for t in ticket_ids if t in self.db.private}
 
     def prefetch_ticket_events(self, ticket_ids):
@@ -297,6 +299,28 @@ def test_origin_seals_for_the_holder_and_the_box_opens_only_there(origin, holder
     with pytest.raises(SealingError):
         open_sealed(box, ticket_id="t1", private_keys={f"{HOLDER}#seal-1": X25519PrivateKey.generate()})
     assert origin.storage.audits[-1]["action"] == "identity_sealed"
+
+
+def test_a_receive_reads_the_records_of_all_its_tickets_at_once_then_seals(origin, holder_key):
+    # t1 and t2 go to the holder, t3 is anonymous, t4's holder has no key yet: one read of the records,
+    # before the first seal (a read between two seals would write out the first one's rows on its own).
+    origin.storage.private["t2"] = origin.storage.private["t4"] = origin.storage.private["t1"]
+    origin.storage.directory.nodes["kab-other"] = {"node_id": "kab-other"}
+    states = [ticket(), ticket(ticket_id="t2"), ticket(ticket_id="t3", anonim=True),
+              ticket(ticket_id="t4", holder_node="kab-other")]
+    calls, append = origin.storage.calls, origin.log.append
+    origin.log.append = lambda *a, **k: (calls.append("append"), append(*a, **k))
+    service = IdentityService(origin, now=lambda: NOW)
+    with origin.storage.transaction() as tx:
+        decisions = service.reseal_all(tx, states)
+        pending = tx.pending
+    assert {t: d.action for t, d in decisions.items()} == {"t1": "seal", "t2": "seal", "t3": "none",
+                                                            "t4": "defer"}
+    assert [(t, kind) for t, kind, _ in origin.log.appended] == [("t1", "identity_sealed"),
+                                                                 ("t2", "identity_sealed")]
+    assert calls.count("get_privates") == 1 and "get_private" not in calls
+    assert calls.index("get_privates") < calls.index("append")
+    assert pending == {"t4"}
 
 
 def test_anonymous_identity_is_never_sealed(origin):
