@@ -64,6 +64,7 @@ from collections.abc import Awaitable, Callable
 from adapters.transport import Peer
 from node.backoff import next_delay
 from node.errors import PeerError, SimpulError, ValidationError
+from schemas.events import BATCH_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ log = logging.getLogger(__name__)
 RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
 MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite raises OverflowError past it
 HOLD_PULLS = 10  # pulls that a pulled event signed by a key unknown here is asked for before it is given up
+# A pushed batch's body stays under this (a batch holds fewer than ``sync.batch_size`` events if theirs are
+# long: a complaint's text may be 20,000 characters). Every node accepts BATCH_MAX_BYTES; a quarter is
+# left for the JSON around the events.
+PUSH_MAX_BYTES = BATCH_MAX_BYTES * 3 // 4
 
 
 class SyncEngine:
@@ -240,7 +245,7 @@ class SyncEngine:
             if not tx.take_lease(dest, self.owner, now, self.cfg.lease_ttl_s):
                 return None, None
             after = peer["acked"] if after is None else max(after, peer["acked"])
-            return after, tx.outbox_batch(dest, after, self.cfg.batch_size)
+            return after, within_bytes(tx.outbox_batch(dest, after, self.cfg.batch_size))
 
     async def drain(self, peer: Peer) -> int:
         """Send everything queued for ``peer`` now; return how many items went.
@@ -419,3 +424,18 @@ def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None
             tx.enqueue(dest, event_ids)
             tx.update_peer(dest, failures=0, next_attempt_at=0.0)
     return len(replayed)
+
+
+def within_bytes(batch: list, limit: int = PUSH_MAX_BYTES) -> list:
+    """The longest start of ``batch`` ((position, event) pairs) whose events' JSON adds up to at most
+    ``limit`` bytes; at least its first event. The rest is read again for the next batch. Without it, 500
+    events of long complaints made a body over what the hub accepts: it refused the push (413) before
+    checking who sent it, with an answer the sender could not verify, so the sender backed off and sent
+    the same batch again, for ever."""
+    size = 0
+    for n, (_, event) in enumerate(batch):
+        wire = event.canonical_wire()
+        size += len(wire) if wire.isascii() else len(wire.encode("utf-8"))
+        if size > limit and n:
+            return batch[:n]
+    return batch

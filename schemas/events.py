@@ -62,6 +62,9 @@ EVENT_TYPES = frozenset({
 })
 
 BODY_FIELDS = ("ticket", "author", "seq", "prev", "parents", "hlc", "type", "payload", "key")
+# Every node accepts a federation request body (a batch of events) of this many bytes; a sender keeps its
+# batches under it (node.sync.PUSH_MAX_BYTES), whatever their number of events.
+BATCH_MAX_BYTES = 4 * 1024 * 1024
 
 
 def b64u(data: bytes) -> str:

@@ -21,13 +21,14 @@ from node.intake import IntakeQueue
 from node.reactions import district_react, hub_react
 from node.scheduler import build_scheduler
 from node.sync import SyncEngine
+from schemas.events import BATCH_MAX_BYTES
 
 log = logging.getLogger(__name__)
 
 
 def build_app(node: Node) -> web.Application:
     s = node.settings
-    app = web.Application(middlewares=[problem_middleware], client_max_size=max(s.max_body_bytes, 4 * 1024 * 1024))
+    app = web.Application(middlewares=[problem_middleware], client_max_size=max(s.max_body_bytes, BATCH_MAX_BYTES))
     app["node"] = node
     app["tokens"] = s.tokens
     app["max_body_bytes"] = s.max_body_bytes

@@ -512,3 +512,48 @@ async def test_a_pulled_event_that_can_never_pass_is_dead_lettered(federation, s
     assert _held(paser, [i for _, i in queued]) == {queued[1][1]}
     assert await engine.pull(HUB) == 0 and transport.pulls == [0, cursor]
     assert len(_pull_state(paser, hub)[2]) == 1
+
+
+async def test_a_backlog_of_long_complaints_reaches_the_hub_in_batches_it_accepts(aiohttp_server, pair,
+                                                                                  sample_complaints):
+    """230 complaints of 19,500 characters make about 4.7 MB of events: 500 of them in one push were over
+    what the hub reads (BATCH_MAX_BYTES). It refused the body before checking who sent it, with an answer
+    kab-paser could not verify, and kab-paser backed off and sent the same batch again, for ever. Over
+    loopback, to the real hub app, the backlog now arrives whole in batches under PUSH_MAX_BYTES."""
+    from urllib.parse import urlsplit
+
+    from adapters.http.app import build_app
+    from adapters.hub_http import HttpTransport
+    from node.federation import KeyDirectory
+    from node.sync import PUSH_MAX_BYTES
+    from schemas.complaints import ComplaintIn
+    from schemas.events import BATCH_MAX_BYTES
+
+    district, hub = pair
+    long_text = ("Jalan poros desa rusak berat, berlubang dan tergenang setiap hujan turun. " * 270)[:19_500]
+    for n in range(230):
+        district.complaints.file(ComplaintIn.model_validate(
+            dict(sample_complaints[n % 10], body=long_text, title=f"Jalan rusak {n}")))
+    with district.storage.read() as tx:
+        queued = tx.outbox_batch("nasional", 0, 500)
+    assert sum(len(e.canonical_wire()) for _, e in queued) > BATCH_MAX_BYTES   # one batch of 500 was too big
+
+    transport = HttpTransport(district.keys, KeyDirectory(district.storage, district.keys).resolve, attempts=1)
+    sizes = []
+    push = transport.push
+
+    async def counted(peer, after, items):
+        sizes.append(sum(len(e.canonical_wire()) for _, e in items))
+        return await push(peer, after, items)
+    transport.push = counted
+    hub_server = await aiohttp_server(build_app(hub), port=urlsplit(district.settings.hub.url).port)
+    try:
+        sent = await SyncEngine(district, transport, receiver=None).drain(
+            Peer("nasional", district.settings.hub.url))
+    finally:
+        await transport.close()
+        await hub_server.close()
+    assert sent == len(queued) == 230
+    assert len(sizes) >= 2 and max(sizes) <= PUSH_MAX_BYTES
+    with hub.storage.read() as tx:
+        assert len(tx.stored_raw([e.id for _, e in queued])) == 230
