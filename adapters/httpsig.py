@@ -198,7 +198,7 @@ def sign_request(method: str, url: str, headers: dict[str, str], body: bytes, *,
     return dict(message.headers.items())
 
 
-def verify_request(method: str, url: str, headers: Mapping[str, str], body: bytes, *,
+def verify_request(method: str, url: str, headers: Mapping[str, str], body: bytes | None, *,
                    resolve_key: Callable[[str], Ed25519PublicKey | None], now: float,
                    window_s: int = REPLAY_WINDOW_S) -> Verified:
     """Verify a signed federation request; raise SignatureError on any failure.
@@ -206,7 +206,8 @@ def verify_request(method: str, url: str, headers: Mapping[str, str], body: byte
     Checks: a signature labelled 'simpul' with tag 'simpul-request' is present; it
     covers at least @method, @target-uri and content-digest; it has created, keyid
     and nonce parameters; |now - created| <= window_s; the key id resolves (None ->
-    unknown key); the signature verifies; Content-Digest matches ``body``.
+    unknown key); the signature verifies; Content-Digest matches ``body``. With ``body`` None, that last
+    check is left out: the headers say who signed, before the body is read (it must be checked after).
 
     Replay protection is the CALLER's job: keep the returned ``Verified.nonce``
     (per key id) for at least ``window_s`` seconds and reject a repeat. ``url``

@@ -110,6 +110,14 @@ class UnknownKeyError(SignatureError):
         self.key_id = key_id
 
 
+class Busy(SimpulError):
+    """The node has as much of this kind of work under way as it takes at once; the caller retries later."""
+
+    status = 503
+    slug = "busy"
+    title = "Busy: try again later"
+
+
 class SealingError(SimpulError):
     """A sealed identity that cannot be opened (tampered, wrong key, bad passphrase)."""
 
