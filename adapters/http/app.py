@@ -39,7 +39,7 @@ def build_app(node: Node) -> web.Application:
     react = hub_react(node) if node.role == "hub" else district_react(node, identity)
     receiver = Receiver(node, keydir, react)
     app["receiver"] = receiver
-    app["push_turns"] = federation.push_turns()
+    app["push_turns"] = federation.Turns()
     app["intake"] = IntakeQueue(node)
     transport = HttpTransport(node.keys, keydir.resolve, timeout_s=s.sync.request_timeout_s,
                               attempts=s.sync.retry_attempts, initial_s=s.sync.retry_initial_s)

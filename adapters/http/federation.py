@@ -14,8 +14,9 @@ turn once its signature's headers are verified (the signature covers the
 body's digest, checked when the body is read), so that only enrolled nodes
 hold turns; while it waits, aiohttp buffers no more of its body than its
 stream's high-water mark (128 KiB) and then stops reading the socket. One
-that waits more than ``TURN_WAIT_S`` is answered 503 (signed), and its
-sender retries later, as after an outage.
+that waits more than ``TURN_WAIT_S``, or that finds ``PUSHES_WAITING``
+waiting already, is answered 503 (signed), and its sender retries later, as
+after an outage.
 """
 from __future__ import annotations
 
@@ -36,23 +37,38 @@ from node.errors import Busy, SignatureError, SimpulError, UnknownKeyError, Vali
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 PUSHES_AT_ONCE = 4   # pushes read, checked and stored at once (two districts' pipelines)
+PUSHES_WAITING = 16  # pushes that may wait for a turn; any more are answered 503 at once
 TURN_WAIT_S = 5.0    # how long a push waits for its turn before it is answered 503 (a sender waits 15 s)
 
 
-def push_turns() -> asyncio.Semaphore:
-    return asyncio.Semaphore(PUSHES_AT_ONCE)
+class Turns:
+    """At most ``at_once`` requests at a time, and at most ``waiting`` more waiting for a turn, each for at
+    most ``wait_s``: any other is refused at once with ``Busy`` (a signed 503, which the sender retries
+    later). Each request waiting holds its headers and the start of its body (aiohttp's buffer, 128 KiB):
+    bounded, so a thousand districts coming back at once cost no more than twenty."""
 
+    def __init__(self, at_once: int = PUSHES_AT_ONCE, waiting: int = PUSHES_WAITING, wait_s: float = TURN_WAIT_S):
+        self._free = asyncio.Semaphore(at_once)
+        self.at_once, self.max_waiting, self.wait_s = at_once, waiting, wait_s
+        self.inside = 0   # requests holding a turn or waiting for one
 
-@contextlib.asynccontextmanager
-async def _turn(turns: asyncio.Semaphore):
-    try:
-        await asyncio.wait_for(turns.acquire(), TURN_WAIT_S)
-    except asyncio.TimeoutError:
-        raise Busy(f"{PUSHES_AT_ONCE} pushes are being stored already; try again later") from None
-    try:
-        yield
-    finally:
-        turns.release()
+    @contextlib.asynccontextmanager
+    async def turn(self):
+        if self.inside >= self.at_once + self.max_waiting:
+            raise Busy(f"{self.at_once} pushes are being stored and {self.max_waiting} wait; try again later")
+        self.inside += 1
+        try:
+            try:
+                await asyncio.wait_for(self._free.acquire(), self.wait_s)
+            except asyncio.TimeoutError:
+                raise Busy(f"no turn within {self.wait_s:g} s: {self.at_once} pushes are being stored; "
+                           "try again later") from None
+            try:
+                yield
+            finally:
+                self._free.release()
+        finally:
+            self.inside -= 1
 
 
 async def _authenticated(request: web.Request, body: bytes | None) -> httpsig.Verified:
@@ -108,7 +124,8 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
     before its nonce is spent, and its result is passed to ``fn`` as a fourth argument. Spending the
     nonce is a write on the database thread, behind whatever is queued there; work started in
     ``prepare`` runs meanwhile (a replayed request only costs that work: it changes nothing).
-    ``turns``: the app key of a semaphore the request takes a turn of before its body is read."""
+    ``turns``: the app key of the ``Turns`` the request takes a turn of before its body is read, once its
+    signature's headers are verified (and verified again, with the body's digest, when it is read)."""
     async def handle(request: web.Request) -> web.Response:
         body = await request.read()
         verified = await _authenticated(request, body)
@@ -124,7 +141,7 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
             if turns is None:
                 return await handle(request)
             await _authenticated(request, None)   # the headers: who asks, before it waits for a turn
-            async with _turn(request.app[turns]):
+            async with request.app[turns].turn():
                 return await handle(request)
         except SimpulError as exc:
             log.warning("federation %s %s refused: %s", request.method, request.path, exc)

@@ -18,11 +18,13 @@ from node.federation import KeyDirectory
 
 
 @pytest.fixture
-async def held_hub(aiohttp_server, pair):
+async def held_hub(aiohttp_server, pair, request):
     """(kab-paser's transport, the hub's peer, the pushes the hub took in, the event that lets its receives
-    go on)."""
+    go on). Parametrized (indirect), the hub's ``Turns`` are made with those arguments."""
     district, hub = pair
     app = build_app(hub)
+    if getattr(request, "param", None) is not None:
+        app["push_turns"] = federation.Turns(**request.param)
     receiver, release, taken = app["receiver"], threading.Event(), []
     start, receive = receiver.start, receiver.receive
 
@@ -61,8 +63,8 @@ async def test_pushes_beyond_the_hubs_turns_wait_until_one_ends(held_hub):
     assert len(taken) == len(pushes) and all(r.rejected == () for r in results)
 
 
-async def test_a_push_that_waits_too_long_for_a_turn_is_answered_busy_and_retried_later(held_hub, monkeypatch):
-    monkeypatch.setattr(federation, "TURN_WAIT_S", 0.3)
+@pytest.mark.parametrize("held_hub", [{"wait_s": 0.3}], indirect=True)
+async def test_a_push_that_waits_too_long_for_a_turn_is_answered_busy_and_retried_later(held_hub):
     transport, peer, taken, release = held_hub
     pushes = [asyncio.ensure_future(transport.push(peer, 0, [])) for _ in range(federation.PUSHES_AT_ONCE + 2)]
     await _until(lambda: sum(p.done() for p in pushes) >= 2)
@@ -72,3 +74,16 @@ async def test_a_push_that_waits_too_long_for_a_turn_is_answered_busy_and_retrie
     assert len(busy) == 2 and len(taken) == federation.PUSHES_AT_ONCE
     # a signed 503: the sender verified the answer, and retries it later (it dead-letters nothing)
     assert all(e.peer_status == 503 and e.retryable and not e.refused and "busy" in str(e) for e in busy)
+
+
+@pytest.mark.parametrize("held_hub", [{"at_once": 2, "waiting": 1, "wait_s": 30}], indirect=True)
+async def test_beyond_the_pushes_allowed_to_wait_a_push_is_answered_busy_at_once(held_hub):
+    transport, peer, taken, release = held_hub
+    pushes = [asyncio.ensure_future(transport.push(peer, 0, [])) for _ in range(5)]
+    await _until(lambda: sum(p.done() for p in pushes) >= 2 and len(taken) >= 2)   # long before 30 s
+    await asyncio.sleep(0.3)                          # time for the one waiting to be taken in, were it let in
+    busy = [p.exception() for p in pushes if p.done()]
+    assert len(busy) == 2 and len(taken) == 2
+    assert all(isinstance(e, PeerError) and e.peer_status == 503 and "wait" in str(e) for e in busy)
+    release.set()
+    assert len([r for r in await asyncio.gather(*pushes, return_exceptions=True) if not isinstance(r, Exception)]) == 3
