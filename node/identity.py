@@ -227,13 +227,11 @@ class IdentityService:
         self.page_size = page_size
 
     # -- sealing (origin) ------------------------------------------------------------
-    def reseal_if_needed(self, tx, state: TicketState, directory: TxDirectory | None = None) -> SealDecision:
-        """Seal the identity for the ticket's current holder if needed; never raises for a missing key."""
-        return self.reseal_all(tx, [state], directory)[state.ticket_id]
-
     def reseal_all(self, tx, states: Sequence[TicketState],
                    directory: TxDirectory | None = None) -> dict[str, SealDecision]:
-        """``reseal_if_needed`` for each of ``states`` (a receive's tickets filed here), by ticket id.
+        """Seal each identity of ``states`` (a receive's tickets filed here) for the ticket's current holder
+        where needed; the decisions by ticket id. Never raises for a missing key: that ticket is noted as
+        pending (``defer``).
 
         The origin records of those to seal are read at once, before any is sealed. Read ticket by ticket,
         each read made the transaction write what it had deferred so far (``Tx.flush``): a district sealing

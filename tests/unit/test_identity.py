@@ -272,6 +272,11 @@ class FakeNode:
         self.keys = FakeKeys(sealing_keys or {})
 
 
+def reseal(service, tx, state):
+    """The decision for one ticket of a receive."""
+    return service.reseal_all(tx, [state])[state.ticket_id]
+
+
 @pytest.fixture
 def holder_key():
     return X25519PrivateKey.generate()
@@ -289,7 +294,7 @@ def origin(holder_key):
 def test_origin_seals_for_the_holder_and_the_box_opens_only_there(origin, holder_key):
     service = IdentityService(origin, now=lambda: NOW)
     with origin.storage.transaction() as tx:
-        assert service.reseal_if_needed(tx, ticket()).action == "seal"
+        assert reseal(service, tx, ticket()).action == "seal"
     [(ticket_id, type_, payload)] = origin.log.appended
     assert (ticket_id, type_, payload["holder_node"], payload["institution"]) == (
         "t1", "identity_sealed", HOLDER, "paser-disdukcapil")
@@ -326,7 +331,7 @@ def test_a_receive_reads_the_records_of_all_its_tickets_at_once_then_seals(origi
 def test_anonymous_identity_is_never_sealed(origin):
     service = IdentityService(origin, now=lambda: NOW)
     with origin.storage.transaction() as tx:
-        assert service.reseal_if_needed(tx, ticket(anonim=True)).action == "none"
+        assert reseal(service, tx, ticket(anonim=True)).action == "none"
     assert origin.log.appended == []
 
 
@@ -336,7 +341,7 @@ def test_missing_key_defers_then_reseal_pending_seals(origin, holder_key):
     service = IdentityService(origin, now=lambda: NOW)
     origin.storage.tickets["t1"] = ticket()
     with origin.storage.transaction() as tx:
-        assert service.reseal_if_needed(tx, ticket()).action == "defer"   # no exception in the receive tx
+        assert reseal(service, tx, ticket()).action == "defer"   # no exception in the receive tx
     assert origin.log.appended == [] and service.pending() == ["t1"]
     assert service.reseal_pending() == 0                                 # still unknown: stays pending
     origin.storage.directory.keys = keys                                  # the directory refreshed
@@ -421,7 +426,7 @@ def test_a_bad_public_key_in_the_directory_defers_instead_of_failing(origin):
     origin.storage.directory.keys = [key_row(f"{HOLDER}#seal-1", "not-base64!")]
     service = IdentityService(origin, now=lambda: NOW)
     with origin.storage.transaction() as tx:
-        assert service.reseal_if_needed(tx, ticket()).action == "defer"
+        assert reseal(service, tx, ticket()).action == "defer"
     assert origin.log.appended == []
 
 
@@ -429,7 +434,7 @@ def sealed_ticket(origin, holder_key_id="kab-paser#seal-1", **changes):
     service = IdentityService(origin, now=lambda: NOW)
     state = ticket(**changes)
     with origin.storage.transaction() as tx:
-        service.reseal_if_needed(tx, state)
+        reseal(service, tx, state)
     _, _, payload = origin.log.appended[-1]
     return replace(state, sealed_identity=dict(payload))
 
