@@ -27,7 +27,7 @@ from adapters.transport import Peer, PullResult, PushResult
 from node.backoff import is_retryable_status
 from node.errors import PeerError, SignatureError
 from node.keys import KeyRing
-from schemas.events import Event
+from schemas.events import Event, items_json
 
 log = logging.getLogger(__name__)
 CONTENT_REFUSED = frozenset({400, 404, 409, 413, 422})
@@ -110,10 +110,7 @@ class HttpTransport:
         raise AssertionError("unreachable")
 
     async def push(self, peer: Peer, after: int, items: Sequence[tuple[int, Event]]) -> PushResult:
-        # the events' stored canonical JSON goes out as it is: no object is encoded again per push
-        body = (f'{{"after":{int(after)},"items":['
-                + ",".join(f'{{"pos":{int(pos)},"event":{e.canonical_wire()}}}' for pos, e in items)
-                + "]}").encode()
+        body = f'{{"after":{int(after)},"items":{items_json(items)}}}'.encode()
         data = await self._call("POST", "/federation/v1/events", peer, body)
         return PushResult(accepted=int(data.get("accepted", 0)), duplicates=int(data.get("duplicates", 0)),
                           rejected=tuple((r["id"], r["reason"]) for r in data.get("rejected", [])),

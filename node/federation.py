@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from node.clock import MAX_AHEAD_MS, too_far_ahead
 from node.errors import IntegrityError, ValidationError
 from node.keys import load_signing_public
-from schemas.events import Event
+from schemas.events import Event, within_bytes
 
 log = logging.getLogger(__name__)
 PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
@@ -277,8 +277,10 @@ class Receiver:
                 out.append(e)
         return out
 
-    def outgoing(self, dest: str, after: int, limit: int) -> dict:
-        """What we have queued for ``dest`` after its cursor (for its pull).
+    def outgoing(self, dest: str, after: int, limit: int) -> tuple[list[tuple[int, Event]], int]:
+        """What we have queued for ``dest`` after its cursor (for its pull): at most ``limit`` events, and
+        at most ``BATCH_EVENTS_MAX_BYTES`` of them (``within_bytes``); and the last position queued for it,
+        which tells the puller whether there is more. The events are as stored, sent without parsing.
 
         A peer that asks for what comes after ``after`` holds everything up to it (its cursor only passes
         what it stored or recorded as refused), so its ``acked`` checkpoint here moves to ``after``, as the
@@ -294,4 +296,4 @@ class Receiver:
         if min(after, last) > acked:
             with self.node.storage.transaction() as tx:
                 tx.advance_peer(dest, acked=min(after, last))
-        return {"items": [{"pos": pos, "event": e.to_wire()} for pos, e in batch], "last": last}
+        return within_bytes(batch), last

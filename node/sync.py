@@ -64,7 +64,7 @@ from collections.abc import Awaitable, Callable
 from adapters.transport import Peer
 from node.backoff import next_delay
 from node.errors import PeerError, SimpulError, ValidationError
-from schemas.events import BATCH_MAX_BYTES
+from schemas.events import within_bytes
 
 log = logging.getLogger(__name__)
 
@@ -72,10 +72,6 @@ log = logging.getLogger(__name__)
 RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
 MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite raises OverflowError past it
 HOLD_PULLS = 10  # pulls that a pulled event signed by a key unknown here is asked for before it is given up
-# A pushed batch's body stays under this (a batch holds fewer than ``sync.batch_size`` events if theirs are
-# long: a complaint's text may be 20,000 characters). Every node accepts BATCH_MAX_BYTES; a quarter is
-# left for the JSON around the events.
-PUSH_MAX_BYTES = BATCH_MAX_BYTES * 3 // 4
 
 
 class SyncEngine:
@@ -329,7 +325,7 @@ class SyncEngine:
                               event_id, peer.node_id, reason)
             else:
                 await self.node.db(self._contact, peer.node_id)
-            if take < len(items) or len(items) < self.cfg.batch_size:
+            if take < len(items) or not items or items[-1]["pos"] >= result.last:
                 return got   # (held: the next pull asks again, after the next directory refresh)
         return got
 
@@ -424,18 +420,3 @@ def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None
             tx.enqueue(dest, event_ids)
             tx.update_peer(dest, failures=0, next_attempt_at=0.0)
     return len(replayed)
-
-
-def within_bytes(batch: list, limit: int = PUSH_MAX_BYTES) -> list:
-    """The longest start of ``batch`` ((position, event) pairs) whose events' JSON adds up to at most
-    ``limit`` bytes; at least its first event. The rest is read again for the next batch. Without it, 500
-    events of long complaints made a body over what the hub accepts: it refused the push (413) before
-    checking who sent it, with an answer the sender could not verify, so the sender backed off and sent
-    the same batch again, for ever."""
-    size = 0
-    for n, (_, event) in enumerate(batch):
-        wire = event.canonical_wire()
-        size += len(wire) if wire.isascii() else len(wire.encode("utf-8"))
-        if size > limit and n:
-            return batch[:n]
-    return batch

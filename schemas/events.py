@@ -62,9 +62,11 @@ EVENT_TYPES = frozenset({
 })
 
 BODY_FIELDS = ("ticket", "author", "seq", "prev", "parents", "hlc", "type", "payload", "key")
-# Every node accepts a federation request body (a batch of events) of this many bytes; a sender keeps its
-# batches under it (node.sync.PUSH_MAX_BYTES), whatever their number of events.
+# Every node accepts a federation request body (a batch of events) of this many bytes. A batch, pushed or
+# answering a pull, carries at most BATCH_EVENTS_MAX_BYTES of events (``within_bytes``), whatever their
+# number: a complaint's text may be 20,000 characters. A quarter is left for the JSON around the events.
 BATCH_MAX_BYTES = 4 * 1024 * 1024
+BATCH_EVENTS_MAX_BYTES = BATCH_MAX_BYTES * 3 // 4
 
 
 def b64u(data: bytes) -> str:
@@ -239,6 +241,27 @@ class Event:
 
 
 _WIRE_FIELDS = frozenset(("id", "sig", *BODY_FIELDS))
+
+
+def within_bytes(batch: list, limit: int = BATCH_EVENTS_MAX_BYTES) -> list:
+    """The longest start of ``batch`` ((position, event) pairs) whose events' JSON adds up to at most
+    ``limit`` bytes; at least its first event. The rest goes in the next batch. Without it, 500 events of
+    long complaints made a push over what the hub accepts: it refused the body (413) before checking who
+    sent it, with an answer the sender could not verify, so the sender backed off and sent the same batch
+    again, for ever."""
+    size = 0
+    for n, (_, event) in enumerate(batch):
+        wire = event.canonical_wire()
+        size += len(wire) if wire.isascii() else len(wire.encode("utf-8"))
+        if size > limit and n:
+            return batch[:n]
+    return batch
+
+
+def items_json(batch) -> str:
+    """A batch's ``items`` as JSON: each (position, event) as ``{"pos": .., "event": ..}``, the event as its
+    canonical JSON, spliced in as it is (stored events are not parsed to be sent)."""
+    return "[" + ",".join(f'{{"pos":{int(pos)},"event":{e.canonical_wire()}}}' for pos, e in batch) + "]"
 
 
 class UnparsedEvent(Event):

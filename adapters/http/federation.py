@@ -33,6 +33,7 @@ from adapters import httpsig
 from adapters.http.problems import problem, query_int
 from node import directory
 from node.errors import Busy, SignatureError, SimpulError, UnknownKeyError, ValidationError
+from schemas.events import items_json
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -118,7 +119,8 @@ def _signed(request: web.Request, status: int, data: dict, body_bytes: bytes | N
 
 
 def federation_handler(fn, prepare=None, *, turns: str | None = None):
-    """Verify the caller, run ``fn(request, sender, body)``, sign whatever comes back.
+    """Verify the caller, run ``fn(request, sender, body)``, sign whatever comes back (JSON bytes, or an object
+    to encode).
 
     ``prepare(request, sender, body)``, if given, runs once the request's signature is verified but
     before its nonce is spent, and its result is passed to ``fn`` as a fourth argument. Spending the
@@ -134,7 +136,8 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
             request, sender, body, prepare(request, sender, body))
         await _spend_nonce(request, verified)
         request.app["sync"].on_contact(sender)
-        return _signed(request, 200, await fn(*args))
+        result = await fn(*args)   # an object to encode, or a body encoded already
+        return _signed(request, 200, {}, result) if isinstance(result, bytes) else _signed(request, 200, result)
 
     async def handler(request: web.Request) -> web.Response:
         try:
@@ -182,10 +185,11 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
     return result.to_dict()
 
 
-async def _pull(request, sender, body) -> dict:
+async def _pull(request, sender, body) -> bytes:
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
     node = request.app["node"]
-    return await node.db(request.app["receiver"].outgoing, sender, after, limit)
+    items, last = await node.db(request.app["receiver"].outgoing, sender, after, limit)
+    return f'{{"items":{items_json(items)},"last":{int(last)}}}'.encode()
 
 
 async def _directory(request, sender, body) -> dict:

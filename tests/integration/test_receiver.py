@@ -192,7 +192,7 @@ def test_serving_a_pull_moves_the_pullers_acked_checkpoint(pair, sample_complain
     def acked() -> int:
         with hub.storage.read() as tx:
             return tx.peer("kab-paser")["acked"]
-    assert [i["pos"] for i in receiver.outgoing("kab-paser", 0, 100)["items"]] == queued
+    assert [pos for pos, _ in receiver.outgoing("kab-paser", 0, 100)[0]] == queued
     assert acked() == 0
     receiver.outgoing("kab-paser", queued[0], 100)
     assert acked() == queued[0]

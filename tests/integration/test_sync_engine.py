@@ -5,6 +5,7 @@ back can be chosen); real pushes between node processes are in tests/acceptance.
 """
 import asyncio
 
+import orjson
 import pytest
 
 from adapters.transport import Peer, PullResult, PushResult
@@ -336,10 +337,9 @@ class HubQueue:
 
     async def pull(self, peer, after, limit):
         self.pulls.append(after)
-        data = self.hub_receiver.outgoing(self.puller, after, limit)
-        items = [(i["pos"], i["event"]) for i in data["items"]]
-        return PullResult(items=tuple(self.alter(items) if items else items),
-                          last=data["last"])
+        batch, last = self.hub_receiver.outgoing(self.puller, after, limit)
+        items = [(pos, e.to_wire()) for pos, e in batch]
+        return PullResult(items=tuple(self.alter(items) if items else items), last=last)
 
     async def close(self):
         pass
@@ -519,23 +519,16 @@ async def test_a_backlog_of_long_complaints_reaches_the_hub_in_batches_it_accept
     """230 complaints of 19,500 characters make about 4.7 MB of events: 500 of them in one push were over
     what the hub reads (BATCH_MAX_BYTES). It refused the body before checking who sent it, with an answer
     kab-paser could not verify, and kab-paser backed off and sent the same batch again, for ever. Over
-    loopback, to the real hub app, the backlog now arrives whole in batches under PUSH_MAX_BYTES."""
+    loopback, to the real hub app, the backlog now arrives whole in batches under BATCH_EVENTS_MAX_BYTES."""
     from urllib.parse import urlsplit
 
     from adapters.http.app import build_app
     from adapters.hub_http import HttpTransport
     from node.federation import KeyDirectory
-    from node.sync import PUSH_MAX_BYTES
-    from schemas.complaints import ComplaintIn
-    from schemas.events import BATCH_MAX_BYTES
+    from schemas.events import BATCH_EVENTS_MAX_BYTES, BATCH_MAX_BYTES
 
     district, hub = pair
-    long_text = ("Jalan poros desa rusak berat, berlubang dan tergenang setiap hujan turun. " * 270)[:19_500]
-    for n in range(230):
-        district.complaints.file(ComplaintIn.model_validate(
-            dict(sample_complaints[n % 10], body=long_text, title=f"Jalan rusak {n}")))
-    with district.storage.read() as tx:
-        queued = tx.outbox_batch("nasional", 0, 500)
+    queued = _file_long_complaints(district, sample_complaints)
     assert sum(len(e.canonical_wire()) for _, e in queued) > BATCH_MAX_BYTES   # one batch of 500 was too big
 
     transport = HttpTransport(district.keys, KeyDirectory(district.storage, district.keys).resolve, attempts=1)
@@ -554,6 +547,51 @@ async def test_a_backlog_of_long_complaints_reaches_the_hub_in_batches_it_accept
         await transport.close()
         await hub_server.close()
     assert sent == len(queued) == 230
-    assert len(sizes) >= 2 and max(sizes) <= PUSH_MAX_BYTES
+    assert len(sizes) >= 2 and max(sizes) <= BATCH_EVENTS_MAX_BYTES
     with hub.storage.read() as tx:
         assert len(tx.stored_raw([e.id for _, e in queued])) == 230
+
+
+def _file_long_complaints(node, sample_complaints, n=230) -> list:
+    """File ``n`` complaints of 19,500 characters (about 20 KB of event each) at ``node``; what it queued for
+    the hub."""
+    from schemas.complaints import ComplaintIn
+    long_text = ("Jalan poros desa rusak berat, berlubang dan tergenang setiap hujan turun. " * 270)[:19_500]
+    for i in range(n):
+        node.complaints.file(ComplaintIn.model_validate(
+            dict(sample_complaints[i % 10], body=long_text, title=f"Jalan rusak {i}")))
+    with node.storage.read() as tx:
+        return tx.outbox_batch("nasional", 0, 500)
+
+
+async def test_a_pull_of_long_complaints_comes_in_answers_under_the_limit_until_all_is_there(
+        aiohttp_server, pair, sample_complaints):
+    """The hub pulls kab-paser's queue of 230 long complaints from the real district app over loopback. Each
+    answer stops at BATCH_EVENTS_MAX_BYTES of events (it held all 4.7 MB before), and the puller goes on
+    while the answer's last position is short of the last one queued: all arrive in one pull round."""
+    from adapters.http.app import build_app
+    from adapters.hub_http import HttpTransport
+    from node.federation import KeyDirectory, Receiver
+    from node.reactions import hub_react
+    from schemas.events import BATCH_EVENTS_MAX_BYTES
+
+    district, hub = pair
+    queued = _file_long_complaints(district, sample_complaints)
+    server = await aiohttp_server(build_app(district))
+    transport = HttpTransport(hub.keys, KeyDirectory(hub.storage, hub.keys).resolve, attempts=1)
+    answers = []
+    pull = transport.pull
+
+    async def counted(peer, after, limit):
+        result = await pull(peer, after, limit)
+        answers.append(sum(len(orjson.dumps(event)) for _, event in result.items))
+        return result
+    transport.pull = counted
+    engine = SyncEngine(hub, transport, Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)))
+    try:
+        got = await engine.pull(Peer("kab-paser", str(server.make_url("")).rstrip("/")))
+    finally:
+        await transport.close()
+        await server.close()
+    assert got == len(queued) == 230
+    assert len(answers) >= 2 and max(answers) <= BATCH_EVENTS_MAX_BYTES

@@ -1,5 +1,5 @@
-"""``node.sync.within_bytes``: how much of an outbox batch one push carries."""
-from node.sync import within_bytes
+"""``schemas.events.within_bytes``: how much of an outbox batch one push, or one pull's answer, carries."""
+from schemas.events import within_bytes
 
 
 class Wire:
