@@ -119,7 +119,7 @@ class HttpTransport:
     async def pull(self, peer: Peer, after: int, limit: int) -> PullResult:
         data = await self._call("GET", f"/federation/v1/events?after={after}&limit={limit}", peer)
         return PullResult(items=tuple((int(i["pos"]), i["event"]) for i in data.get("items", [])),
-                          last=int(data.get("last", 0)))
+                          last=int(data.get("last", 0)), more=data.get("more") is True)
 
     async def fetch_keys(self, peer: Peer) -> dict:
         """The peer's public keys and their endorsements (``GET /federation/v1/keys``). Not signed: an

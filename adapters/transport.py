@@ -36,6 +36,7 @@ class PushResult:
 class PullResult:
     items: tuple[tuple[int, dict], ...]     # (queue position, wire event) -- verified by the receiver
     last: int                               # the peer's newest queue position for us
+    more: bool = False                      # the answer was cut at BATCH_EVENTS_MAX_BYTES: ask again
 
 
 class Transport(Protocol):

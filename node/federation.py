@@ -277,10 +277,11 @@ class Receiver:
                 out.append(e)
         return out
 
-    def outgoing(self, dest: str, after: int, limit: int) -> tuple[list[tuple[int, Event]], int]:
+    def outgoing(self, dest: str, after: int, limit: int) -> tuple[list[tuple[int, Event]], int, bool]:
         """What we have queued for ``dest`` after its cursor (for its pull): at most ``limit`` events, and
-        at most ``BATCH_EVENTS_MAX_BYTES`` of them (``within_bytes``); and the last position queued for it,
-        which tells the puller whether there is more. The events are as stored, sent without parsing.
+        at most ``BATCH_EVENTS_MAX_BYTES`` of them (``within_bytes``), as stored, sent without parsing;
+        the last position queued for it; and whether the events were cut short of ``limit`` by their
+        size (the puller asks again at once, as after a full answer).
 
         A peer that asks for what comes after ``after`` holds everything up to it (its cursor only passes
         what it stored or recorded as refused), so its ``acked`` checkpoint here moves to ``after``, as the
@@ -296,4 +297,5 @@ class Receiver:
         if min(after, last) > acked:
             with self.node.storage.transaction() as tx:
                 tx.advance_peer(dest, acked=min(after, last))
-        return within_bytes(batch), last
+        items = within_bytes(batch)
+        return items, last, len(items) < len(batch)

@@ -325,7 +325,7 @@ class SyncEngine:
                               event_id, peer.node_id, reason)
             else:
                 await self.node.db(self._contact, peer.node_id)
-            if take < len(items) or not items or items[-1]["pos"] >= result.last:
+            if take < len(items) or not (len(items) >= self.cfg.batch_size or result.more):
                 return got   # (held: the next pull asks again, after the next directory refresh)
         return got
 

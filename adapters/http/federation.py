@@ -188,8 +188,8 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 async def _pull(request, sender, body) -> bytes:
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
     node = request.app["node"]
-    items, last = await node.db(request.app["receiver"].outgoing, sender, after, limit)
-    return f'{{"items":{items_json(items)},"last":{int(last)}}}'.encode()
+    items, last, more = await node.db(request.app["receiver"].outgoing, sender, after, limit)
+    return f'{{"items":{items_json(items)},"last":{int(last)},"more":{"true" if more else "false"}}}'.encode()
 
 
 async def _directory(request, sender, body) -> dict:

@@ -337,9 +337,9 @@ class HubQueue:
 
     async def pull(self, peer, after, limit):
         self.pulls.append(after)
-        batch, last = self.hub_receiver.outgoing(self.puller, after, limit)
+        batch, last, more = self.hub_receiver.outgoing(self.puller, after, limit)
         items = [(pos, e.to_wire()) for pos, e in batch]
-        return PullResult(items=tuple(self.alter(items) if items else items), last=last)
+        return PullResult(items=tuple(self.alter(items) if items else items), last=last, more=more)
 
     async def close(self):
         pass
@@ -567,8 +567,8 @@ def _file_long_complaints(node, sample_complaints, n=230) -> list:
 async def test_a_pull_of_long_complaints_comes_in_answers_under_the_limit_until_all_is_there(
         aiohttp_server, pair, sample_complaints):
     """The hub pulls kab-paser's queue of 230 long complaints from the real district app over loopback. Each
-    answer stops at BATCH_EVENTS_MAX_BYTES of events (it held all 4.7 MB before), and the puller goes on
-    while the answer's last position is short of the last one queued: all arrive in one pull round."""
+    answer stops at BATCH_EVENTS_MAX_BYTES of events (it held all 4.7 MB before) and says so (``more``),
+    and the puller asks again at once, as after a full answer: all arrive in one pull round."""
     from adapters.http.app import build_app
     from adapters.hub_http import HttpTransport
     from node.federation import KeyDirectory, Receiver
