@@ -45,8 +45,8 @@ TURN_WAIT_S = 5.0    # how long a push waits for its turn before it is answered 
 class Turns:
     """At most ``at_once`` requests at a time, and at most ``waiting`` more waiting for a turn, each for at
     most ``wait_s``: any other is refused at once with ``Busy`` (a signed 503, which the sender retries
-    later). Each request waiting holds its headers and the start of its body (aiohttp's buffer, 128 KiB):
-    bounded, so a thousand districts coming back at once cost no more than twenty."""
+    later). Each request waiting holds its headers and the start of its body (aiohttp's buffer, 128 KiB),
+    so a thousand districts coming back at once hold no more memory than twenty pushes."""
 
     def __init__(self, at_once: int = PUSHES_AT_ONCE, waiting: int = PUSHES_WAITING, wait_s: float = TURN_WAIT_S):
         self._free = asyncio.Semaphore(at_once)
