@@ -207,7 +207,8 @@ def verify_request(method: str, url: str, headers: Mapping[str, str], body: byte
     covers at least @method, @target-uri and content-digest; it has created, keyid
     and nonce parameters; |now - created| <= window_s; the key id resolves (None ->
     unknown key); the signature verifies; Content-Digest matches ``body``. With ``body`` None, that last
-    check is left out: the headers say who signed, before the body is read (it must be checked after).
+    check is left out: the headers say who signed, before the body is read, and ``verify_request_body``
+    checks the body once it is.
 
     Replay protection is the CALLER's job: keep the returned ``Verified.nonce``
     (per key id) for at least ``window_s`` seconds and reject a repeat. ``url``
@@ -221,6 +222,16 @@ def verify_request(method: str, url: str, headers: Mapping[str, str], body: byte
         raise SignatureError("request signature rejected: no nonce parameter")
     return Verified(key_id=str(result.parameters["keyid"]), nonce=result.nonce,
                     created=int(result.parameters["created"]))
+
+
+def verify_request_body(headers: Mapping[str, str], body: bytes) -> None:
+    """Check ``body`` against the Content-Digest of a request whose signature ``verify_request`` verified
+    from its headers alone (``body`` None); the signature covers that digest, so this binds the body to
+    it. Raise SignatureError if it does not match."""
+    try:
+        HTTPMessageVerifier.content_digest_class.verify(_ci(headers).get("Content-Digest", ""), body)
+    except HTTPMessageSignaturesException as exc:
+        raise SignatureError(f"request signature rejected: {exc}") from exc
 
 
 def sign_response(status: int, headers: dict[str, str], body: bytes, *, request_method: str, request_url: str,

@@ -10,9 +10,9 @@ push's batch takes about ten times its body in memory once parsed and under
 verification (500 events in a 335 KB body: 4 MB, by tracemalloc), and each
 district may have two in flight: a hub that a hundred districts reach at
 once after an outage would otherwise hold them all. A push waits for its
-turn once its signature's headers are verified (the signature covers the
-body's digest, checked when the body is read), so that only enrolled nodes
-hold turns; while it waits, aiohttp buffers no more of its body than its
+turn once its signature is verified from its headers (the signature covers
+the body's digest, checked when the body is read), so that only enrolled
+nodes hold turns; while it waits, aiohttp buffers no more of its body than its
 stream's high-water mark (128 KiB) and then stops reading the socket. One
 that waits more than ``TURN_WAIT_S``, or that finds ``PUSHES_WAITING``
 waiting already, is answered 503 (signed), and its sender retries later, as
@@ -72,21 +72,22 @@ class Turns:
             self.inside -= 1
 
 
-async def _authenticated(request: web.Request, body: bytes | None) -> httpsig.Verified:
-    """The request's verified signature (``body`` None: its headers only, the body's digest unchecked).
-    One by a key id unknown here may be the hub's new key: a district tries to learn it
-    (``learn_hub_key``, node.keys endorsements) and checks once more."""
+async def _authenticated(request: web.Request) -> httpsig.Verified:
+    """The request's signature, verified from its headers (the body, not read yet, is checked against the
+    signed Content-Digest once it is: ``httpsig.verify_request_body``). One by a key id unknown here may be
+    the hub's new key: a district tries to learn it (``learn_hub_key``, node.keys endorsements) and checks
+    once more."""
     try:
-        return _verified(request, body)
+        return _verified(request)
     except UnknownKeyError as exc:
         learn = request.app.get("learn_hub_key")
         if learn is None or not await learn(exc.key_id):
             raise
-    return _verified(request, body)
+    return _verified(request)
 
 
-def _verified(request: web.Request, body: bytes | None) -> httpsig.Verified:
-    verified = httpsig.verify_request(request.method, str(request.url), request.headers, body,
+def _verified(request: web.Request) -> httpsig.Verified:
+    verified = httpsig.verify_request(request.method, str(request.url), request.headers, None,
                                       resolve_key=request.app["keydir"].resolve, now=time.time())
     if verified.key_id.split("#", 1)[0] == request.app["node"].node_id:
         raise SignatureError("request signed with this node's own key")
@@ -126,11 +127,11 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
     before its nonce is spent, and its result is passed to ``fn`` as a fourth argument. Spending the
     nonce is a write on the database thread, behind whatever is queued there; work started in
     ``prepare`` runs meanwhile (a replayed request only costs that work: it changes nothing).
-    ``turns``: the app key of the ``Turns`` the request takes a turn of before its body is read, once its
-    signature's headers are verified (and verified again, with the body's digest, when it is read)."""
-    async def handle(request: web.Request) -> web.Response:
+    ``turns``: the app key of the ``Turns`` the request takes a turn of, once its signature is verified
+    and before its body is read."""
+    async def handle(request: web.Request, verified: httpsig.Verified) -> web.Response:
         body = await request.read()
-        verified = await _authenticated(request, body)
+        httpsig.verify_request_body(request.headers, body)
         sender = verified.key_id.split("#", 1)[0]
         args = (request, sender, body) if prepare is None else (
             request, sender, body, prepare(request, sender, body))
@@ -141,11 +142,11 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
 
     async def handler(request: web.Request) -> web.Response:
         try:
+            verified = await _authenticated(request)
             if turns is None:
-                return await handle(request)
-            await _authenticated(request, None)   # the headers: who asks, before it waits for a turn
+                return await handle(request, verified)
             async with request.app[turns].turn():
-                return await handle(request)
+                return await handle(request, verified)
         except SimpulError as exc:
             log.warning("federation %s %s refused: %s", request.method, request.path, exc)
             resp = problem(exc.status, exc.slug, exc.title, str(exc))

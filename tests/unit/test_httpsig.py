@@ -81,6 +81,18 @@ def test_altered_body_rejected():
         verify_request("POST", URL, headers, BODY + b" ", resolve_key=resolve, now=NOW)
 
 
+def test_headers_first_then_the_body():
+    """A node verifies the signature from the headers before it reads the body (a push waits for a turn in
+    between), then checks the body against the signed digest: an altered body is caught there."""
+    headers = signed_request()
+    assert verify_request("POST", URL, headers, None, resolve_key=resolve, now=NOW).nonce == "n-1"
+    httpsig.verify_request_body(headers, BODY)
+    with pytest.raises(SignatureError, match="Content-Digest does not match"):
+        httpsig.verify_request_body(headers, BODY + b" ")
+    with pytest.raises(SignatureError, match="Content-Digest"):
+        httpsig.verify_request_body({k: v for k, v in headers.items() if k != "Content-Digest"}, BODY)
+
+
 def test_altered_digest_header_rejected():
     headers = signed_request()
     tampered = sign_request("POST", URL, {}, b"other", key_id=KEY_ID, private_key=PRIV, now=NOW, nonce="x")
