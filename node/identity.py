@@ -230,25 +230,30 @@ class IdentityService:
     def reseal_all(self, tx, states: Sequence[TicketState],
                    directory: TxDirectory | None = None) -> dict[str, SealDecision]:
         """Seal each identity of ``states`` (a receive's tickets filed here) for the ticket's current holder
-        where needed; the decisions by ticket id. Never raises for a missing key: that ticket is noted as
-        pending (``defer``).
+        where needed; the decisions by ticket id. Never raises for a missing key: such a ticket is noted
+        as pending (``defer``), and one sealed leaves the pending set."""
+        decisions = self._seal_all(tx, states, directory or TxDirectory(tx))
+        deferred = [s for s in states if decisions[s.ticket_id].action == "defer"]
+        for state in deferred:
+            log.info("identity of ticket %s not sealed yet: %s", state.tracking_id, decisions[state.ticket_id].reason)
+        tx.add_identity_pending([s.ticket_id for s in deferred])
+        tx.remove_identity_pending([t for t, d in decisions.items() if d.action == "seal"])
+        return decisions
 
-        The origin records of those to seal are read at once, before any is sealed. Read ticket by ticket,
-        each read made the transaction write what it had deferred so far (``Tx.flush``): a district sealing
-        the hundreds of tickets a hub's batch routed elsewhere wrote its new events a statement per ticket,
-        which cost it a quarter of its CPU in a drain."""
-        directory = directory or TxDirectory(tx)
+    def _seal_all(self, tx, states: Sequence[TicketState], directory: TxDirectory) -> dict[str, SealDecision]:
+        """Decide for each of ``states`` and seal those to seal. What sealing reads (the origin records, the
+        tickets' events) is read at once, before any is sealed: read ticket by ticket, each read made the
+        transaction write what it had deferred so far (``Tx.flush``), and a district sealing the hundreds
+        of tickets a hub's batch routed elsewhere wrote its new events a statement per ticket, which cost
+        it a quarter of its CPU in a drain."""
         by_id = {s.ticket_id: s for s in states}
         decisions = {t: self._decide(s, directory) for t, s in by_id.items()}
         to_seal = [t for t, d in decisions.items() if d.action == "seal"]
-        privates = tx.get_privates(to_seal) if to_seal else {}
-        for t in to_seal:
-            decisions[t] = self._seal(tx, by_id[t], decisions[t].target, privates.get(t))
-        for t, decision in decisions.items():
-            if decision.action == "defer":
-                log.info("identity of ticket %s not sealed yet: %s", by_id[t].tracking_id, decision.reason)
-        tx.add_identity_pending([t for t, d in decisions.items() if d.action == "defer"])
-        tx.remove_identity_pending([t for t, d in decisions.items() if d.action == "seal"])
+        if to_seal:
+            tx.prefetch_ticket_events(to_seal)   # (a receive's are in the transaction's cache already)
+            privates = tx.get_privates(to_seal)
+            for t in to_seal:
+                decisions[t] = self._seal(tx, by_id[t], decisions[t].target, privates.get(t))
         return decisions
 
     def _decide(self, state: TicketState, directory: TxDirectory) -> SealDecision:
@@ -331,21 +336,11 @@ class IdentityService:
     def _reseal(self, tx, page: list[str]) -> tuple[int, dict]:
         """Seal what ``page`` (pending ticket ids) can have sealed now: (how many were sealed, the tickets
         still waiting: id -> (tracking id, why))."""
-        sealed, waiting = 0, {}
         states = tx.get_tickets(page)   # a ticket gone since: nothing to wait for
-        directory = TxDirectory(tx)
-        decisions = {t: self._decide(states[t], directory) for t in page if t in states}
-        to_seal = [t for t, d in decisions.items() if d.action == "seal"]
-        tx.prefetch_ticket_events(to_seal)   # what sealing reads, for the whole page at once
-        privates = tx.get_privates(to_seal)
-        for ticket_id, decision in decisions.items():
-            if decision.action == "seal":
-                decision = self._seal(tx, states[ticket_id], decision.target, privates.get(ticket_id))
-            if decision.action == "defer":
-                waiting[ticket_id] = (states[ticket_id].tracking_id, decision.reason)
-            sealed += decision.action == "seal"
+        decisions = self._seal_all(tx, [states[t] for t in page if t in states], TxDirectory(tx))
+        waiting = {t: (states[t].tracking_id, d.reason) for t, d in decisions.items() if d.action == "defer"}
         tx.remove_identity_pending([t for t in page if t not in waiting])
-        return sealed, waiting
+        return sum(d.action == "seal" for d in decisions.values()), waiting
 
     def reseal_pending(self) -> int:
         """Retry every ticket whose holder's key was unknown, page by page (``reseal_page``: each page is
