@@ -109,6 +109,8 @@ class SyncRepo:
     # -- peers ------------------------------------------------------------------
     def peer(self, node_id: str) -> dict:
         row = self.conn.execute(_PEER, {"node": node_id}).first()
+        if row is None and not self.write:   # a read transaction writes nothing: the row it would insert
+            return PeerRow(node_id=node_id).model_dump()
         if row is None:
             self.conn.execute(insert_ignore(self.dialect, P).values(node_id=node_id, last_error=""))
             row = self.conn.execute(_PEER, {"node": node_id}).first()

@@ -17,6 +17,16 @@ one. With one writer at a time, ids become visible in increasing order, which
 is what the per-peer checkpoints (``acked``, ``cursor``) rely on. Reads, and
 the CPU-heavy signature checks that run before a receive transaction, stay
 parallel across processes.
+
+A read transaction (``read``) sees one snapshot of the database, whatever
+commits while it runs, and writes nothing. SQLite gives a WAL reader that
+snapshot from its first statement; PostgreSQL's default, READ COMMITTED, gives
+each statement its own, so its read transactions run at REPEATABLE READ, READ
+ONLY. A read that takes several statements (a pull's batch and the queue's last
+position, a ticket and its events) then never mixes two states of the
+database. (054c7a7 fixed one such read, a pull's answer, that had made a
+district receive events twice.) READ ONLY also holds every read to writing
+nothing: a write there would skip ``WRITE_LOCK``.
 """
 from __future__ import annotations
 
@@ -92,8 +102,9 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
     with its last values. Nothing else changes: the transaction still commits or rolls back whole.
     """
 
-    def __init__(self, conn: Connection, dialect: str):
+    def __init__(self, conn: Connection, dialect: str, write: bool = True):
         self._deferred: dict[tuple, tuple] = {}
+        self.write = write
         self.queued_dests: set[str] = set()
         # A cycle (the connection flushes the transaction's writes) that ``SqlStorage.transaction`` breaks
         # when the transaction ends: a cycle is freed only by the garbage collector, and the transaction's
@@ -194,10 +205,12 @@ class SqlStorage:
     def transaction(self, write: bool = True) -> Iterator[Tx]:
         with database_errors(), self.engine.connect() as conn:
             conn.info["write"] = write
+            if not write and self.dialect == "postgresql":   # in the BEGIN; undone when the pool takes it back
+                conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
                 if write and self.dialect == "postgresql":
                     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK})
-                tx = Tx(conn, self.dialect)
+                tx = Tx(conn, self.dialect, write)
                 try:
                     yield tx
                     tx.flush()

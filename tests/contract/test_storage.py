@@ -572,6 +572,46 @@ def test_failed_transaction_leaves_nothing(storage):
         assert tx.inbox_count() == 0
 
 
+def test_a_read_transaction_sees_one_snapshot(storage):
+    """Whatever commits while a read runs, each of its statements sees the database as its first did: a
+    pull's batch and the queue's last position, read one after the other, always agree. (PostgreSQL's
+    default, READ COMMITTED, gives each statement a snapshot of its own; SQLite's WAL reader has one.)"""
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 4)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs[:1])
+        tx.enqueue("nasional", [evs[0].id])
+    with storage.read() as reader:
+        assert [e.id for _, e in reader.outbox_batch("nasional", 0, 10)] == [evs[0].id]
+        with storage.transaction() as writer:   # commits while the read is open
+            writer.insert_events(evs[1:])
+            writer.enqueue("nasional", [e.id for e in evs[1:]])
+        assert [e.id for _, e in reader.outbox_batch("nasional", 0, 10)] == [evs[0].id]
+        assert reader.outbox_last_id("nasional") == reader.outbox_batch("nasional", 0, 10)[-1][0]
+        assert reader.count_events() == 1
+    with storage.read() as tx:
+        assert tx.count_events() == 3 and tx.outbox_depth("nasional", 0) == 3
+
+
+def test_a_read_transaction_writes_nothing(storage):
+    """A peer with no checkpoint row yet reads as the row's defaults, and the read does not insert it (a
+    write transaction does); on PostgreSQL the read is READ ONLY, and a write there is refused."""
+    from sqlalchemy import text
+    with storage.read() as tx:
+        peer = tx.peer("kab-ppu")
+        assert (peer["node_id"], peer["acked"], peer["cursor"], peer["failures"]) == ("kab-ppu", 0, 0, 0)
+        assert tx.in_flight("kab-ppu", ["x" * 64]) == set()
+        assert tx.peers() == []
+    with storage.transaction() as tx:
+        assert tx.peer("kab-ppu") == peer
+        assert [p["node_id"] for p in tx.peers()] == ["kab-ppu"]
+    if storage.dialect == "postgresql":
+        with pytest.raises(StorageError, match="read-only"):
+            with storage.read() as tx:
+                tx.conn.execute(text("DELETE FROM peers"))
+    with storage.read() as tx:
+        assert [p["node_id"] for p in tx.peers()] == ["kab-ppu"]
+
+
 def test_database_errors_become_storage_errors(storage):
     from sqlalchemy import text
     with pytest.raises(StorageError):
