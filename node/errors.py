@@ -44,6 +44,14 @@ class PayloadTooLarge(SimpulError):
     title = "Request body too large"
 
 
+class RequestTimeout(SimpulError):
+    """The request's body did not arrive in the time a node waits for it."""
+
+    status = 408
+    slug = "request-timeout"
+    title = "Request body too slow"
+
+
 class UnsupportedMediaType(SimpulError):
     status = 415
     slug = "unsupported-media-type"

@@ -17,6 +17,13 @@ stream's high-water mark (128 KiB) and then stops reading the socket. One
 that waits more than ``TURN_WAIT_S``, or that finds ``PUSHES_WAITING``
 waiting already, is answered 503 (signed), and its sender retries later, as
 after an outage.
+
+A federation request's body must arrive within ``BODY_WAIT_S`` of its
+headers; one that does not is answered 408. Without the bound, a push whose
+body trickles in (or stops) would hold its turn for as long as the connection
+stays open, and four of them would stop every push. The bound is four times a
+sender's own timeout (``sync.request_timeout_s``, 15 s), so a sender gives up on
+a slow link long before we do.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ from aiohttp import web
 from adapters import httpsig
 from adapters.http.problems import problem, query_int
 from node import directory
-from node.errors import Busy, SignatureError, SimpulError, UnknownKeyError, ValidationError
+from node.errors import Busy, RequestTimeout, SignatureError, SimpulError, UnknownKeyError, ValidationError
 from schemas.events import items_json
 
 log = logging.getLogger(__name__)
@@ -40,6 +47,7 @@ routes = web.RouteTableDef()
 PUSHES_AT_ONCE = 4   # pushes read, checked and stored at once (two districts' pipelines)
 PUSHES_WAITING = 16  # pushes that may wait for a turn; any more are answered 503 at once
 TURN_WAIT_S = 5.0    # how long a push waits for its turn before it is answered 503 (a sender waits 15 s)
+BODY_WAIT_S = 60.0   # how long a request's body may take to arrive once its turn (if any) is taken
 
 
 class Turns:
@@ -130,7 +138,10 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
     ``turns``: the app key of the ``Turns`` the request takes a turn of, once its signature is verified
     and before its body is read."""
     async def handle(request: web.Request, verified: httpsig.Verified) -> web.Response:
-        body = await request.read()
+        try:
+            body = await asyncio.wait_for(request.read(), BODY_WAIT_S)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"the body did not arrive within {BODY_WAIT_S:g} s") from None
         httpsig.verify_request_body(request.headers, body)
         sender = verified.key_id.split("#", 1)[0]
         args = (request, sender, body) if prepare is None else (
@@ -150,7 +161,10 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
         except SimpulError as exc:
             log.warning("federation %s %s refused: %s", request.method, request.path, exc)
             resp = problem(exc.status, exc.slug, exc.title, str(exc))
-            return _signed(request, exc.status, {}, resp.body, "application/problem+json", refused=True)
+            answer = _signed(request, exc.status, {}, resp.body, "application/problem+json", refused=True)
+            if isinstance(exc, RequestTimeout):
+                answer.force_close()   # the rest of the body may still come: not on this connection
+            return answer
     return handler
 
 

@@ -4,11 +4,15 @@ so that pushes pile up as they do when many districts come back at once."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
+import time
 from urllib.parse import urlsplit
 
+import orjson
 import pytest
 
+from adapters import httpsig
 from adapters.http import federation
 from adapters.http.app import build_app
 from adapters.hub_http import HttpTransport
@@ -87,3 +91,34 @@ async def test_beyond_the_pushes_allowed_to_wait_a_push_is_answered_busy_at_once
     assert all(isinstance(e, PeerError) and e.peer_status == 503 and "wait" in str(e) for e in busy)
     release.set()
     assert len([r for r in await asyncio.gather(*pushes, return_exceptions=True) if not isinstance(r, Exception)]) == 3
+
+
+@pytest.mark.parametrize("held_hub", [{"at_once": 1, "wait_s": 5}], indirect=True)
+async def test_a_push_whose_body_stops_coming_loses_its_turn_and_is_answered_408(held_hub, pair, monkeypatch):
+    """A signed push whose body stops half-way holds the hub's only turn for ``BODY_WAIT_S``, not for as long
+    as its connection stays open: then it is answered 408, and the push waiting behind it is taken in."""
+    monkeypatch.setattr(federation, "BODY_WAIT_S", 0.5)
+    transport, peer, taken, release = held_hub
+    district = pair[0]
+    url = f"{peer.url.rstrip('/')}/federation/v1/events"
+    body = orjson.dumps({"after": 0, "items": []})
+    headers = httpsig.sign_request("POST", url, {"Content-Type": "application/json"}, body,
+                                   key_id=district.keys.signing_key_id, private_key=district.keys.signing_key,
+                                   now=time.time(), nonce=secrets.token_urlsafe(16))
+    where = urlsplit(url)
+    reader, writer = await asyncio.open_connection(where.hostname, where.port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"POST {where.path} HTTP/1.1\r\nHost: {where.netloc}\r\nContent-Length: {len(body)}\r\n"
+                 f"{head}\r\n".encode() + body[:5])   # and then nothing more
+    await writer.drain()
+    await asyncio.sleep(0.1)                          # the stalled push takes the turn first
+    release.set()
+    result = await transport.push(peer, 0, [])        # waits behind it, then is taken in
+    assert result.rejected == () and len(taken) == 1
+    head = (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)).decode().lower()
+    length = int(head.split("content-length:", 1)[1].split("\r\n", 1)[0])
+    problem = orjson.loads(await reader.readexactly(length))
+    writer.close()
+    assert head.startswith("http/1.1 408") and "application/problem+json" in head
+    assert "connection: close" in head   # the rest of the body may still come: not on this connection
+    assert problem["status"] == 408 and "did not arrive within 0.5 s" in problem["detail"]
