@@ -18,8 +18,9 @@ that waits more than ``TURN_WAIT_S``, or that finds ``PUSHES_WAITING``
 waiting already, is answered 503 (signed), and its sender retries later, as
 after an outage.
 
-A federation request's body must arrive within ``BODY_WAIT_S`` of its
-headers; one that does not is answered 408. Without the bound, a push whose
+A federation request's body must arrive within ``BODY_WAIT_S`` once the
+node starts reading it (for a push, once it has its turn); one that does not
+is answered 408, and its connection is closed. Without the bound, a push whose
 body trickles in (or stops) would hold its turn for as long as the connection
 stays open, and four of them would stop every push. The bound is four times a
 sender's own timeout (``sync.request_timeout_s``, 15 s), so a sender gives up on
