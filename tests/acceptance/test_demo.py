@@ -27,11 +27,11 @@ def _env(tmp_path: Path) -> dict[str, str]:
 
 
 def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting to be reaped."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
+    except FileNotFoundError:
         return False
-    return not Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1].startswith("Z")
 
 
 def _pids(output: str) -> list[int]:
