@@ -47,10 +47,29 @@ def _gone(pids: list[int], seconds: float = 10.0) -> bool:
     return True
 
 
+def _clean_up(demo: subprocess.Popen, manifest: Path) -> None:
+    """After a failure: stop the demo as an operator would (SIGTERM cleans up), and leave no node behind."""
+    if demo.poll() is None:
+        demo.terminate()
+        try:
+            demo.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            demo.kill()
+    for p in json.loads(manifest.read_text())["processes"] if manifest.exists() else ():
+        if p["pid"] and _alive(p["pid"]):
+            os.kill(p["pid"], signal.SIGKILL)
+
+
 def test_the_demo_routes_every_sample_and_leaves_nothing_behind(tmp_path):
-    run = subprocess.run([SIMPUL, "demo"], env=_env(tmp_path), capture_output=True, text=True, timeout=120)
-    out = run.stdout
-    assert run.returncode == 0, out + run.stderr
+    manifest = tmp_path / "manifest.json"   # (only for cleaning up after a failure)
+    demo = subprocess.Popen([SIMPUL, "demo", "--manifest", str(manifest)], env=_env(tmp_path),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        out, _ = demo.communicate(timeout=120)
+    except BaseException:
+        _clean_up(demo, manifest)
+        raise
+    assert demo.returncode == 0, out
     assert "40/40 tickets where they belong" in out
     assert len(re.findall(r"^S0\d\d .* ✓$", out, re.MULTILINE)) == 40
     consoles = re.findall(r"^  (\S+) +(http://127\.0\.0\.1:\d+/admin/) +password \S+$", out, re.MULTILINE)
@@ -88,8 +107,8 @@ def test_the_demo_with_keep_serves_what_its_manifest_says_until_ctrl_c(tmp_path)
         assert "40/40 tickets where they belong" in log.read_text()
         demo.send_signal(signal.SIGINT)                       # Ctrl-C
         assert demo.wait(timeout=60) == 0
-    finally:
-        if demo.poll() is None:
-            demo.kill()
+    except BaseException:
+        _clean_up(demo, manifest)
+        raise
     assert _gone([p["pid"] for p in procs])
     assert not Path(described["base_dir"]).exists()
