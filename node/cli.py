@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from node import logfmt
+from node import collector, logfmt
 from node.cli_admin import register
 from node.cli_common import CONFIG, OneLineErrors, fail_cleanly, open_node
 from node.cli_init import init
@@ -50,7 +50,9 @@ def run(config_path, host, port):
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} "
                f"(database {node.storage.dialect}, event loop {kind})")
-    web.run_app(build_app(node), sock=sockets, print=None, access_log=None, loop=loop)
+    app = build_app(node)
+    collector.tune()
+    web.run_app(app, sock=sockets, print=None, access_log=None, loop=loop)
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
