@@ -358,16 +358,20 @@ def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeou
         click.echo("")
         bad = d.table(snap)
         click.echo("")
-        click.echo("admin consoles (user admin)" + ("" if keep else
-                   ", open while the federation runs: 'simpul demo --keep' keeps it running until Ctrl-C") + ":")
+        if keep:
+            click.echo("admin consoles (user admin):")
+        else:
+            click.echo("admin consoles (user admin), open while the federation runs: "
+                       "'simpul demo --keep' keeps it running until Ctrl-C:")
         for name, p in cluster.procs.items():
             click.echo(f"  {name:<16} {p.url}/admin/   password {cluster.settings(name)['admin_password']}")
-        if keep or not temp:
+        if keep or not temp:   # (only paths that outlive this output)
             click.echo(f"API tokens: [tokens] in {base}/<node>/simpul.toml; logs in {base}/<node>/node.log")
-        if not keep:
-            click.echo("the federation stops now" + (f", and its temporary folder {base} is removed (--dir FOLDER "
-                                                     "keeps the databases, keys, tokens and logs)" if temp else
-                                                     f"; its databases, keys, tokens and logs stay in {base}"))
+        if not keep and temp:
+            click.echo(f"the federation stops now, and its temporary folder {base} is removed "
+                       "(--dir FOLDER keeps the databases, keys, tokens and logs)")
+        elif not keep:
+            click.echo(f"the federation stops now; its databases, keys, tokens and logs stay in {base}")
         click.echo(f"done in {time.monotonic() - t0:.1f}s")
         if keep:
             click.echo("--keep: the federation keeps running; Ctrl-C stops it"
