@@ -106,7 +106,12 @@ def nodes_list(config_path):
     with node.storage.read() as tx:
         rows = tx.nodes()
     for n in rows:
-        state = "revoked" if n["revoked_at"] else "enrolled" if n["enrolled_at"] else "not enrolled"
+        if n["node_id"] == node.node_id:
+            state = "this node"
+        elif n["revoked_at"]:
+            state = "revoked"
+        else:
+            state = "enrolled" if n["enrolled_at"] else "not enrolled"
         click.echo(f"{n['node_id']:<18}{n['role']:<10}{state:<14}{n['url']}")
 
 

@@ -98,9 +98,14 @@ def load_federation(tx, path: str | Path) -> dict:
 
 
 def store_federation(tx, fed: Federation) -> dict:
+    """The file is where names and regions come from: a node already in the directory (enrolled before the
+    file was loaded, say) takes the file's name and region where the file gives them, and keeps its role,
+    URL, enrolment and keys."""
     for node in fed.nodes:
         if tx.get_node(node.node_id) is None:
             tx.put_node(node.node_id, role=node.role, name=node.name, region=node.region)
+        else:
+            tx.describe_node(node.node_id, name=node.name or None, region=node.region)
     for region in fed.regions:
         tx.put_region(region.code, region.name, region.level, region.parent)
     for inst in fed.institutions:

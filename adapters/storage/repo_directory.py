@@ -38,6 +38,12 @@ class DirectoryRepo:
             values["revoked_at"] = None
         upsert(self.conn, self.dialect, N, ["node_id"], values)
 
+    def describe_node(self, node_id: str, *, name: str | None = None, region: str | None = None) -> None:
+        """Set a node's name and region, those given; nothing else of it changes."""
+        values = {k: v for k, v in (("name", name), ("region", region)) if v is not None}
+        if values:
+            self.conn.execute(update(N).where(N.c.node_id == node_id).values(**values))
+
     def get_node(self, node_id: str) -> dict | None:
         row = self.conn.execute(select(N).where(N.c.node_id == node_id)).first()
         return dict(row._mapping) if row else None

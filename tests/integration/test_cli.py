@@ -42,12 +42,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def init(data_dir: Path, *extra) -> Path:
+def init(data_dir: Path, *extra, role: str = "district", node_id: str = "kab-paser") -> Path:
     """``simpul init`` in-process (the same click command, real files; saves a process start).
     The tests of ``init`` itself run it as a process."""
     from click.testing import CliRunner
     from node.cli import main
-    args = ["init", "--role", "district", "--node-id", "kab-paser", "--data-dir", str(data_dir), *map(str, extra)]
+    args = ["init", "--role", role, "--node-id", node_id, "--data-dir", str(data_dir), *map(str, extra)]
     res = CliRunner().invoke(main, args, env={k: None for k in os.environ if k.startswith("SIMPUL_")},
                              catch_exceptions=False)
     assert res.exit_code == 0, res.output
@@ -401,8 +401,36 @@ def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_comp
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert f"serving on http://127.0.0.1:{port}" in out and f"event loop {kind})" in out
+    assert "INFO simpul: district kab-paser stopped" in err.splitlines()[-1]
     res = simpul("verify", "--config", config)
     assert res.returncode == 0 and "checked 1 events: ok" in res.stdout
+
+
+def test_a_federation_loaded_after_enrolment_names_the_enrolled_nodes(tmp_path, sample_dir):
+    """The README's order: enrol each district at the hub, then load the federation file. The file brings the
+    names and regions (a keys file has neither), and the enrolment, URL and keys stay as they were."""
+    hub = init(tmp_path / "hub", role="hub", node_id="nasional")
+    district = init(tmp_path / "paser")
+    keys = tmp_path / "kab-paser.json"
+    keys.write_text(simpul("keys", "show", "--json", "--config", district).stdout)
+    enrolled = simpul("nodes", "enroll", "--config", hub, "--keys", keys, "--url", "http://127.0.0.1:8702")
+    assert enrolled.returncode == 0, enrolled.stderr
+    loaded = simpul("federation", "load", sample_dir / "federation.json", "--config", hub)
+    assert loaded.returncode == 0, loaded.stderr
+    storage = SqlStorage(load_settings(hub).db_url)
+    try:
+        with storage.read() as tx:
+            paser, ppu = tx.get_node("kab-paser"), tx.get_node("kab-ppu")
+            paser_keys = tx.node_keys("kab-paser")
+    finally:
+        storage.dispose()
+    assert (paser["name"], paser["region"]) == ("Pemerintah Kabupaten Paser", "6401")
+    assert paser["url"] == "http://127.0.0.1:8702" and paser["enrolled_at"] and not paser["revoked_at"]
+    assert {k["key_id"] for k in paser_keys} == {k["key_id"] for k in json.loads(keys.read_text())["keys"]}
+    assert (ppu["region"], ppu["enrolled_at"]) == ("6409", None)       # in the file, not enrolled
+    listed = {line.split()[0]: line for line in simpul("nodes", "list", "--config", hub).stdout.splitlines()}
+    assert "this node" in listed["nasional"] and "not enrolled" not in listed["nasional"]
+    assert " enrolled " in listed["kab-paser"] and "not enrolled" in listed["kab-ppu"]
 
 
 # ------------------------------------------------------------ bad input files
