@@ -218,7 +218,7 @@ class Receiver:
             ahead = last is not None and after > tx.peer(sender)["cursor"]
             if last is not None and not ahead:
                 tx.advance_peer(sender, cursor=self._past_gaps(sender, last))
-            tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0)
+            tx.update_peer(sender, last_contact=self.now(), failures=0, next_attempt_at=0.0, last_error="")
             cursor = tx.peer(sender)["cursor"]
             queued_for = frozenset(tx.queued_dests)
         if ahead:  # only once stored: the cursor must never pass an event that is not

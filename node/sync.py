@@ -380,7 +380,7 @@ class SyncEngine:
 
     def _contact(self, dest: str) -> None:
         with self.node.storage.transaction() as tx:
-            tx.update_peer(dest, last_contact=self.now(), failures=0, next_attempt_at=0.0)
+            tx.update_peer(dest, last_contact=self.now(), failures=0, next_attempt_at=0.0, last_error="")
 
     def _note_error(self, dest: str, error: str) -> None:
         with self.node.storage.transaction() as tx:

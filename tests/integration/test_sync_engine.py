@@ -427,6 +427,45 @@ async def test_a_pull_learns_keys_it_does_not_know_before_applying_the_batch(fed
     assert await engine.pull(HUB) == 0 and refreshes == [True]     # keys known now: no second refresh
 
 
+class Outage:
+    """The hub unreachable until ``back`` is set; then ``hub_queue`` answers."""
+
+    def __init__(self, hub_queue):
+        self.hub_queue, self.back = hub_queue, False
+
+    async def pull(self, peer, after, limit):
+        if not self.back:
+            raise PeerError("nasional unreachable: connection refused", retryable=True)
+        return await self.hub_queue.pull(peer, after, limit)
+
+    async def close(self):
+        pass
+
+
+@pytest.mark.parametrize("queued", [True, False], ids=["events-waiting", "nothing-waiting"])
+async def test_a_pull_that_reaches_the_hub_again_clears_the_error_of_the_outage(federation, sample_complaints,
+                                                                              queued):
+    """Before, the failed pull's error stayed in ``simpul status`` (with 0 failures and a fresh last contact)
+    until the next failed or successful push, which a district with nothing to send may not make for days."""
+    from node.federation import KeyDirectory, Receiver
+    paser, ppu, hub = federation
+    if queued:
+        hub_receiver = _routed_to_paser(ppu, hub, sample_complaints)[0]
+    else:
+        hub_receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), lambda *a: None)
+    outage = Outage(HubQueue(hub_receiver, "kab-paser"))
+    engine = _district_engine(paser, hub, outage)[0]
+
+    def last_error():
+        with paser.storage.read() as tx:
+            return tx.peer("nasional")["last_error"]
+    assert await engine.pull(HUB) == 0
+    assert last_error().startswith("nasional unreachable")
+    outage.back = True
+    assert await engine.pull(HUB) == (2 if queued else 0)
+    assert last_error() == ""
+
+
 def _pull_state(district, hub) -> tuple[list[tuple[int, str]], int, list[dict]]:
     """(the hub's queue for kab-paser as (position, event id), kab-paser's cursor, kab-paser's dead letters)"""
     with hub.storage.read() as tx:
