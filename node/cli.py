@@ -53,6 +53,7 @@ def run(config_path, host, port):
     app = build_app(node)
     collector.tune()
     web.run_app(app, sock=sockets, print=None, access_log=None, loop=loop)
+    logging.getLogger("simpul").info("%s %s stopped", s.role, s.node_id)
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import click
 import tomli_w
 
-from node.cli_common import CONFIG, fail_cleanly
+from node.cli_common import fail_cleanly
 from node.errors import ConfigError, ValidationError
 
 
@@ -65,7 +65,8 @@ class Created:
 @click.option("--role", type=click.Choice(["district", "hub"]), required=True)
 @click.option("--node-id", required=True)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="default: ./var/<node-id>")
-@CONFIG
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="where to write the config (default: <data-dir>/simpul.toml)")
 @click.option("--name", default="")
 @click.option("--region", default=None)
 @click.option("--host", default="127.0.0.1")
