@@ -35,6 +35,7 @@ from adapters.http import console_conflicts, console_ops, console_pages
 from adapters.http.console_base import (LANG, PREFIX, SESSION, SESSIONS, SessionStore, cookie_name, page_error,
                                         redirect, render, same_token, t)
 from adapters.http.console_i18n import LANGS
+from adapters.http.problems import read_form
 
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
@@ -130,7 +131,7 @@ async def _guarded(request: web.Request, handler) -> web.StreamResponse:
         if request.path != LOGIN:
             if session is None:
                 return _refuse(request, t(request, "no_session"))
-            form = await request.post()
+            form = await read_form(request)
             if not same_token(form.get("csrf"), session.csrf):
                 return _refuse(request, t(request, "bad_csrf"))
     elif session is None and request.path != LOGIN and not request.path.startswith(STATIC):
@@ -181,7 +182,7 @@ async def login_form(request: web.Request) -> web.Response:
 
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     expected = request.cookies.get(cookie_name(request) + LOGIN_COOKIE_SUFFIX, "")
     if not expected or not same_token(form.get("csrf"), expected):
         return _refuse(request, t(request, "bad_csrf"))

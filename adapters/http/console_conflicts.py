@@ -11,6 +11,7 @@ from aiohttp import web
 
 from adapters.http.console_base import flash, page_error, redirect, render, t, unavailable
 from adapters.http.console_pages import conflict_service
+from adapters.http.problems import read_form
 from node.errors import NotFound, SimpulError
 from node.lifecycle import STATUS_VALUES
 
@@ -83,7 +84,7 @@ async def resolve(request: web.Request) -> web.Response:
     svc = conflict_service(request)
     if svc is None:
         return unavailable(request, t(request, "nav_conflicts"))
-    form = await request.post()
+    form = await read_form(request)
     values = {k: str(v) for k, v in form.items() if k != "csrf"}
     reason = values.get("reason", "").strip()
     choice = values.get("choice", "")

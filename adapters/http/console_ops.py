@@ -12,6 +12,7 @@ import logging
 from aiohttp import web
 
 from adapters.http.console_base import flash, redirect, render, t, whole_number
+from adapters.http.problems import read_form
 from node.errors import SimpulError
 from schemas.complaints import ActionIn
 
@@ -38,7 +39,7 @@ async def assign(request: web.Request) -> web.Response:
     if node.role != "hub":
         flash(request, "error", t(request, "hub_only"))
         return redirect("/admin/disposition")
-    form = await request.post()
+    form = await read_form(request)
     ticket_id = request.match_info["ticket_id"]
     institution = str(form.get("institution", ""))
     reason = str(form.get("reason", "")).strip() or t(request, "assigned_by_admin")
@@ -82,7 +83,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 
 @routes.post("/dead-letters/replay")
 async def replay(request: web.Request) -> web.Response:
-    form = await request.post()
+    form = await read_form(request)
     if form.get("all") == "1":
         ids = None
     else:

@@ -14,6 +14,7 @@ from aiohttp import web
 from adapters.http.console_base import flash, local_time, page_error, redirect, render, t, whole_number
 from adapters.http.console_views import (check_signature, event_fields, event_institution, local_date,
                                          ticket_sla)
+from adapters.http.problems import read_form
 from node.errors import NotFound, SimpulError
 from node.federation import KeyDirectory
 from node.lifecycle import STATUS_VALUES
@@ -154,7 +155,7 @@ async def open_identity(request: web.Request) -> web.Response:
     if opener is None:
         flash(request, "error", t(request, "identity_unavailable"))
         return redirect(f"/admin/tickets/{ticket_id}")
-    form = await request.post()
+    form = await read_form(request)
     reason = str(form.get("reason", "")).strip()
     actor = str(form.get("actor", "")).strip()
     if len(reason) < 3 or not actor:

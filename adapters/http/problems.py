@@ -16,6 +16,7 @@ import pydantic
 from aiohttp import web
 
 from node.errors import BadRequest, PayloadTooLarge, SimpulError, UnsupportedMediaType, ValidationError
+from node.logfmt import payload_reason
 
 log = logging.getLogger(__name__)
 PROBLEM_BASE = "https://simpul.example/problems/"
@@ -51,12 +52,30 @@ async def read_json(request: web.Request) -> object:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise PayloadTooLarge(f"body exceeds the limit of {request.app['max_body_bytes']} bytes") from exc
+    except web.RequestPayloadError as exc:
+        raise unreadable(exc) from exc
     if len(raw) > request.app["max_body_bytes"]:  # chunked: no Content-Length to check up front
         raise PayloadTooLarge(f"body of {len(raw)} bytes exceeds the limit of {request.app['max_body_bytes']} bytes")
     try:
         return orjson.loads(raw)
     except (UnicodeDecodeError, orjson.JSONDecodeError) as exc:
         raise BadRequest(f"body is not valid JSON: {exc}") from exc
+
+
+def unreadable(exc: web.RequestPayloadError) -> BadRequest:
+    """aiohttp could not decode the body as it came (a Content-Encoding that does not match it, say)."""
+    return BadRequest(f"the body cannot be read: {payload_reason(exc)}")
+
+
+async def read_form(request: web.Request):
+    """A console form's fields, or a clear 400 for a body that is not the form it claims to be (an unknown
+    charset, a broken multipart, bytes that are not text). Any other content type gives no fields."""
+    try:
+        return await request.post()
+    except web.RequestPayloadError as exc:
+        raise unreadable(exc) from exc
+    except (ValueError, LookupError) as exc:   # (UnicodeDecodeError is a ValueError)
+        raise BadRequest(f"the form cannot be read: {exc}") from exc
 
 
 _INTEGER = re.compile(r"-?[0-9]{1,19}")   # ASCII digits only: int() also takes "1_0", " 5" and "٣"

@@ -277,6 +277,19 @@ async def test_oversized_chunked_body_is_refused(client, tokens, complaint, node
     assert db_snapshot(node.storage) == before
 
 
+@pytest.mark.parametrize("encoding", ["gzip", "deflate"])
+async def test_a_body_that_is_not_its_content_encoding_is_a_problem(client, tokens, complaint, node, db_snapshot,
+                                                                    caplog, encoding):
+    """Before, aiohttp's decoding error escaped ``read_json``: a 500, and a traceback in the node's log."""
+    before = db_snapshot(node.storage)
+    resp = await client.post("/api/v1/complaints", data=json.dumps(complaint).encode(),
+                             headers={**auth(tokens.intake), "Content-Type": "application/json",
+                                      "Content-Encoding": encoding})
+    await assert_problem(resp, 400, "body cannot be read", f"content-encoding: {encoding}")
+    assert db_snapshot(node.storage) == before
+    assert not [r for r in caplog.records if r.name == "adapters.http.problems"]
+
+
 BAD_ACTIONS = [
     ("unknown-action", {"action": "delete"}, 422, ["action"]),
     ("follow-up-without-text", {"action": "follow_up"}, 422, ["text"]),

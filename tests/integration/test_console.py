@@ -306,3 +306,27 @@ async def test_refusals_are_hardened_and_odd_forms_do_not_crash(client, hub):
     resp = await client.post("/admin/dead-letters/replay", data=form, allow_redirects=False)
     assert resp.status == 403
     assert resp.headers["X-Frame-Options"] == "DENY" and "default-src 'none'" in resp.headers["Content-Security-Policy"]
+
+
+UNREADABLE_FORMS = [   # (id, Content-Type, body)
+    ("unknown-charset", "application/x-www-form-urlencoded; charset=bogus", b"csrf=x&a=b"),
+    ("broken-multipart", "multipart/form-data; boundary=zz", b"junk"),
+    ("not-utf8", "application/x-www-form-urlencoded", b"csrf=x&a=\xff"),
+]
+
+
+@pytest.mark.parametrize("path", ["/admin/login", "/admin/dead-letters/replay"])
+@pytest.mark.parametrize("case", UNREADABLE_FORMS, ids=[c[0] for c in UNREADABLE_FORMS])
+async def test_a_form_that_cannot_be_read_is_a_problem_before_and_after_login(client, hub, db_snapshot, caplog,
+                                                                             path, case):
+    """Before, ``request.post()``'s errors escaped: a 500 and a traceback, even before login."""
+    _, ctype, body = case
+    if path != "/admin/login":
+        await logged_in(client, hub)
+    before = db_snapshot(hub.storage)
+    resp = await client.post(path, data=body, headers={"Content-Type": ctype}, allow_redirects=False)
+    assert resp.status == 400, await resp.text()
+    assert resp.content_type == "application/problem+json"
+    assert "cannot be read" in (await resp.json())["detail"]
+    assert db_snapshot(hub.storage) == before
+    assert not [r for r in caplog.records if r.name == "adapters.http.problems"]

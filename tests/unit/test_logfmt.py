@@ -60,3 +60,29 @@ def test_a_request_the_http_parser_refused_is_one_warning_without_traceback():
     assert level == "WARNING" and "\n" not in line
     assert line == "malformed HTTP request from 127.0.0.1 refused (400): Invalid header value char:\\n\\n  b'x\\x00'"
     assert bug_level == "ERROR" and "Traceback" in bug and "ValueError: a bug of ours" in bug   # others untouched
+
+
+def test_a_body_aiohttp_cannot_decode_is_one_warning_without_traceback():
+    """What aiohttp logs when, after the handler's 400, it finds the rest of a body it cannot decode."""
+    from aiohttp.http_exceptions import ContentEncodingError
+    from aiohttp.web import RequestPayloadError
+
+    from node.logfmt import MalformedRequests
+    logger, lines = logging.getLogger("test.aiohttp.server.payload"), []
+    handler = logging.Handler()
+    handler.emit = lambda r: lines.append((r.levelname, OneLineFormatter("%(message)s").format(r)))
+    logger.addHandler(handler)
+    logger.addFilter(MalformedRequests())
+    try:
+        try:
+            try:
+                raise ContentEncodingError("Can not decode content-encoding: gzip")
+            except ContentEncodingError as cause:
+                raise RequestPayloadError(str(cause)) from cause
+        except RequestPayloadError as exc:
+            logger.exception("Unhandled exception", exc_info=exc)
+    finally:
+        logger.removeHandler(handler)
+    [(level, line)] = lines
+    assert (level, line) == ("WARNING", "a request's body could not be decoded (Can not decode content-encoding: "
+                                        "gzip); connection closed")
