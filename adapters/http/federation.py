@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 
@@ -38,7 +37,7 @@ import orjson
 from aiohttp import web
 
 from adapters import httpsig
-from adapters.http.problems import problem, query_int
+from adapters.http.problems import problem, query_int, unreadable
 from node import directory
 from node.errors import Busy, RequestTimeout, SignatureError, SimpulError, UnknownKeyError, ValidationError
 from schemas.events import items_json
@@ -143,6 +142,8 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
             body = await asyncio.wait_for(request.read(), BODY_WAIT_S)
         except asyncio.TimeoutError:
             raise RequestTimeout(f"the body did not arrive within {BODY_WAIT_S:g} s") from None
+        except web.RequestPayloadError as exc:
+            raise unreadable(exc) from exc
         httpsig.verify_request_body(request.headers, body)
         sender = verified.key_id.split("#", 1)[0]
         args = (request, sender, body) if prepare is None else (
@@ -169,14 +170,18 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
     return handler
 
 
+def _json(body: bytes) -> object:
+    try:
+        return orjson.loads(body)
+    except ValueError as exc:   # (orjson's JSONDecodeError, invalid UTF-8 included)
+        raise ValidationError("body is not valid JSON") from exc
+
+
 def _parse_push(request, sender, body) -> tuple[dict, list | None]:
     """The batch, and at a hub its checks already started (``Receiver.start``). A district first
     refreshes its directory if the batch carries keys it does not know (``SyncEngine.learn_keys``), so it
     starts its checks in ``_push``."""
-    try:
-        data = orjson.loads(body)
-    except ValueError as exc:
-        raise ValidationError("body is not valid JSON") from exc
+    data = _json(body)
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("after"), int):
         raise ValidationError("body must be {'after': int, 'items': [...]}")
     if len(data["items"]) > 5000:
@@ -217,7 +222,7 @@ async def _digests(request, sender, body) -> dict:
     anti_entropy = request.app.get("anti_entropy")
     if anti_entropy is None:
         raise ValidationError("anti-entropy is not available on this node")
-    return await anti_entropy.answer(sender, json.loads(body))
+    return await anti_entropy.answer(sender, _json(body))
 
 
 routes.post("/federation/v1/events")(federation_handler(_push, prepare=_parse_push, turns="push_turns"))
