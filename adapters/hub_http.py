@@ -61,9 +61,12 @@ class HttpTransport:
         403: a clock off by minutes, an enrolment to fix) must not dead-letter a queue the peer may well
         have stored; the sync loop backs off and tries again."""
         headers = {"Content-Type": "application/json"} if body else {}
-        headers = httpsig.sign_request(method, url, headers, body, key_id=self.keys.signing_key_id,
-                                       private_key=self.keys.signing_key, now=self.now(),
-                                       nonce=secrets.token_urlsafe(16))
+        try:
+            headers = httpsig.sign_request(method, url, headers, body, key_id=self.keys.signing_key_id,
+                                           private_key=self.keys.signing_key, now=self.now(),
+                                           nonce=secrets.token_urlsafe(16))
+        except SignatureError as exc:   # (a URL in the directory that cannot be requested: the peer's to fix)
+            raise PeerError(f"{peer.node_id}: cannot send to {url!r}: {exc}", status=None, retryable=False) from exc
         session = await self._client()
         try:
             async with session.request(method, url, data=body or None, headers=headers) as resp:

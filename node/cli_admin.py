@@ -7,7 +7,7 @@ import time
 import click
 
 from node.cli_common import CONFIG, fail_cleanly, open_node
-from node.errors import NotFound, ValidationError
+from node.errors import ValidationError
 
 
 def register(main: click.Group) -> None:
@@ -90,11 +90,10 @@ def nodes_enroll(config_path, keys_file, url, name, region):
 @click.argument("node_id")
 @fail_cleanly
 def nodes_revoke(config_path, node_id):
+    from node import directory
     node = open_node(config_path)
     with node.storage.transaction() as tx:
-        if tx.get_node(node_id) is None:
-            raise NotFound(f"node {node_id} is not in the directory")
-        tx.revoke_node(node_id)
+        directory.revoke(tx, node_id, role=node.role, self_id=node.node_id)
     click.echo(f"revoked {node_id}: its requests and keys are refused from now on")
 
 

@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from node import eventloop
 from node.errors import ConfigError
-from schemas.directory import NODE_ID_PATTERN
+from schemas.directory import NODE_ID_PATTERN, peer_url
 
 DEFAULT_CONFIG = "simpul.toml"
 
@@ -36,6 +36,11 @@ class HubLink(BaseModel):
     url: str = ""
     signing_key_id: str = ""
     signing_public: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return peer_url(v) if v else v
 
 
 class SyncSettings(BaseModel):
@@ -75,6 +80,11 @@ class Settings(BaseSettings):
     sync: SyncSettings = SyncSettings()
     auto_return_out_of_competence: bool = True
     federation_file: Path | None = None
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, v: str) -> str:
+        return peer_url(v) if v else v
 
     @field_validator("database_url")
     @classmethod

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError as PydanticError
 
-from node.errors import ConfigError, ValidationError
+from node.errors import ConfigError, Conflict, NotFound, ValidationError
 from node.inputs import first_error, read_json
 from node.keys import check_signing_public, endorsed_keys, load_sealing_public
 from schemas.directory import EnrollIn, KeyIn, KeysFile
@@ -47,14 +47,33 @@ def enroll(tx, data: dict, now: float | None = None) -> dict:
         raise ValidationError(first_error(exc)) from exc
     now = time.time() if now is None else now
     _check_keys(req.node_id, req.keys)
+    known = {k.key_id: tx.get_key(k.key_id) for k in req.keys}
+    for key in req.keys:
+        if known[key.key_id] is not None and known[key.key_id]["public"] != key.public:
+            # Events signed under this id would no longer verify: a new key takes a new id (keys rotate).
+            raise Conflict(f"key {key.key_id} is enrolled already, with another public key; a new key needs "
+                           "a new id ('simpul keys rotate' gives it one)")
     existing = tx.get_node(req.node_id) or {}
     tx.put_node(req.node_id, role=req.role, name=req.name or existing.get("name", ""), url=req.url,
                 region=req.region or existing.get("region"), enrolled_at=now)
     for key in req.keys:
-        known = tx.get_key(key.key_id)
         tx.put_key(key.key_id, node_id=req.node_id, kind=key.kind, public=key.public,
-                   valid_from=known["valid_from"] if known else now)
+                   valid_from=known[key.key_id]["valid_from"] if known[key.key_id] else now)
     return tx.get_node(req.node_id)
+
+
+def revoke(tx, node_id: str, *, role: str, self_id: str) -> dict:
+    """Revoke ``node_id`` at the hub (``role``/``self_id``: the node doing it). A district's copy of the
+    directory is the hub's, and its next refresh would undo a revocation made there; no node revokes
+    itself (a hub that did would refuse its own answers)."""
+    if role != "hub":
+        raise NotFound("revoking a node happens at the hub; this node is a district")
+    if node_id == self_id:
+        raise ValidationError(f"{node_id} is this node; a node cannot revoke itself")
+    if tx.get_node(node_id) is None:
+        raise NotFound(f"node {node_id} is not in the directory")
+    tx.revoke_node(node_id)
+    return tx.get_node(node_id)
 
 
 class FederationNode(BaseModel):

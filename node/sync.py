@@ -372,7 +372,10 @@ class SyncEngine:
 
     async def pull_all(self) -> None:
         for peer in await self.peers():
-            await self.pull(peer)
+            try:
+                await self.pull(peer)
+            except Exception:  # noqa: BLE001 - one peer's failure must not stop the pulls from the others
+                log.exception("pull from %s failed; the pulls from the other peers go on", peer.node_id)
 
     def _peer_row(self, dest: str) -> dict:
         with self.node.storage.transaction() as tx:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from schemas.directory import REGION_PATTERN
 from schemas.taxonomy import CATEGORIES
 from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, not_one_line
 
@@ -56,7 +57,7 @@ class ComplaintIn(Strict):
     type: Literal["pengaduan", "aspirasi", "permintaan_informasi"]
     category: str = Field(pattern=SLUG, json_schema_extra={"enum": sorted(CATEGORIES)})
     topic: str | None = Field(default=None, pattern=SLUG)
-    region: str = Field(pattern=r"^\d{2}(\d{2}(\d{3}(\d{3})?)?)?$", description="Kemendagri region code")
+    region: str = Field(pattern=REGION_PATTERN, description="Kemendagri region code")
     kecamatan: str | None = Field(default=None, max_length=100, json_schema_extra=TEXT_SCHEMA)
     title: str = Field(min_length=3, max_length=200, json_schema_extra=TEXT_SCHEMA)
     body: str = Field(min_length=10, max_length=20000, json_schema_extra=TEXT_SCHEMA)

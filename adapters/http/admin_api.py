@@ -6,7 +6,7 @@ from aiohttp import web
 
 from adapters.http.api import json_response, ticket_view
 from adapters.http.auth import require
-from adapters.http.problems import query_bool, query_int, read_json
+from adapters.http.problems import only_query, query_bool, query_int, read_json
 from node import directory
 from node.errors import NotFound, ValidationError
 from node.status import sync_status
@@ -17,6 +17,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/sync/status")
 async def status(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
+    only_query(request)
     node = request.app["node"]
     return json_response(await node.db(node.in_read, sync_status, node.node_id))
 
@@ -24,6 +25,7 @@ async def status(request: web.Request) -> web.Response:
 @routes.get("/api/v1/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
     require(request, "admin")
+    only_query(request, "all", "after", "limit")
     node = request.app["node"]
     everything = query_bool(request, "all")
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
@@ -54,6 +56,7 @@ async def replay(request: web.Request) -> web.Response:
 @routes.get("/api/v1/admin/nodes")
 async def list_nodes(request: web.Request) -> web.Response:
     require(request, "admin")
+    only_query(request)
     node = request.app["node"]
     return json_response(await node.db(node.in_read, directory.snapshot))
 
@@ -82,10 +85,7 @@ async def revoke(request: web.Request) -> web.Response:
 
     def write():
         with node.storage.transaction() as tx:
-            if tx.get_node(request.match_info["node_id"]) is None:
-                raise NotFound(f"node {request.match_info['node_id']} is not in the directory")
-            tx.revoke_node(request.match_info["node_id"])
-            return tx.get_node(request.match_info["node_id"])
+            return directory.revoke(tx, request.match_info["node_id"], role=node.role, self_id=node.node_id)
     entry = await node.db(write)
     request.app["keydir"].forget()
     return json_response(entry)
@@ -94,6 +94,7 @@ async def revoke(request: web.Request) -> web.Response:
 @routes.get("/api/v1/disposition")
 async def disposition_queue(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
+    only_query(request)
     node = request.app["node"]
     items, total = await node.db(node.complaints.list, {"awaiting_disposition": True}, 500, 0)
     return json_response({"items": [ticket_view(s) for s in items], "total": total})

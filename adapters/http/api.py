@@ -9,8 +9,8 @@ import orjson
 from aiohttp import web
 
 from adapters.http.auth import require
-from adapters.http.problems import parse, query_int, read_json
-from node.errors import BadRequest, Forbidden, ValidationError
+from adapters.http.problems import only_query, parse, query_bool, query_int, read_json
+from node.errors import BadRequest, Forbidden
 from node.ticket import TicketState
 from schemas.complaints import ActionIn, ComplaintIn
 
@@ -63,13 +63,10 @@ async def get_complaint(request: web.Request) -> web.Response:
 @routes.get("/api/v1/complaints")
 async def list_complaints(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
-    unknown = set(request.query) - set(LIST_FILTERS) - {"limit", "offset"}
-    if unknown:
-        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))}; "
-                              f"filters are {', '.join(LIST_FILTERS)}")
+    only_query(request, *LIST_FILTERS, "limit", "offset")
     filters: dict = {k: request.query[k] for k in LIST_FILTERS if k in request.query}
     if "awaiting_disposition" in filters:
-        filters["awaiting_disposition"] = filters["awaiting_disposition"] in ("1", "true", "yes")
+        filters["awaiting_disposition"] = query_bool(request, "awaiting_disposition")
     limit, offset = query_int(request, "limit", 50, 1, 500), query_int(request, "offset", 0, 0, 10**9)
     node = request.app["node"]
     items, total = await node.db(node.complaints.list, filters, limit, offset)

@@ -5,7 +5,7 @@ from aiohttp import web
 
 from adapters.http.api import json_response
 from adapters.http.auth import require
-from adapters.http.problems import read_json
+from adapters.http.problems import only_query, read_json
 from node.errors import ValidationError
 
 routes = web.RouteTableDef()
@@ -14,6 +14,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/conflicts")
 async def list_conflicts(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
+    only_query(request, "status")
     node = request.app["node"]
     items = await node.db(node.conflicts.list, request.query.get("status"))
     return json_response({"items": items})

@@ -21,8 +21,7 @@ from aiohttp import web
 
 from adapters.http.api import json_response
 from adapters.http.auth import require
-from adapters.http.problems import parse, query_int, read_json
-from node.errors import ValidationError
+from adapters.http.problems import only_query, parse, query_int, read_json
 from node.identity import public_view
 from schemas.identity import IdentityOpenIn
 
@@ -68,10 +67,7 @@ async def messages(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/public/complaints")
 async def public_complaints(request: web.Request) -> web.Response:
-    unknown = set(request.query) - set(PUBLIC_FILTERS) - {"limit", "offset"}
-    if unknown:
-        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))}; "
-                              f"filters are {', '.join(PUBLIC_FILTERS)}")
+    only_query(request, *PUBLIC_FILTERS, "limit", "offset")
     filters: dict = {k: request.query[k] for k in PUBLIC_FILTERS if k in request.query}
     filters["rahasia"] = False
     limit, offset = query_int(request, "limit", 50, 1, 200), query_int(request, "offset", 0, 0, 10**9)

@@ -94,6 +94,14 @@ def query_int(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
+def only_query(request: web.Request, *allowed: str) -> None:
+    """A 422 for a query parameter the route does not take: a misspelt filter must not return everything."""
+    unknown = set(request.query) - set(allowed)
+    if unknown:
+        takes = f"it takes {', '.join(allowed)}" if allowed else "it takes none"
+        raise ValidationError(f"unknown query parameter(s): {', '.join(sorted(unknown))}; {takes}")
+
+
 def query_bool(request: web.Request, name: str) -> bool:
     """Query parameter ``name`` as a boolean (true/false, 1/0; absent is false), else a 422."""
     raw = request.query.get(name)

@@ -359,6 +359,13 @@ async def test_bad_list_parameters(client, tokens):
     for query in ("all=yes", "all=True", "all=", "after=1_0"):   # (all=yes was taken for false)
         resp = await client.get(f"/api/v1/dead-letters?{query}", headers=auth(tokens.admin))
         await assert_problem(resp, 422, query.split("=")[0])
+    for query in ("awaiting_disposition=maybe", "awaiting_disposition=", "awaiting_disposition=yes"):
+        resp = await client.get(f"/api/v1/complaints?{query}", headers=auth(tokens.operator))   # (taken as false)
+        await assert_problem(resp, 422, "awaiting_disposition")
+    for path in ("/api/v1/conflicts", "/api/v1/dead-letters", "/api/v1/sync/status", "/api/v1/disposition",
+                 "/api/v1/admin/nodes"):   # (the parameter was ignored: a misspelt filter listed everything)
+        resp = await client.get(f"{path}?statuss=open", headers=auth(tokens.admin))
+        await assert_problem(resp, 422, "unknown query parameter", "statuss")
 
 
 @pytest.mark.parametrize("key", ["\xff\xfe".encode("latin-1").decode("latin-1"), "a\tb", "x" * 201])
