@@ -10,6 +10,7 @@ from datetime import date
 from urllib.parse import urlencode
 
 from aiohttp import web
+from pydantic import ValidationError as PydanticError
 
 from adapters.http.console_base import flash, local_time, page_error, redirect, render, t, whole_number
 from adapters.http.console_views import (check_signature, event_fields, event_institution, local_date,
@@ -17,8 +18,10 @@ from adapters.http.console_views import (check_signature, event_fields, event_in
 from adapters.http.problems import read_form
 from node.errors import NotFound, SimpulError
 from node.federation import KeyDirectory
+from node.inputs import first_error
 from node.lifecycle import STATUS_VALUES
 from node.status import sync_status
+from schemas.identity import IdentityOpenIn
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -160,8 +163,13 @@ async def open_identity(request: web.Request) -> web.Response:
     actor = str(form.get("actor", "")).strip()
     if len(reason) < 3 or not actor:
         return await _ticket_page(request, ticket_id, {"identity_error": t(request, "identity_needs")}, 422)
-    wanted = {"role": "console-admin", "actor_name": actor, "actor": actor, "reason": reason,
-              "passphrase": str(form.get("passphrase", "")) or None}
+    try:   # the API's rules for the same request (lengths, control characters)
+        asked = IdentityOpenIn.model_validate({"reason": reason, "actor": actor,
+                                               "passphrase": str(form.get("passphrase", "")) or None})
+    except PydanticError as exc:
+        return await _ticket_page(request, ticket_id, {"identity_error": first_error(exc)}, 422)
+    wanted = {"role": "console-admin", "actor_name": asked.actor, "actor": asked.actor, "reason": asked.reason,
+              "passphrase": asked.passphrase}
     params = inspect.signature(opener).parameters
     kwargs = {k: v for k, v in wanted.items() if k in params}
     node = request.config_dict["node"]

@@ -330,3 +330,27 @@ async def test_a_form_that_cannot_be_read_is_a_problem_before_and_after_login(cl
     assert "cannot be read" in (await resp.json())["detail"]
     assert db_snapshot(hub.storage) == before
     assert not [r for r in caplog.records if r.name == "adapters.http.problems"]
+
+
+@pytest.mark.parametrize("reason, actor, words", [
+    ("telepon\u0000pelapor", "Budi", ["reason", "control characters"]),
+    ("x" * 501, "Budi", ["reason", "500"]),
+    ("telepon pelapor", "B" * 81, ["actor", "80"]),
+])
+async def test_the_consoles_identity_form_keeps_the_apis_rules(make_node, tmp_path, sample_dir, sample_complaints,
+                                                               aiohttp_client, db_snapshot, reason, actor, words):
+    """Before, the console took any reason the API refuses (control characters, 100,000 characters), opened the
+    identity and wrote the reason into the audit log."""
+    node = make_node(tmp_path, federation=sample_dir / "federation.json")
+    filed = await node.db(node.complaints.file, ComplaintIn.model_validate(sample(sample_complaints, "S001")), None)
+    client = await aiohttp_client(build_app(node))
+    await logged_in(client, node)
+    page = f"/admin/tickets/{filed.state.ticket_id}"
+    token = await csrf_from(client, page)
+    before = db_snapshot(node.storage)
+    resp = await client.post(page + "/identity", data={"csrf": token, "reason": reason, "actor": actor})
+    html = await resp.text()
+    assert resp.status == 422
+    for word in words:
+        assert word in html, word
+    assert db_snapshot(node.storage) == before          # nothing opened, nothing audited
