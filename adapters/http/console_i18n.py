@@ -74,6 +74,8 @@ _ID = {
     "identity_hint": "Identitas hanya dibuka atas permintaan, dengan alasan; setiap pembukaan dicatat dalam audit.",
     "identity_anonim": "Laporan anonim: identitas pelapor tidak pernah meninggalkan node asal.",
     "identity_unavailable": "Pembukaan identitas belum tersedia di node ini.",
+    "identity_not_held": "Node ini tidak memegang tiket ini: hanya node yang menanganinya ({holder}) atau node "
+                         "asalnya ({origin}) yang dapat membuka identitas pelapor.",
     "identity_open": "Buka identitas (diaudit)", "identity_needs": "Isi nama petugas dan alasan (minimal 3 huruf).",
     "identity_opened": "Dibuka oleh {actor} pada {at}; tercatat di audit.", "actor_name": "Nama petugas",
     "reason": "Alasan", "passphrase": "Frasa sandi instansi",
@@ -175,6 +177,8 @@ _EN = {
     "identity_hint": "The identity is opened only on request, with a reason; every opening is audited.",
     "identity_anonim": "Anonymous report: the reporter's identity never leaves the origin node.",
     "identity_unavailable": "Opening identities is not available on this node yet.",
+    "identity_not_held": "This node does not hold this ticket: only the node handling it ({holder}) or its "
+                         "origin ({origin}) can open the reporter's identity.",
     "identity_open": "Open identity (audited)", "identity_needs": "Give the officer's name and a reason (3+ letters).",
     "identity_opened": "Opened by {actor} at {at}; recorded in the audit log.", "actor_name": "Officer's name",
     "reason": "Reason", "passphrase": "Institution passphrase",

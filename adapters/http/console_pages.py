@@ -141,6 +141,8 @@ async def _ticket_page(request: web.Request, ticket_id: str, extra: dict | None 
     return render(request, "ticket.html", {
         # (only an institution hosted on the hub has its key wrapped by a passphrase: a district never asks)
         **data, "identity_available": opener is not None,
+        # (where decide_access would refuse whoever asks: no form to fill in for nothing)
+        "identity_here": node.node_id in (data["state"].origin, data["state"].holder_node),
         "needs_passphrase": "passphrase" in params and node.role == "hub",
         "audit": audit, "opened": None, "identity_error": "", **(extra or {})}, status=status)
 

@@ -354,3 +354,19 @@ async def test_the_consoles_identity_form_keeps_the_apis_rules(make_node, tmp_pa
     for word in words:
         assert word in html, word
     assert db_snapshot(node.storage) == before          # nothing opened, nothing audited
+
+
+async def test_the_hub_offers_no_identity_form_for_a_ticket_it_does_not_hold(pair, aiohttp_client, sample_complaints):
+    """Before, the form was there, and whatever was filled in was refused afterwards ("does not hold")."""
+    from node.federation import KeyDirectory, Receiver
+    from node.reactions import hub_react
+    district, hub = pair
+    filed = district.complaints.file(ComplaintIn.model_validate(sample(sample_complaints, "S001")))
+    with district.storage.read() as tx:
+        items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch("nasional", 0, 100)]
+    Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)).receive("kab-paser", 0, items)
+    client = await aiohttp_client(build_app(hub))
+    await logged_in(client, hub)
+    html = await (await client.get(f"/admin/tickets/{filed.state.ticket_id}?lang=en")).text()
+    assert 'id="identity-not-held"' in html and "(kab-paser) or its origin (kab-paser)" in html
+    assert 'name="reason"' not in html
