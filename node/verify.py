@@ -74,12 +74,14 @@ def _key_problem(event: Event, keys: dict[str, SigningKey]) -> str | None:
     return None
 
 
-def _check_event(event: Event, seq: int, author: str, keys: dict[str, SigningKey]) -> list[str]:
+def _check_event(event: Event, seq: int, stored_id: str, author: str, keys: dict[str, SigningKey]) -> list[str]:
     """What is wrong with one stored event by itself (its links are checked by the caller)."""
     problems = []
     problem = _key_problem(event, keys)
     if problem:
         problems.append(problem)
+    if stored_id != event.id:   # (the column every lookup goes by: parents, duplicates, a ticket's events)
+        problems.append(f"event {event.id}: stored under the id {stored_id!r}")
     if event.author != author:
         problems.append(f"event {event.id}: stored as {author}'s, but signed as {event.author}'s")
     if event.seq != seq:
@@ -107,23 +109,27 @@ def _verify_chain(storage, author: str, own: bool, keys: dict[str, SigningKey], 
                   report: VerifyReport) -> None:
     prev_seq, prev_id, after = 0, None, 0
     head: tuple[int, str | None] = (0, None)
-    while True:
+    rows: list = [None]
+    while rows:
         with storage.read() as tx:
             if own:  # before the page, in its transaction (see the module docstring)
                 head = tx.chain_head(author)
             rows = tx.events_by_author(author, after_seq=after, limit=page)
-        if not rows:
-            break
-        for seq, raw in rows:
-            after = seq
+        for seq, stored_id, raw in rows:
             report.checked += 1
-            try:
+            if not isinstance(seq, int):   # (SQLite keeps text in an integer column, and sorts it last)
+                report.problems.append(f"{author}: event {stored_id!r} is stored with seq {seq!r}, not a number")
+                rows = []
+                break
+            after = seq
+            try:   # a row that breaks the checks is a problem of that row, never the end of the check
                 event = Event.from_wire(json.loads(raw))
-            except (ValueError, ValidationError) as exc:
-                report.problems.append(f"{author} seq {seq}: stored event is unreadable: {exc}")
+                report.problems += _check_event(event, seq, stored_id, author, keys)
+            except (ValueError, TypeError, RecursionError, ValidationError) as exc:
+                report.problems.append(f"{author} seq {seq}: stored event is unreadable: "
+                                       f"{exc.__class__.__name__}: {exc}")
                 prev_seq, prev_id = seq, None
                 continue
-            report.problems += _check_event(event, seq, author, keys)
             if seq == prev_seq + 1 and prev_id is not None and event.prev != prev_id:
                 report.problems.append(f"event {event.id}: chain broken, prev is {event.prev}, expected {prev_id}")
             if own and seq != prev_seq + 1:

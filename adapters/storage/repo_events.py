@@ -185,11 +185,11 @@ class EventRepo:
                                                                lo=page[0], hi=page[-1]))
         return found
 
-    def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str]]:
-        """(pos, raw) of ``author``'s events in chain order."""
-        rows = self.conn.execute(select(E.c.seq, E.c.raw).where(E.c.author == author, E.c.seq > after_seq)
+    def events_by_author(self, author: str, after_seq: int = 0, limit: int = 1000) -> list[tuple[int, str, str]]:
+        """(seq, id, raw) of ``author``'s events in chain order, each column as stored."""
+        rows = self.conn.execute(select(E.c.seq, E.c.id, E.c.raw).where(E.c.author == author, E.c.seq > after_seq)
                                  .order_by(E.c.seq).limit(limit))
-        return [(r.seq, r.raw) for r in rows]
+        return [(r.seq, r.id, r.raw) for r in rows]
 
     def events_page(self, after_pos: int, limit: int) -> list[tuple[int, str]]:
         rows = self.conn.execute(select(E.c.pos, E.c.raw).where(E.c.pos > after_pos).order_by(E.c.pos).limit(limit))

@@ -223,7 +223,8 @@ def test_events_by_author_and_page(storage):
     with storage.transaction() as tx:
         tx.insert_events(evs)
     with storage.read() as tx:
-        assert [s for s, _ in tx.events_by_author("kab-paser", after_seq=2, limit=2)] == [3, 4]
+        assert [(s, i) for s, i, _ in tx.events_by_author("kab-paser", after_seq=2, limit=2)] == [
+            (3, evs[2].id), (4, evs[3].id)]
         page = tx.events_page(0, 3)
         assert len(page) == 3 and page[0][0] < page[1][0] < page[2][0]
         assert len(tx.events_page(page[-1][0], 10)) == 2

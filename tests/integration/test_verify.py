@@ -116,3 +116,44 @@ def test_a_first_event_with_a_prev_is_named(node):
     store(node, bad)
     problems = verify_log(node.storage, node.keys).problems
     assert problems == [f"event {bad.id}: seq 1 must start the chain, but its prev is {'b' * 64}"]
+
+
+def _raw(node, event_id: str) -> str:
+    with node.storage.engine.connect() as conn:
+        return conn.execute(text("SELECT raw FROM events WHERE id = :id"), {"id": event_id}).scalar_one()
+
+
+@pytest.mark.parametrize("tamper, says", [
+    ("big-integer", "IntegerDomainError"),        # a number canonical JSON cannot hold
+    ("nan", "FloatDomainError"),
+    ("deeply-nested", "RecursionError"),
+], ids=["big-integer", "nan", "deeply-nested"])
+def test_a_row_that_breaks_the_checks_is_named_and_the_rest_still_checked(node, tamper, says):
+    """Before, such a row ended ``simpul verify`` with a traceback, and nothing after it was checked."""
+    (_, first), (_, second), _ = own_events(node)
+    raw = _raw(node, second)
+    if tamper == "big-integer":
+        raw = raw.replace('"payload":{', '"payload":{"n":1152921504606846976000000,', 1)
+    elif tamper == "nan":
+        raw = raw.replace('"payload":{', '"payload":{"n":NaN,', 1)
+    else:
+        raw = raw.replace('"payload":{', '"payload":{"n":' + "[" * 5000 + "]" * 5000 + ",", 1)
+    sql(node, "UPDATE events SET raw = :raw WHERE id = :id", raw=raw, id=second)
+    report = verify_log(node.storage, node.keys)
+    assert report.checked == 3
+    assert len(report.problems) == 1 and "seq 2" in report.problems[0] and says in report.problems[0], report.problems
+
+
+def test_an_event_stored_under_another_id_is_named(node):
+    """The id column is what every lookup goes by; before, '00' there passed."""
+    (_, first), *_ = own_events(node)
+    sql(node, "UPDATE events SET id = '00' WHERE id = :id", id=first)
+    problems = verify_log(node.storage, node.keys).problems
+    assert problems == [f"event {first}: stored under the id '00'"]
+
+
+def test_a_seq_that_is_not_a_number_is_named(node):
+    *_, (_, last) = own_events(node)
+    sql(node, "UPDATE events SET seq = 'abc' WHERE id = :id", id=last)
+    problems = verify_log(node.storage, node.keys).problems
+    assert f"event '{last}' is stored with seq 'abc', not a number" in problems[0], problems
