@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import click
+import orjson
 
 from node.cli_common import CONFIG, fail_cleanly, open_node
 
@@ -62,7 +63,7 @@ def conflicts_show(config_path, conflict_id, as_json):
 def conflicts_resolve(config_path, conflict_id, winner, state_json, reason):
     from node.errors import ValidationError
     try:
-        state = json.loads(state_json) if state_json else None
+        state = orjson.loads(state_json) if state_json else None   # (nested past 1024 levels: a ValueError)
     except ValueError as exc:
         raise ValidationError(f"--state is not valid JSON: {exc}") from exc
     node = open_node(config_path)

@@ -63,7 +63,7 @@ from collections.abc import Awaitable, Callable
 
 from adapters.transport import Peer
 from node.backoff import next_delay
-from node.errors import PeerError, SimpulError, ValidationError
+from node.errors import NotFound, PeerError, SimpulError, ValidationError
 from schemas.events import within_bytes
 
 log = logging.getLogger(__name__)
@@ -414,6 +414,10 @@ def replay_dead_letters(storage, ids: list[int] | None = None, now: float | None
     with storage.transaction() as tx:
         chosen = [r["id"] for r in tx.dead_letters()] if ids is None else ids
         replayed = tx.mark_replayed(chosen, now)
+        missing = sorted(set(chosen) - {row["id"] for row in replayed})
+        if ids is not None and missing:   # (all or nothing: the transaction undoes the marks above)
+            raise NotFound(f"no dead letter {', '.join(map(str, missing[:10]))} waits to be replayed (unknown, "
+                           "or replayed already)")
         held = tx.existing_event_ids(row["event_id"] for row in replayed)
         by_dest: dict[str, list[str]] = {}
         for row in replayed:

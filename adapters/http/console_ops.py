@@ -93,7 +93,11 @@ async def replay(request: web.Request) -> web.Response:
             flash(request, "error", t(request, "replay_none_chosen"))
             return redirect("/admin/dead-letters")
     node, sync = request.config_dict["node"], request.config_dict["sync"]
-    count = await node.db(sync.replay, ids)
+    try:
+        count = await node.db(sync.replay, ids)
+    except SimpulError as exc:   # (a letter another admin replayed meanwhile: nothing is replayed)
+        flash(request, "error", str(exc))
+        return redirect("/admin/dead-letters")
     sync.wake()
     log.info("console: %d dead letter(s) replayed", count)
     flash(request, "ok", t(request, "replayed", n=count))
