@@ -83,6 +83,26 @@ def _listen(host: str, port: int) -> list[socket.socket]:
 @main.command()
 @CONFIG
 @fail_cleanly
+def migrate(config_path):
+    """Bring this node's database to the schema of this version of Simpul (after an upgrade)."""
+    from adapters.storage import SqlStorage
+    from adapters.storage import migrate as migrations
+    from node.config import load_settings
+    storage = SqlStorage(load_settings(config_path).db_url)
+    try:
+        was = migrations.behind(storage)
+        if was is None:
+            click.echo(f"database already at revision {migrations.head_revision()}; nothing to do")
+            return
+        migrations.upgrade(storage)
+        click.echo(f"database migrated from revision {was} to {migrations.head_revision()}")
+    finally:
+        storage.dispose()
+
+
+@main.command()
+@CONFIG
+@fail_cleanly
 def verify(config_path):
     """Re-hash the local log; check chains and signatures."""
     from node.verify import verify_log
