@@ -49,6 +49,10 @@ def fail_cleanly(fn):
         except SimpulError as exc:
             click.echo(f"simpul: {' '.join(str(exc).split())}", err=True)  # a driver's message may span lines
             sys.exit(2 if isinstance(exc, ConfigError) else 1)
+        except OSError as exc:   # a file or folder this command needs: unreadable, read-only, a folder, ...
+            where = f": {exc.filename}" if exc.filename else ""
+            click.echo(f"simpul: {exc.strerror or exc}{where}", err=True)
+            sys.exit(1)
     return wrapper
 
 

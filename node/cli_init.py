@@ -103,6 +103,7 @@ def init(role, node_id, data_dir, config_path, name, region, host, port, databas
     if hub_url or hub:
         cfg["hub"] = _hub_link(hub_url, hub, hub_keys)
     settings = parse_settings(cfg)
+    _refuse_another_nodes(settings)
     created = Created()
     try:
         keys = _create(created, data, cfg_path, settings, cfg, fed, hub, hub_url)
@@ -142,6 +143,20 @@ def _create(created: Created, data: Path, cfg_path: Path, settings, cfg: dict, f
     return ring.public_keys()
 
 
+def _refuse_another_nodes(settings) -> None:
+    """A data folder that holds keys or a database already is another node's (or this one's, its config
+    lost): init would take them over under a new id. Before, it did."""
+    from node.keys import holds_keys
+    keys = settings.keys_dir
+    if holds_keys(keys):
+        raise ConfigError(f"data_dir: {keys} holds keys already (another node's?); a new node needs a folder "
+                          "of its own")
+    for path in _sqlite_files(settings.db_url):
+        if path.exists():
+            raise ConfigError(f"database_url: {path} exists already (another node's?); a new node needs a "
+                              "database of its own")
+
+
 def _sqlite_files(db_url: str) -> list[Path]:
     from sqlalchemy.engine import make_url
     url = make_url(db_url)
@@ -169,6 +184,9 @@ def _write_config(created: Created, cfg_path: Path, cfg: dict) -> None:
 def _hub_link(hub_url: str, hub, hub_keys: str) -> dict:
     link = {"url": hub_url}
     if hub:
+        if hub.role != "hub":
+            raise ValidationError(f"hub_keys: {hub_keys} holds the keys of {hub.node_id}, a {hub.role}, not of "
+                                  "the hub")
         sig = next((k for k in hub.keys if k.kind == "signing" and k.current), None)
         if sig is None:
             raise ValidationError(f"hub_keys: {hub_keys} holds no current signing key")

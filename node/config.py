@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 
 import pydantic
 from pydantic import BaseModel, Field, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from node import eventloop
 from node.errors import ConfigError
 from schemas.directory import NODE_ID_PATTERN, peer_url
 
 DEFAULT_CONFIG = "simpul.toml"
+DAY = 86400.0
 
 
 class Tokens(BaseModel):
@@ -45,18 +46,19 @@ class HubLink(BaseModel):
 
 class SyncSettings(BaseModel):
     model_config = {"extra": "forbid"}
+    # (Each duration has an upper bound: 1e300 passed, and the scheduler overflowed once the node served.)
     batch_size: int = Field(500, ge=1, le=5000)
     inflight: int = Field(2, ge=1, le=8)   # batches sent before the first is answered
-    wake_interval_s: float = Field(5.0, gt=0)
-    pull_interval_s: float = Field(30.0, gt=0)
-    anti_entropy_interval_s: float = Field(120.0, gt=0)
-    request_timeout_s: float = Field(15.0, gt=0)
+    wake_interval_s: float = Field(5.0, gt=0, le=DAY)
+    pull_interval_s: float = Field(30.0, gt=0, le=DAY)
+    anti_entropy_interval_s: float = Field(120.0, gt=0, le=DAY)
+    request_timeout_s: float = Field(15.0, gt=0, le=3600)
     retry_attempts: int = Field(3, ge=1, le=10)
-    retry_initial_s: float = Field(0.2, gt=0)
-    backoff_base_s: float = Field(1.0, gt=0)
-    backoff_cap_s: float = Field(300.0, gt=0)
-    lease_ttl_s: float = Field(30.0, gt=0)
-    outbox_retention_s: float = Field(7 * 86400, gt=0)
+    retry_initial_s: float = Field(0.2, gt=0, le=60)
+    backoff_base_s: float = Field(1.0, gt=0, le=3600)
+    backoff_cap_s: float = Field(300.0, gt=0, le=DAY)
+    lease_ttl_s: float = Field(30.0, gt=0, le=3600)
+    outbox_retention_s: float = Field(7 * DAY, gt=0, le=365 * DAY)
 
 
 class Settings(BaseSettings):
@@ -91,6 +93,13 @@ class Settings(BaseSettings):
     def _db(cls, v: str) -> str:
         if v and not (v.startswith("sqlite:") or v.startswith("postgresql")):
             raise ValueError("must start with sqlite: or postgresql")
+        if v:
+            from sqlalchemy.engine import make_url
+            from sqlalchemy.exc import ArgumentError
+            try:
+                make_url(v)
+            except ArgumentError as exc:   # ("sqlite:garbage")
+                raise ValueError(f"is not a database URL ({exc})") from exc
         return v
 
     @classmethod
@@ -127,6 +136,8 @@ def load_settings(path: str | Path | None, overrides: dict[str, Any] | None = No
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"config: {path} is not valid TOML: {exc}") from exc
     data.setdefault("data_dir", str(path.parent))
+    if not isinstance(data["data_dir"], str) or "\x00" in data["data_dir"]:
+        raise ConfigError(f"data_dir: must be a folder's path (a string), not {data['data_dir']!r}")
     if not Path(data["data_dir"]).is_absolute():
         data["data_dir"] = str((path.parent / data["data_dir"]).resolve())
     return parse_settings(data, overrides)
@@ -139,13 +150,16 @@ def parse_settings(data: dict[str, Any], overrides: dict[str, Any] | None = None
         settings = Settings(**data)
     except pydantic.ValidationError as exc:
         raise ConfigError(_first_error(exc)) from exc
+    except SettingsError as exc:   # (SIMPUL_SYNC=x: a section's variable that is not JSON)
+        raise ConfigError(f"environment: {exc}") from exc
     # Command-line flags (--host, --port) beat both the file and the environment. model_copy does not
     # validate, so each flag is checked against its field's own rules first (--port 99999 served on 34463).
     flags = {k: v for k, v in (overrides or {}).items() if v is not None}
     for name, value in flags.items():
         field = Settings.model_fields[name]
         try:
-            pydantic.TypeAdapter(Annotated[field.annotation, *field.metadata]).validate_python(value)
+            kind = Annotated[field.annotation, *field.metadata] if field.metadata else field.annotation
+            pydantic.TypeAdapter(kind).validate_python(value)
         except pydantic.ValidationError as exc:
             raise ConfigError(f"--{name}: {exc.errors()[0]['msg']}") from exc
     return settings.model_copy(update=flags)

@@ -12,15 +12,18 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, ValidationError as PydanticError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError as PydanticError, model_validator
 
 from node.errors import ConfigError, Conflict, NotFound, ValidationError
 from node.inputs import first_error, read_json
 from node.keys import check_signing_public, endorsed_keys, load_sealing_public
-from schemas.directory import EnrollIn, KeyIn, KeysFile
+from schemas.directory import NODE_ID_PATTERN, EnrollIn, KeyIn, KeysFile
 
 
 def _check_keys(node_id: str, keys: list[KeyIn]) -> None:
+    if not any(k.kind == "signing" and k.current for k in keys):
+        raise ValidationError(f"keys of {node_id}: no current signing key (the one its requests and events "
+                              "are signed with)")
     for key in keys:
         if not key.key_id.startswith(node_id + "#"):
             raise ValidationError(f"key {key.key_id} does not belong to node {node_id}")
@@ -77,13 +80,15 @@ def revoke(tx, node_id: str, *, role: str, self_id: str) -> dict:
 
 
 class FederationNode(BaseModel):
-    node_id: str = Field(min_length=1)
+    model_config = ConfigDict(strict=True)
+    node_id: str = Field(pattern=NODE_ID_PATTERN)
     role: Literal["district", "hub"] = "district"
     name: str = ""
     region: str | None = None
 
 
 class FederationRegion(BaseModel):
+    model_config = ConfigDict(strict=True)
     code: str = Field(min_length=1)
     name: str
     level: str
@@ -91,6 +96,7 @@ class FederationRegion(BaseModel):
 
 
 class FederationInstitution(BaseModel):
+    model_config = ConfigDict(strict=True)
     id: str = Field(min_length=1)
     name: str
     node: str = Field(min_length=1)
@@ -100,10 +106,33 @@ class FederationInstitution(BaseModel):
 
 
 class Federation(BaseModel):
-    """A federation.json; its other keys (about, categories, kecamatan, ...) are for people and other tools."""
+    """A federation.json; its other keys (about, categories, kecamatan, ...) are for people and other tools.
+
+    Checked whole, as one directory: every id once, and every reference (a region's parent, a node's or an
+    institution's region, an institution's node) to something the file holds. Before, a second institution
+    of the same id silently replaced the first, and one hosted on a node nobody runs was routed to."""
     nodes: list[FederationNode] = []
     regions: list[FederationRegion] = []
     institutions: list[FederationInstitution] = []
+
+    @model_validator(mode="after")
+    def _whole(self) -> "Federation":
+        if not (self.nodes or self.regions or self.institutions):
+            raise ValueError("holds no nodes, regions or institutions")
+        for what, ids in (("node", [n.node_id for n in self.nodes]), ("region", [r.code for r in self.regions]),
+                          ("institution", [i.id for i in self.institutions])):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            if twice:
+                raise ValueError(f"{what} id(s) listed twice: {', '.join(twice)}")
+        codes, nodes = {r.code for r in self.regions}, {n.node_id for n in self.nodes}
+        refs = [(f"region {r.code}'s parent", r.parent, codes - {r.code}) for r in self.regions if r.parent]
+        refs += [(f"node {n.node_id}'s region", n.region, codes) for n in self.nodes if n.region]
+        refs += [(f"institution {i.id}'s region", i.region, codes) for i in self.institutions if i.region]
+        refs += [(f"institution {i.id}'s node", i.node, nodes) for i in self.institutions]
+        for where, ref, known in refs:
+            if ref not in known:
+                raise ValueError(f"{where} {ref} is not in the file")
+        return self
 
 
 def read_federation(path: str | Path) -> Federation:

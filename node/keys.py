@@ -59,6 +59,11 @@ def load_sealing_public(text: str) -> X25519PublicKey:
     return X25519PublicKey.from_public_bytes(unb64u(text))
 
 
+def holds_keys(keys_dir: Path) -> bool:
+    """Does ``keys_dir`` hold a private key file of a node (any other file is not ours to judge)?"""
+    return Path(keys_dir).is_dir() and any(_FILE.match(p.name) for p in Path(keys_dir).iterdir())
+
+
 def _write_private(path: Path, key) -> None:
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
@@ -132,7 +137,7 @@ class KeyRing:
         Path(keys_dir).mkdir(parents=True, exist_ok=True)
         os.chmod(keys_dir, 0o700)
         ring = cls(node_id, keys_dir)
-        if not any(_FILE.match(p.name) for p in Path(keys_dir).iterdir()):
+        if not holds_keys(keys_dir):
             ring.rotate("signing")
             ring.rotate("sealing")
         return cls.load(node_id, keys_dir)
@@ -157,6 +162,9 @@ class KeyRing:
                 key = serialization.load_pem_private_key(path.read_bytes(), password=None)
             except ValueError as exc:
                 raise ConfigError(f"keys_dir: {path} is not a readable private key") from exc
+            if not isinstance(key, Ed25519PrivateKey if kind == "signing" else X25519PrivateKey):
+                raise ConfigError(f"keys_dir: {path} is not an {'Ed25519' if kind == 'signing' else 'X25519'} "
+                                  "private key")
             found[kind].append(n)
             if kind == "signing":
                 ring.signing[f"{node_id}#sig-{n}"] = key

@@ -175,6 +175,10 @@ REFUSED_INITS = [
     ("hub-keys-without-a-signing-key", ["--hub-keys", "{hub.json}"], ["--hub-keys", "{good-hub.json}"],
      {"hub.json": _hub_keys("sealing"), "good-hub.json": _hub_keys("signing", "sealing")},
      ["hub_keys", "no current signing key"]),
+    ("hub-keys-of-a-district", ["--hub-keys", "{hub.json}"], ["--hub-keys", "{good-hub.json}"],
+     {"hub.json": _hub_keys("signing", "sealing").replace('"role": "hub"', '"role": "district"'),
+      "good-hub.json": _hub_keys("signing", "sealing")}, ["hub_keys", "a district, not of the hub"]),
+    ("hub-url-not-a-url", ["--hub-url", "not a url"], [], {}, ["hub.url"]),
 ]
 
 
@@ -194,6 +198,22 @@ def test_a_refused_init_leaves_nothing_behind_and_the_corrected_one_succeeds(tmp
     assert res.returncode == 0, res.stderr
     assert load_settings(tmp_path / "n" / "simpul.toml").node_id == "kab-paser"
     assert not [p for p in (tmp_path / "n").iterdir() if p.name.startswith(".simpul.toml")]  # no temporary file
+
+
+@pytest.mark.parametrize("lost", ["config-elsewhere", "config-deleted"])
+def test_init_refuses_a_data_folder_that_holds_another_nodes_keys(tmp_path, lost):
+    """Before, init took the keys and database over under a new node id (their events then failed verify
+    at every peer, signed by a key it did not know under that id)."""
+    config = init(tmp_path / "n")
+    before = {p: p.read_bytes() for p in (tmp_path / "n").rglob("*") if p.is_file() and p.name != "simpul.toml"}
+    args = ["init", "--role", "hub", "--node-id", "intruder", "--data-dir", tmp_path / "n"]
+    if lost == "config-deleted":
+        config.unlink()
+    else:
+        args += ["--config", tmp_path / "intruder.toml"]
+    assert_one_line_error(simpul(*args), "keys", "holds keys already")
+    after = {p: p.read_bytes() for p in (tmp_path / "n").rglob("*") if p.is_file() and p.name != "simpul.toml"}
+    assert after == before and not (tmp_path / "intruder.toml").exists()
 
 
 def test_a_refused_init_removes_only_what_it_created(tmp_path):
@@ -227,6 +247,11 @@ def _broken_toml(config: Path) -> None:
     config.write_text(config.read_text() + "\nport = = 1\n")
 
 
+def _data_dir(config: Path, value: str) -> None:
+    config.write_text("\n".join(f"data_dir = {value}" if line.startswith("data_dir =") else line
+                                 for line in config.read_text().splitlines()))
+
+
 BAD_SETTINGS = [
     ("port-not-a-number", {"SIMPUL_PORT": "abc"}, None, ["port"]),
     ("port-out-of-range", {"SIMPUL_PORT": "70000"}, None, ["port"]),
@@ -237,6 +262,14 @@ BAD_SETTINGS = [
     ("missing-tokens", {}, _drop_tokens, ["tokens"]),
     ("short-token", {}, _short_token, ["tokens.operator"]),
     ("broken-toml", {}, _broken_toml, ["TOML"]),
+    # each of these was a traceback before
+    ("data-dir-a-number", {}, lambda c: _data_dir(c, "5"), ["data_dir", "5"]),
+    ("data-dir-with-nul", {}, lambda c: _data_dir(c, '"/tmp/a\\u0000b"'), ["data_dir"]),
+    ("a-section-as-one-variable", {"SIMPUL_SYNC": "x"}, None, ["environment", "sync"]),
+    ("an-interval-past-a-day", {"SIMPUL_SYNC__PULL_INTERVAL_S": "1e300"}, None, ["sync.pull_interval_s", "86400"]),
+    ("an-interval-infinite", {"SIMPUL_SYNC__WAKE_INTERVAL_S": "inf"}, None, ["sync.wake_interval_s"]),
+    ("database-url-unparsable", {"SIMPUL_DATABASE_URL": "sqlite:garbage"}, None, ["database_url", "not a database URL"]),
+    ("signing-key-a-folder", {}, lambda c: (c.parent / "keys" / "signing-9.pem").mkdir(), ["signing-9.pem"]),
 ]
 
 
@@ -370,8 +403,9 @@ def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_comp
     config = init(tmp_path / "n", "--port", str(free_port()))
     port = free_port()  # SIMPUL_PORT beats the file's port
     env = clean_env(SIMPUL_PORT=str(port), SIMPUL_SYNC__WAKE_INTERVAL_S="0.5", SIMPUL_EVENT_LOOP=event_loop)
-    proc = subprocess.Popen([*SIMPUL, "run", "--config", str(config)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    # (--host is checked as the file's host is; that check raised a TypeError for every value before)
+    proc = subprocess.Popen([*SIMPUL, "run", "--config", str(config), "--host", "127.0.0.1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
@@ -433,6 +467,43 @@ def test_a_federation_loaded_after_enrolment_names_the_enrolled_nodes(tmp_path, 
     assert " enrolled " in listed["kab-paser"] and "not enrolled" in listed["kab-ppu"]
 
 
+def test_a_node_upgraded_to_a_newer_schema_is_migrated_by_simpul_migrate(tmp_path, sample_complaints):
+    """Before, every command refused a database behind the code's schema and named 'simpul migrate', which
+    did not exist: a node could not take a Simpul with a new migration."""
+    from alembic import command
+    from alembic.config import Config
+    config = init(tmp_path / "n")
+    file_in_process(config, sample_complaints[:2])
+    storage = SqlStorage(load_settings(config).db_url)
+    try:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(migrate.SCRIPTS))
+        with storage.engine.connect() as conn:
+            conn.info["write"] = True
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0002")   # as a node left by the Simpul before 0003 is
+            conn.commit()
+    finally:
+        storage.dispose()
+    assert_one_line_error(simpul("status", "--config", config), "revision 0002", "run 'simpul migrate'")
+    migrated = simpul("migrate", "--config", config)
+    assert migrated.returncode == 0 and f"from revision 0002 to {migrate.head_revision()}" in migrated.stdout
+    again = simpul("migrate", "--config", config)
+    assert again.returncode == 0 and "nothing to do" in again.stdout
+    assert simpul("verify", "--config", config).stdout.strip() == "checked 2 events: ok"
+
+
+def test_a_config_whose_database_is_missing_creates_none(tmp_path):
+    """Before, 'simpul status --config typo.toml' refused, and left an empty typo.db behind."""
+    config = init(tmp_path / "n")
+    other = tmp_path / "typo.toml"
+    other.write_text(config.read_text().replace("[tokens]", f'database_url = "sqlite:///{tmp_path}/typo.db"\n'
+                                                             "[tokens]", 1))
+    for command in ("status", "migrate", "verify"):
+        assert_one_line_error(simpul(command, "--config", other), f"{tmp_path}/typo.db does not exist")
+    assert not list(tmp_path.glob("typo.db*"))
+
+
 # ------------------------------------------------------------ bad input files
 def _rows(config: Path, snapshot) -> dict:
     storage = SqlStorage(load_settings(config).db_url)
@@ -443,6 +514,14 @@ def _rows(config: Path, snapshot) -> dict:
 
 
 REGION = {"code": "64", "name": "Provinsi Kalimantan Timur", "level": "provinsi"}
+
+
+def _federation(change) -> str:
+    """The sample federation file, changed by ``change(data)``."""
+    from node.samples import sample_dir
+    data = json.loads((sample_dir() / "federation.json").read_text(encoding="utf-8"))
+    change(data)
+    return json.dumps(data)
 BAD_INPUT_FILES = [
     # (id, command with {file}, file contents, words the one line must hold)
     ("enroll-keys-not-json", ["nodes", "enroll", "--keys", "{file}"], "{bad", ["keys file", "not valid JSON"]),
@@ -458,6 +537,18 @@ BAD_INPUT_FILES = [
      json.dumps({"regions": [REGION, {"name": "x"}]}), ["federation_file", "regions.1.code"]),
     ("federation-institution-not-an-object", ["federation", "load", "{file}"],
      json.dumps({"regions": [REGION], "institutions": ["pln"]}), ["federation_file", "institutions.0"]),
+    ("federation-empty", ["federation", "load", "{file}"], "{}", ["holds no nodes, regions or institutions"]),
+    ("federation-institution-twice", ["federation", "load", "{file}"],
+     _federation(lambda d: d["institutions"].append(dict(d["institutions"][0], node="kab-paser"))),
+     ["institution id(s) listed twice", "kemenpu-bpjn-kaltim"]),
+    ("federation-institution-on-an-unknown-node", ["federation", "load", "{file}"],
+     _federation(lambda d: d["institutions"][1].update(node="kab-kutai")), ["node kab-kutai is not in the file"]),
+    ("federation-unknown-parent-region", ["federation", "load", "{file}"],
+     _federation(lambda d: d["regions"][1].update(parent="99")), ["parent 99 is not in the file"]),
+    ("federation-node-id-with-a-space", ["federation", "load", "{file}"],
+     _federation(lambda d: d["nodes"][1].update(node_id="Bad Node")), ["nodes.1.node_id"]),
+    ("federation-ppid-a-string", ["federation", "load", "{file}"],
+     _federation(lambda d: d["institutions"][0].update(ppid="yes")), ["institutions.0.ppid"]),
     ("passphrase-not-utf8", ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--passphrase-file", "{file}"],
      "rahasia-sekali-".encode() + b"\xff\xfe", ["passphrase", "UTF-8"]),
     ("passphrase-empty", ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--passphrase-file", "{file}"],
@@ -477,6 +568,25 @@ def test_a_bad_input_file_stops_with_one_line_and_changes_nothing(tmp_path, db_s
     before = _rows(config, db_snapshot)
     res = simpul(*[str(bad) if a == "{file}" else a for a in command], "--config", config)
     assert_one_line_error(res, str(bad), *words)
+    assert _rows(config, db_snapshot) == before
+
+
+def test_a_merged_state_nested_too_deep_stops_with_one_line(tmp_path, db_snapshot):
+    """Before, json.loads ran out of recursion: a traceback."""
+    config = init(tmp_path / "n")
+    before = _rows(config, db_snapshot)
+    res = simpul("conflicts", "resolve", "c-1", "--state", "[" * 5000 + "]" * 5000, "--reason", "gabung",
+                 "--config", config)
+    assert_one_line_error(res, "--state is not valid JSON", "depth")
+    assert _rows(config, db_snapshot) == before
+
+
+def test_replay_of_a_dead_letter_that_is_not_waiting_stops_with_one_line(tmp_path, db_snapshot):
+    """Before: 'queued 0 dead letter(s) again', exit 0."""
+    config = init(tmp_path / "n")
+    before = _rows(config, db_snapshot)
+    res = simpul("dead-letters", "replay", "--id", "999", "--config", config)
+    assert_one_line_error(res, "no dead letter 999 waits to be replayed")
     assert _rows(config, db_snapshot) == before
 
 
