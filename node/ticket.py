@@ -147,15 +147,22 @@ def apply(state: TicketState | None, event: Event) -> TicketState | None:
     reason = check(state, event)
     decision = decide(state.status, event.type)
     if reason is not None:
-        return replace(state, ignored=state.ignored + ((event.id, reason),),
-                       event_count=state.event_count + 1, last_hlc=max(state.last_hlc, event.hlc))
+        return _ignored(state, event, reason)
     if not decision.allowed:
-        return replace(state, ignored=state.ignored + ((event.id, decision.reason),),
-                       event_count=state.event_count + 1, last_hlc=max(state.last_hlc, event.hlc))
+        return _ignored(state, event, decision.reason)
     changes = _effect(state, event)
     status = changes.pop("status", decision.to)
     return replace(state, status=status, event_count=state.event_count + 1,
                    last_hlc=max(state.last_hlc, event.hlc), **changes)
+
+
+def _ignored(state: TicketState, event: Event, reason: str) -> TicketState:
+    """``event`` kept in the log and counted, but not applied, and why (a replica shows it as ignored)."""
+    return replace(state, ignored=state.ignored + ((event.id, reason),), event_count=state.event_count + 1,
+                   last_hlc=max(state.last_hlc, event.hlc))
+
+
+UNSETTLING = "it settles no conflict on this ticket"
 
 
 _FOLDED: dict[frozenset[str], TicketState | None] = {}
@@ -191,10 +198,11 @@ def _linear(ordered: Sequence[Event]) -> bool:
 
 def _fold(events: Iterable[Event]) -> TicketState | None:
     ordered = sorted(events, key=order_key)
-    if _linear(ordered):
+    if _linear(ordered):   # (nothing concurrent, so no conflict: a resolution here settles nothing)
         state = None
         for event in ordered:
-            state = apply(state, event)
+            state = _ignored(state, event, UNSETTLING) if event.type == "conflict_resolved" and state else (
+                apply(state, event))
         return state
     return _fold_concurrent(ordered)
 
@@ -206,10 +214,16 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     specs = merge.find_conflicts(ordered, created.payload.get("hub"))
     settled = merge.resolutions(ordered, hub=created.payload.get("hub"), origin=created.author)
     left_out = merge.excluded_events(specs, settled)
+    # A resolution applies its merged state only as the one that settles a conflict found here: before,
+    # any resolution (naming no conflict, on a ticket without one) set whatever state it carried.
+    settling = {settled[spec.id].id for spec in specs if spec.id in settled}
     state = None
     for event in ordered:
         if event.id in left_out:
             state = replace(state, event_count=state.event_count + 1) if state else state
+            continue
+        if event.type == "conflict_resolved" and event.id not in settling and state is not None:
+            state = _ignored(state, event, UNSETTLING)
             continue
         state = apply(state, event)
     if specs and state is not None:

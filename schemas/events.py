@@ -67,6 +67,11 @@ BODY_FIELDS = ("ticket", "author", "seq", "prev", "parents", "hlc", "type", "pay
 # number: a complaint's text may be 20,000 characters. A quarter is left for the JSON around the events.
 BATCH_MAX_BYTES = 4 * 1024 * 1024
 BATCH_EVENTS_MAX_BYTES = BATCH_MAX_BYTES * 3 // 4
+# One event's signed bytes: a complaint of 20,000 characters with every field full is under 100 KB. A
+# received event over this is refused: one near the body limit could not be sent on (its batch's JSON
+# around it put the hub's push over what the next node reads).
+EVENT_MAX_BYTES = 256 * 1024
+SAFE_INTEGER = 2**53 - 1   # RFC 8785 (I-JSON): the largest integer canonical JSON holds exactly
 
 
 def b64u(data: bytes) -> str:
@@ -197,6 +202,8 @@ class Event:
         """Raise IntegrityError unless the id is the hash of the body and the
         signature verifies with ``public_key``."""
         data = self._signed[0]
+        if len(data) > EVENT_MAX_BYTES:
+            raise IntegrityError(f"event {self.id}: {len(data)} bytes, over the {EVENT_MAX_BYTES} an event may hold")
         if hashlib.sha256(data).hexdigest() != self.id:
             raise IntegrityError(f"event {self.id}: id is not the hash of its content")
         try:
@@ -311,7 +318,16 @@ _PAYLOAD_NEEDS: dict[str, dict[str, type]] = {
     "created": {"tracking_id": str, "type": str, "category": str, "region": str, "title": str, "body": str,
                 "anonim": bool, "rahasia": bool, "channel": str, "filed_at": str},
     "routed": {"institution": str, "node": str},
+    "conflict_resolved": {"conflict": str},
 }
+# What the fold reads if it is there: absent or null, or of that type (a list as chosen_institution made
+# the hub's routing fail on the whole batch).
+_PAYLOAD_MAY: dict[str, dict[str, type]] = {
+    "created": {"topic": str, "kecamatan": str, "incident_date": str, "chosen_institution": str, "hub": str},
+}
+# A resolution's merged state: the fields it may set, and their types (an object as title was stored).
+_RESOLVED_FIELDS: dict[str, type] = {"status": str, "institution": str, "holder_node": str, "title": str,
+                                     "body": str}
 _STATUSES = frozenset(STATUS_VALUES)
 
 
@@ -320,12 +336,19 @@ def _payload_problem(type_: str, payload: Mapping) -> str | None:
     for key, kind in _PAYLOAD_NEEDS.get(type_, {}).items():
         if type(payload.get(key)) is not kind:
             return f"{type_} needs {key!r} as {kind.__name__}"
+    for key, kind in _PAYLOAD_MAY.get(type_, {}).items():
+        if payload.get(key) is not None and type(payload[key]) is not kind:
+            return f"{type_}: {key!r} must be a {kind.__name__} or null"
     if type_ == "conflict_resolved":
         state = payload.get("state", {})
-        status = state.get("status") if isinstance(state, Mapping) else None
-        if not isinstance(state, Mapping) or ("status" in state and not (
-                isinstance(status, str) and status in _STATUSES)):
-            return "conflict_resolved needs 'state' as an object with a known status, if any"
+        if not isinstance(state, Mapping) or payload.get("winner") not in ("A", "B", "merged"):
+            return "conflict_resolved needs 'winner' (A, B or merged) and 'state' as an object"
+        for key, kind in _RESOLVED_FIELDS.items():
+            value = state.get(key)
+            if value is not None and type(value) is not kind or key == "status" and key in state and (
+                    value not in _STATUSES):
+                return f"conflict_resolved: state {key!r} must be a {kind.__name__}" + (
+                    " naming a known status" if key == "status" else "")
     return None
 
 
@@ -338,7 +361,7 @@ def _invalid(data: Mapping) -> list[str]:
         ("sig", text(data["sig"])),
         ("ticket", text(data["ticket"], 1, 64)),
         ("author", text(data["author"], 1, 64)),
-        ("seq", type(data["seq"]) is int and data["seq"] >= 1),
+        ("seq", type(data["seq"]) is int and 1 <= data["seq"] <= SAFE_INTEGER),
         ("prev", data["prev"] is None or text(data["prev"])),
         ("parents", isinstance(data["parents"], list) and all(isinstance(p, str) for p in data["parents"])),
         ("hlc", text(data["hlc"], 21, 21) and _HLC.fullmatch(data["hlc"]) is not None),
