@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
 CHUNK = 100          # items verified as one task on the pool (and then stored together)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
+MAX_POSITION = 2**63 - 1   # a queue position: the largest integer the databases' columns hold
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
 
@@ -107,6 +108,12 @@ class KeyDirectory:
         self._cache.clear()
 
 
+def _positioned(item) -> bool:
+    """Is ``item`` a batch item with an event and a queue position the databases can hold?"""
+    return isinstance(item, dict) and "event" in item and type(item.get("pos")) is int and (
+        0 <= item["pos"] <= MAX_POSITION)
+
+
 class Receiver:
     def __init__(self, node, keys: KeyDirectory, react: Callable[[object, dict, list[Event]], None],
                  now: Callable[[], float] = time.time, verify_threads: int | None = None):
@@ -121,10 +128,19 @@ class Receiver:
         # Kept in memory only: after a restart the cursor waits for the next pull instead.
         self._ahead: dict[str, dict[int, int]] = {}
 
-    def _check(self, sender: str, item, known: dict[str, str]) -> tuple[int, Event]:
-        if not isinstance(item, dict) or "event" not in item or not isinstance(item.get("pos"), int):
-            raise ValidationError("item must be an object with 'pos' (integer) and 'event'")
+    def _check(self, sender: str, item, known: dict[str, str], hosts: Callable[[], dict[str, str]]
+               ) -> tuple[int, Event]:
+        if not _positioned(item):
+            raise ValidationError(f"item must be an object with 'pos' (an integer from 0 to {MAX_POSITION}) "
+                                  "and 'event'")
         event = Event.from_wire(item["event"])
+        if event.type == "created" and event.payload.get("hub") not in (None, self.node.hub_id):
+            raise ValidationError(f"event {event.id}: the ticket names {event.payload['hub']} as its hub, not "
+                                  f"{self.node.hub_id}")
+        if event.type == "routed" and event.author != self.node.hub_id and \
+                hosts().get(event.payload["institution"]) != event.author:
+            raise ValidationError(f"event {event.id}: {event.author} routes to {event.payload['institution']}, "
+                                  "an institution it does not host (only the hub routes elsewhere)")
         if self.node.role == "hub" and event.author != sender:
             raise ValidationError(f"{sender} may only send its own events, not {event.author}'s")
         if self.node.role != "hub" and sender != self.node.hub_id:
@@ -137,8 +153,11 @@ class Receiver:
             raise IntegrityError(f"event {event.id}: unknown or revoked signing key {event.key}")
         if entry[0] != event.author:
             raise IntegrityError(f"event {event.id}: key {event.key} does not belong to author {event.author}")
-        if event.id not in known or known[event.id] != event.canonical_wire():
-            event.verify(entry[1])
+        try:
+            if event.id not in known or known[event.id] != event.canonical_wire():
+                event.verify(entry[1])
+        except ValueError as exc:   # (RFC 8785 cannot encode it: a number past 2**53, say)
+            raise ValidationError(f"event {event.id}: has no canonical form: {exc}") from exc
         return item["pos"], event
 
     def unknown_keys(self, items: Sequence) -> set[str]:
@@ -168,10 +187,17 @@ class Receiver:
                and isinstance(i["event"].get("id"), str)]
         with self.node.storage.read() as tx:
             known = tx.stored_raw(ids)
+        hosting: dict[str, str] = {}
+
+        def hosts() -> dict[str, str]:   # institution -> the node hosting it, read if a district routes
+            if not hosting:
+                with self.node.storage.read() as tx:
+                    hosting.update({i["id"]: i["node_id"] for i in tx.institutions()})
+            return hosting
         good, rejected = [], []
         for item in items:
             try:
-                good.append(self._check(sender, item, known))
+                good.append(self._check(sender, item, known, hosts))
             except (ValidationError, IntegrityError) as exc:
                 ident = item.get("event", {}).get("id", "?") if isinstance(item, dict) and isinstance(
                     item.get("event"), dict) else "?"
@@ -213,8 +239,7 @@ class Receiver:
                 self.react(tx, states, fresh)
             if dead_letter:   # (an id is the sender's claim: cut to the column's width, which a hash fits)
                 tx.add_dead_letters(sender, [(i[:64], f"refused here: {r}") for i, r in rejected])
-            last = max((i["pos"] for i in items if isinstance(i, dict) and isinstance(i.get("pos"), int)),
-                       default=None)
+            last = max((i["pos"] for i in items if _positioned(i)), default=None)
             ahead = last is not None and after > tx.peer(sender)["cursor"]
             if last is not None and not ahead:
                 tx.advance_peer(sender, cursor=self._past_gaps(sender, last))
@@ -239,15 +264,23 @@ class Receiver:
     @staticmethod
     def _unequivocal(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
         """``good`` without events that claim an (author, seq) already taken by another event, stored or
-        earlier in the batch."""
+        earlier in the batch, and without those whose ``prev`` is not the author's event before them where
+        that one is held here (before, a broken chain was stored and sent on, and 'simpul verify' then
+        failed on every node that held it)."""
         events = []
         for author in {e.author for e in good}:
-            mine = [e for e in good if e.author == author]
-            taken = tx.author_seq_ids(author, [e.seq for e in mine])
+            mine = sorted((e for e in good if e.author == author), key=lambda e: e.seq)
+            taken = tx.author_seq_ids(author, sorted({e.seq for e in mine} | {e.seq - 1 for e in mine} - {0}))
             for e in mine:
+                before = taken.get(e.seq - 1)
                 if e.seq in taken and taken[e.seq] != e.id:
                     log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
                     rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
+                elif (e.seq == 1 and e.prev is not None) or (before is not None and e.prev != before):
+                    log.warning("rejected event %s from %s: its prev %s breaks %s's chain at seq %d", e.id, sender,
+                                e.prev, author, e.seq)
+                    rejected.append((e.id, f"chain broken: {author} seq {e.seq} must follow {before or 'nothing'}, "
+                                           f"not {e.prev}"))
                 else:
                     taken[e.seq] = e.id
                     events.append(e)

@@ -39,8 +39,9 @@ from aiohttp import web
 from adapters import httpsig
 from adapters.http.problems import problem, query_int, unreadable
 from node import directory
-from node.errors import Busy, RequestTimeout, SignatureError, SimpulError, UnknownKeyError, ValidationError
-from schemas.events import items_json
+from node.errors import (Busy, PayloadTooLarge, RequestTimeout, SignatureError, SimpulError, UnknownKeyError,
+                         ValidationError)
+from schemas.events import BATCH_MAX_BYTES, items_json
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -144,6 +145,8 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
             raise RequestTimeout(f"the body did not arrive within {BODY_WAIT_S:g} s") from None
         except web.RequestPayloadError as exc:
             raise unreadable(exc) from exc
+        except web.HTTPRequestEntityTooLarge as exc:   # (else the middleware's 413, which the sender cannot verify)
+            raise PayloadTooLarge(f"body over the {BATCH_MAX_BYTES:,} bytes a node reads") from exc
         httpsig.verify_request_body(request.headers, body)
         sender = verified.key_id.split("#", 1)[0]
         args = (request, sender, body) if prepare is None else (

@@ -106,13 +106,30 @@ def _forged(district, items, case: str, seq: int = 1000) -> dict:
         del fields["payload"]["tracking_id"]
     elif case == "second-created":  # a back-dated origin for a ticket that exists
         fields.update(ticket=created["ticket"], hlc=format_hlc(1, 0))
-    return make_event(**fields, key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+    elif case == "another-hub":      # (the hub's own routing then failed, and a matching rule failed the batch)
+        fields["payload"]["hub"] = "kab-paser"
+    elif case == "chosen-institution-a-list":   # (routing raised on the whole batch)
+        fields["payload"]["chosen_institution"] = ["paser-disdikbud"]
+    elif case == "chain-broken":     # the next of the author's seqs, its prev not the event before it
+        fields.update(seq=max(i["event"]["seq"] for i in items) + 1, prev="0" * 64)
+    elif case == "routed-elsewhere-by-a-district":   # its own ticket, to another node's office
+        fields.update(ticket=created["ticket"], type="routed", parents=[created["id"]],
+                      payload={"institution": "ppu-disdukcapil", "node": "kab-paser", "reason": "manual"})
+    wire = make_event(**fields, key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+    if case == "a-number-past-2**53":    # (no key signs these: canonical JSON cannot hold them. An unsigned 500)
+        wire["payload"]["nilai"] = 2**60
+    elif case == "seq-past-2**53":
+        wire["seq"] = 2**60
+    return wire
 
 
 @pytest.mark.parametrize("case, reason", [
     ("clock-far-ahead", "ahead of this node's"), ("clock-malformed", "hlc"),
     ("created-without-tracking-id", "tracking_id"), ("second-created", "already has its created event"),
-    ("seq-taken-in-batch", "equivocation")])
+    ("seq-taken-in-batch", "equivocation"), ("another-hub", "names kab-paser as its hub"),
+    ("chosen-institution-a-list", "chosen_institution"), ("a-number-past-2**53", "no canonical form"),
+    ("seq-past-2**53", "seq"), ("chain-broken", "chain broken"),
+    ("routed-elsewhere-by-a-district", "does not host")])
 def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case, reason):
     """Each forgery is signed by the sender itself, so only the rule refuses it: the rest of its batch is
     stored, the sender learns why, and the hub's clock does not follow a clock far ahead of its own."""
@@ -246,3 +263,41 @@ def test_routing_follows_a_rule_another_process_adds(pair, sample_complaints):
     receiver.receive("kab-paser", items[-1]["pos"], [i for i in later if i["pos"] > items[-1]["pos"]])
     with hub.storage.read() as tx:
         assert tx.get_ticket(later[-1]["event"]["ticket"]).institution == "kanal-baru"
+
+
+@pytest.mark.parametrize("pos", [True, 2**63, -1, "1"])
+def test_an_item_whose_position_is_not_a_position_is_refused_alone(pair, sample_complaints, pos):
+    """Before, a position of true or past 2**63 failed the whole push with an unsigned 500."""
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
+    bad = {"pos": pos, "event": _forged(district, items, "another")}
+    result = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)).receive("kab-paser", 0,
+                                                                                       items + [bad])
+    assert result.accepted == len(items) and len(result.rejected) == 1 and "'pos'" in result.rejected[0][1]
+
+
+def test_a_resolution_of_no_conflict_changes_nothing(pair, sample_complaints):
+    """A district's conflict_resolved carrying a state, on a ticket with no conflict: before, the hub set
+    the state it carried (closed, held by another node) and sent the history to that node."""
+    from schemas.events import make_event
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:1])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    receiver.receive("kab-paser", 0, items)
+    created = items[0]["event"]
+    with hub.storage.read() as tx:
+        before = tx.get_ticket(created["ticket"])
+        heads = [e.id for e in tx.ticket_events(created["ticket"])]
+    resolution = make_event(
+        ticket=created["ticket"], author="kab-paser", seq=max(i["event"]["seq"] for i in items) + 1,
+        prev=items[-1]["event"]["id"], parents=heads, hlc=hub.clock.tick(), type="conflict_resolved",
+        payload={"conflict": "no-such-conflict", "winner": "merged", "reason": "x",
+                 "state": {"status": "closed", "holder_node": "kab-ppu", "institution": "kemenpu-bpjn-kaltim"}},
+        key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+    result = receiver.receive("kab-paser", items[-1]["pos"], [{"pos": items[-1]["pos"] + 1, "event": resolution}])
+    assert result.accepted == 1
+    with hub.storage.read() as tx:
+        after = tx.get_ticket(created["ticket"])
+    assert (after.status, after.holder_node, after.institution) == (before.status, before.holder_node,
+                                                                    before.institution)
+    assert (resolution["id"], "it settles no conflict on this ticket") in after.ignored
