@@ -140,6 +140,22 @@ def pair(tmp_path, sample_dir):
         node.close()
 
 
+@pytest.fixture
+def signed_post():
+    """``await signed_post(client, node, path, body)``: a federation POST signed with ``node``'s key, as that
+    peer sends it (to test what the receiving node answers a peer it knows)."""
+    async def post(client, node, path: str, body: bytes):
+        import secrets
+        import time
+
+        from adapters import httpsig
+        headers = httpsig.sign_request("POST", str(client.make_url(path)), {"Content-Type": "application/json"},
+                                       body, key_id=node.keys.signing_key_id, private_key=node.keys.signing_key,
+                                       now=time.time(), nonce=secrets.token_urlsafe(16))
+        return await client.post(path, data=body, headers=headers)
+    return post
+
+
 # ------------------------------------------------------------------ DB contents
 def snapshot(storage) -> dict[str, list[tuple]]:
     """Every row of every table, sorted, so two snapshots compare equal iff nothing changed."""

@@ -216,20 +216,11 @@ async def test_offered_events_without_an_id_are_ignored_and_the_rest_applied(uns
 
 
 @pytest.mark.parametrize("body", [b"not json", b"", b"\xff\xfe"])
-async def test_a_digest_request_that_is_not_json_is_a_signed_422(pair, aiohttp_client, body):
+async def test_a_digest_request_that_is_not_json_is_a_signed_422(pair, aiohttp_client, signed_post, body):
     """Before, the hub parsed it with json.loads unguarded: an unsigned 500 and a traceback."""
-    import secrets
-    import time
-
-    from adapters import httpsig
     from adapters.http.app import build_app
     district, hub = pair
-    client = await aiohttp_client(build_app(hub))
-    url = str(client.make_url("/federation/v1/digests"))
-    headers = httpsig.sign_request("POST", url, {"Content-Type": "application/json"}, body,
-                                   key_id=district.keys.signing_key_id, private_key=district.keys.signing_key,
-                                   now=time.time(), nonce=secrets.token_urlsafe(16))
-    resp = await client.post("/federation/v1/digests", data=body, headers=headers)
+    resp = await signed_post(await aiohttp_client(build_app(hub)), district, "/federation/v1/digests", body)
     assert resp.status == 422 and resp.content_type == "application/problem+json"
     assert "not valid JSON" in (await resp.json())["detail"]
     assert "Signature" in resp.headers and "Signature-Input" in resp.headers

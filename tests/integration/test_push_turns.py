@@ -124,16 +124,11 @@ async def test_a_push_whose_body_stops_coming_loses_its_turn_and_is_answered_408
     assert problem["status"] == 408 and "did not arrive within 0.5 s" in problem["detail"]
 
 
-async def test_a_push_over_the_body_limit_gets_a_signed_413(pair, aiohttp_client):
+async def test_a_push_over_the_body_limit_gets_a_signed_413(pair, aiohttp_client, signed_post):
     """Before, aiohttp's own 413 went out unsigned: the sender could not verify it, and took it for an outage."""
     from schemas.events import BATCH_MAX_BYTES
     district, hub = pair
-    client = await aiohttp_client(build_app(hub))
     body = b'{"after": 0, "items": [], "pad": "' + b"x" * BATCH_MAX_BYTES + b'"}'
-    url = str(client.make_url("/federation/v1/events"))
-    headers = httpsig.sign_request("POST", url, {"Content-Type": "application/json"}, body,
-                                   key_id=district.keys.signing_key_id, private_key=district.keys.signing_key,
-                                   now=time.time(), nonce=secrets.token_urlsafe(16))
-    resp = await client.post("/federation/v1/events", data=body, headers=headers)
+    resp = await signed_post(await aiohttp_client(build_app(hub)), district, "/federation/v1/events", body)
     assert resp.status == 413 and resp.content_type == "application/problem+json"
     assert "Signature" in resp.headers and "Signature-Input" in resp.headers

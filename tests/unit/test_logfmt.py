@@ -1,6 +1,7 @@
 """node.logfmt: what came from outside cannot write a log line of its own."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -35,17 +36,26 @@ def test_a_traceback_keeps_its_lines():
     assert rest[0] == "Traceback (most recent call last):" and rest[-1] == "ValueError: boom"
 
 
-def test_a_request_the_http_parser_refused_is_one_warning_without_traceback():
-    """What aiohttp logs for a header with a NUL in it: an error with the parser's exception."""
-    from aiohttp.http_exceptions import BadHttpMessage
-
+@contextlib.contextmanager
+def _aiohttp_server_log(name: str):
+    """A logger filtered as ``aiohttp.server`` is; yields the (level, formatted line) pairs it logs."""
     from node.logfmt import MalformedRequests
-    logger, lines = logging.getLogger("test.aiohttp.server"), []
+    logger, lines = logging.getLogger(name), []
     handler = logging.Handler()
     handler.emit = lambda r: lines.append((r.levelname, OneLineFormatter("%(message)s").format(r)))
     logger.addHandler(handler)
     logger.addFilter(MalformedRequests())
     try:
+        yield logger, lines
+    finally:
+        logger.removeHandler(handler)
+
+
+def test_a_request_the_http_parser_refused_is_one_warning_without_traceback():
+    """What aiohttp logs for a header with a NUL in it: an error with the parser's exception."""
+    from aiohttp.http_exceptions import BadHttpMessage
+
+    with _aiohttp_server_log("test.aiohttp.server") as (logger, lines):
         try:
             raise BadHttpMessage("Invalid header value char:\n\n  b'x\\x00'")
         except BadHttpMessage as exc:
@@ -54,8 +64,6 @@ def test_a_request_the_http_parser_refused_is_one_warning_without_traceback():
             raise ValueError("a bug of ours")
         except ValueError as exc:
             logger.exception("Error handling request from %s", "127.0.0.1", exc_info=exc)
-    finally:
-        logger.removeHandler(handler)
     (level, line), (bug_level, bug) = lines
     assert level == "WARNING" and "\n" not in line
     assert line == "malformed HTTP request from 127.0.0.1 refused (400): Invalid header value char:\\n\\n  b'x\\x00'"
@@ -67,13 +75,7 @@ def test_a_body_aiohttp_cannot_decode_is_one_warning_without_traceback():
     from aiohttp.http_exceptions import ContentEncodingError
     from aiohttp.web import RequestPayloadError
 
-    from node.logfmt import MalformedRequests
-    logger, lines = logging.getLogger("test.aiohttp.server.payload"), []
-    handler = logging.Handler()
-    handler.emit = lambda r: lines.append((r.levelname, OneLineFormatter("%(message)s").format(r)))
-    logger.addHandler(handler)
-    logger.addFilter(MalformedRequests())
-    try:
+    with _aiohttp_server_log("test.aiohttp.server.payload") as (logger, lines):
         try:
             try:
                 raise ContentEncodingError("Can not decode content-encoding: gzip")
@@ -81,8 +83,6 @@ def test_a_body_aiohttp_cannot_decode_is_one_warning_without_traceback():
                 raise RequestPayloadError(str(cause)) from cause
         except RequestPayloadError as exc:
             logger.exception("Unhandled exception", exc_info=exc)
-    finally:
-        logger.removeHandler(handler)
     [(level, line)] = lines
     assert (level, line) == ("WARNING", "a request's body could not be decoded (Can not decode content-encoding: "
                                         "gzip); connection closed")
