@@ -201,8 +201,10 @@ def _fold(events: Iterable[Event]) -> TicketState | None:
     if _linear(ordered):   # (nothing concurrent, so no conflict: a resolution here settles nothing)
         state = None
         for event in ordered:
-            state = _ignored(state, event, UNSETTLING) if event.type == "conflict_resolved" and state else (
-                apply(state, event))
+            if event.type == "conflict_resolved" and state is not None:
+                state = _ignored(state, event, UNSETTLING)
+            else:
+                state = apply(state, event)
         return state
     return _fold_concurrent(ordered)
 
