@@ -42,6 +42,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import orjson
+
 from node.clock import MAX_AHEAD_MS, too_far_ahead
 from node.errors import IntegrityError, ValidationError
 from node.keys import load_signing_public
@@ -137,10 +139,11 @@ class Receiver:
         if event.type == "created" and event.payload.get("hub") not in (None, self.node.hub_id):
             raise ValidationError(f"event {event.id}: the ticket names {event.payload['hub']} as its hub, not "
                                   f"{self.node.hub_id}")
-        if event.type == "routed" and event.author != self.node.hub_id and \
-                hosts().get(event.payload["institution"]) != event.author:
-            raise ValidationError(f"event {event.id}: {event.author} routes to {event.payload['institution']}, "
-                                  "an institution it does not host (only the hub routes elsewhere)")
+        if event.type == "routed" and event.author != self.node.hub_id and (
+                event.payload["node"] != event.author or hosts().get(event.payload["institution"]) != event.author):
+            raise ValidationError(f"event {event.id}: {event.author} routes to {event.payload['institution']} at "
+                                  f"{event.payload['node']}, not an institution it hosts (only the hub routes "
+                                  "elsewhere)")
         if self.node.role == "hub" and event.author != sender:
             raise ValidationError(f"{sender} may only send its own events, not {event.author}'s")
         if self.node.role != "hub" and sender != self.node.hub_id:
@@ -270,9 +273,15 @@ class Receiver:
         events = []
         for author in {e.author for e in good}:
             mine = sorted((e for e in good if e.author == author), key=lambda e: e.seq)
-            taken = tx.author_seq_ids(author, sorted({e.seq for e in mine} | {e.seq - 1 for e in mine} - {0}))
+            seqs = {e.seq for e in mine}
+            taken = tx.author_seq_ids(author, sorted(seqs | {n - 1 for n in seqs} - {0} | {n + 1 for n in seqs}))
+            # The stored event right after one of ours (arrived first: two pushes answered out of order) must
+            # name it as its prev, as ours must name the one before.
+            after = {n - 1: taken[n] for n in taken if n - 1 in seqs and n not in seqs}
+            prev_of = {i: orjson.loads(raw)["prev"] for i, raw in tx.stored_raw(list(after.values())).items()
+                       } if after else {}
             for e in mine:
-                before = taken.get(e.seq - 1)
+                before, next_id = taken.get(e.seq - 1), after.get(e.seq)
                 if e.seq in taken and taken[e.seq] != e.id:
                     log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
                     rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
@@ -281,6 +290,11 @@ class Receiver:
                                 e.prev, author, e.seq)
                     rejected.append((e.id, f"chain broken: {author} seq {e.seq} must follow {before or 'nothing'}, "
                                            f"not {e.prev}"))
+                elif next_id is not None and prev_of.get(next_id, e.id) != e.id:
+                    log.warning("rejected event %s from %s: %s seq %d, held already, follows %s instead", e.id, sender,
+                                author, e.seq + 1, prev_of[next_id])
+                    rejected.append((e.id, f"chain broken: {author} seq {e.seq + 1} (held) follows "
+                                           f"{prev_of[next_id]}, not this event"))
                 else:
                     taken[e.seq] = e.id
                     events.append(e)

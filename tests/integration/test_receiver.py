@@ -10,6 +10,7 @@ from node.config import load_settings
 from node.core import Node
 from node.federation import KeyDirectory, Receiver
 from node.reactions import hub_react
+from node.verify import verify_log
 from schemas.complaints import ComplaintIn
 
 
@@ -115,6 +116,9 @@ def _forged(district, items, case: str, seq: int = 1000) -> dict:
     elif case == "routed-elsewhere-by-a-district":   # its own ticket, to another node's office
         fields.update(ticket=created["ticket"], type="routed", parents=[created["id"]],
                       payload={"institution": "ppu-disdukcapil", "node": "kab-paser", "reason": "manual"})
+    elif case == "routed-to-another-node-by-a-district":   # its own office, named as another node's
+        fields.update(ticket=created["ticket"], type="routed", parents=[created["id"]],
+                      payload={"institution": "paser-disdikbud", "node": "kab-ppu", "reason": "manual"})
     wire = make_event(**fields, key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
     if case == "a-number-past-2**53":    # (no key signs these: canonical JSON cannot hold them. An unsigned 500)
         wire["payload"]["nilai"] = 2**60
@@ -129,7 +133,8 @@ def _forged(district, items, case: str, seq: int = 1000) -> dict:
     ("seq-taken-in-batch", "equivocation"), ("another-hub", "names kab-paser as its hub"),
     ("chosen-institution-a-list", "chosen_institution"), ("a-number-past-2**53", "no canonical form"),
     ("seq-past-2**53", "seq"), ("chain-broken", "chain broken"),
-    ("routed-elsewhere-by-a-district", "does not host")])
+    ("routed-elsewhere-by-a-district", "not an institution it hosts"),
+    ("routed-to-another-node-by-a-district", "not an institution it hosts")])
 def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case, reason):
     """Each forgery is signed by the sender itself, so only the rule refuses it: the rest of its batch is
     stored, the sender learns why, and the hub's clock does not follow a clock far ahead of its own."""
@@ -301,3 +306,27 @@ def test_a_resolution_of_no_conflict_changes_nothing(pair, sample_complaints):
     assert (after.status, after.holder_node, after.institution) == (before.status, before.holder_node,
                                                                     before.institution)
     assert (resolution["id"], "it settles no conflict on this ticket") in after.ignored
+
+
+def test_a_broken_chain_is_refused_when_its_later_event_arrived_first(pair, sample_complaints):
+    """Two pushes answered out of order bring an author's seq n+1 before seq n. Before, n+1 was stored
+    unchecked (n was not held yet), then n, and the hub held a broken chain that 'simpul verify' named."""
+    from schemas.events import make_event
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:2])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    last = items[-1]["event"]
+    n = last["seq"] + 1
+
+    def follow_up(seq: int, prev: str) -> dict:
+        return make_event(ticket=last["ticket"], author="kab-paser", seq=seq, prev=prev, parents=[last["id"]],
+                          hlc=hub.clock.tick(), type="reporter_replied", payload={"text": f"balasan {seq}"},
+                          key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+    real = follow_up(n, last["id"])
+    stray = follow_up(n + 1, "2" * 64)                   # names an event that is not seq n
+    pos = items[-1]["pos"]
+    assert receiver.receive("kab-paser", pos + 1, [{"pos": pos + 2, "event": stray}]).accepted == 1
+    result = receiver.receive("kab-paser", 0, items + [{"pos": pos + 1, "event": real}])
+    assert [i for i, _ in result.rejected] == [real["id"]] and "(held) follows" in result.rejected[0][1]
+    assert verify_log(hub.storage, hub.keys).problems == []
+    # (a later batch whose chain is whole, applied first, is taken: the out-of-order test above)
