@@ -344,11 +344,10 @@ def _payload_problem(type_: str, payload: Mapping) -> str | None:
         if not isinstance(state, Mapping) or payload.get("winner") not in ("A", "B", "merged"):
             return "conflict_resolved needs 'winner' (A, B or merged) and 'state' as an object"
         for key, kind in _RESOLVED_FIELDS.items():
-            value = state.get(key)
-            if value is not None and type(value) is not kind or key == "status" and key in state and (
-                    value not in _STATUSES):
-                return f"conflict_resolved: state {key!r} must be a {kind.__name__}" + (
-                    " naming a known status" if key == "status" else "")
+            if state.get(key) is not None and type(state[key]) is not kind:
+                return f"conflict_resolved: state {key!r} must be a {kind.__name__}"
+        if "status" in state and state["status"] not in _STATUSES:
+            return "conflict_resolved: state 'status' must name a known status"
     return None
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -154,3 +155,26 @@ def test_from_wire_rejects_bad_values(field, value):
 def test_from_wire_rejects_non_objects(data):
     with pytest.raises(ValidationError):
         Event.from_wire(data)
+
+
+@pytest.mark.parametrize("payload, says", [
+    ({"conflict": "c1", "winner": "merged", "state": {"title": {"x": 1}}}, "'title' must be a str"),
+    ({"conflict": "c1", "winner": "merged", "state": {"holder_node": ["kab-ppu"]}}, "'holder_node' must be a str"),
+    ({"conflict": "c1", "winner": "merged", "state": {"status": "hilang"}}, "must name a known status"),
+    ({"conflict": "c1", "winner": "C", "state": {}}, "'winner' (A, B or merged)"),
+    ({"winner": "A"}, "needs 'conflict' as str"),
+], ids=["title-an-object", "holder-a-list", "unknown-status", "unknown-winner", "no-conflict"])
+def test_a_resolution_whose_state_the_fold_cannot_apply_is_refused(payload, says):
+    """Before, an object as title was stored on every replica, and a list as holder_node failed the batch."""
+    wire = new_event(type="conflict_resolved", payload=payload).to_wire()
+    with pytest.raises(ValidationError, match=re.escape(says)):
+        Event.from_wire(wire)
+
+
+def test_a_created_with_a_list_where_a_name_goes_is_refused():
+    wire = new_event(type="created", seq=1, prev=None, parents=[], payload={
+        "tracking_id": "KAB-PASER-2611-00001", "type": "pengaduan", "category": "pendidikan", "region": "6401",
+        "title": "Pungutan", "body": "Pungutan seragam di sekolah", "anonim": False, "rahasia": False,
+        "channel": "web", "filed_at": "kab-paser", "chosen_institution": ["paser-disdikbud"]}).to_wire()
+    with pytest.raises(ValidationError, match="'chosen_institution' must be a str or null"):
+        Event.from_wire(wire)
