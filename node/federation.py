@@ -130,8 +130,7 @@ class Receiver:
         # Kept in memory only: after a restart the cursor waits for the next pull instead.
         self._ahead: dict[str, dict[int, int]] = {}
 
-    def _check(self, sender: str, item, known: dict[str, str], hosts: Callable[[], dict[str, str]]
-               ) -> tuple[int, Event]:
+    def _check(self, sender: str, item, known: dict[str, str], hosts: dict[str, str]) -> tuple[int, Event]:
         if not _positioned(item):
             raise ValidationError(f"item must be an object with 'pos' (an integer from 0 to {MAX_POSITION}) "
                                   "and 'event'")
@@ -140,7 +139,7 @@ class Receiver:
             raise ValidationError(f"event {event.id}: the ticket names {event.payload['hub']} as its hub, not "
                                   f"{self.node.hub_id}")
         if event.type == "routed" and event.author != self.node.hub_id and (
-                event.payload["node"] != event.author or hosts().get(event.payload["institution"]) != event.author):
+                event.payload["node"] != event.author or hosts.get(event.payload["institution"]) != event.author):
             raise ValidationError(f"event {event.id}: {event.author} routes to {event.payload['institution']} at "
                                   f"{event.payload['node']}, not an institution it hosts (only the hub routes "
                                   "elsewhere)")
@@ -188,15 +187,11 @@ class Receiver:
         # only a shortcut: read before the batch ahead is stored, it just verifies a few more signatures.
         ids = [i["event"]["id"] for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)
                and isinstance(i["event"].get("id"), str)]
-        with self.node.storage.read() as tx:
+        routes = any(isinstance(i, dict) and isinstance(i.get("event"), dict) and i["event"].get("type") == "routed"
+                     for i in items)
+        with self.node.storage.read() as tx:   # (institution -> its node, in the same read, if anything routes)
             known = tx.stored_raw(ids)
-        hosting: dict[str, str] = {}
-
-        def hosts() -> dict[str, str]:   # institution -> the node hosting it, read if a district routes
-            if not hosting:
-                with self.node.storage.read() as tx:
-                    hosting.update({i["id"]: i["node_id"] for i in tx.institutions()})
-            return hosting
+            hosts = {i["id"]: i["node_id"] for i in tx.institutions()} if routes else {}
         good, rejected = [], []
         for item in items:
             try:
