@@ -9,6 +9,7 @@ validity of its keys; a revoked or unknown node's requests are refused.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Literal
 
@@ -121,7 +122,7 @@ class Federation(BaseModel):
             raise ValueError("holds no nodes, regions or institutions")
         for what, ids in (("node", [n.node_id for n in self.nodes]), ("region", [r.code for r in self.regions]),
                           ("institution", [i.id for i in self.institutions])):
-            twice = sorted({i for i in ids if ids.count(i) > 1})
+            twice = sorted(i for i, n in Counter(ids).items() if n > 1)
             if twice:
                 raise ValueError(f"{what} id(s) listed twice: {', '.join(twice)}")
         codes, nodes = {r.code for r in self.regions}, {n.node_id for n in self.nodes}

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from schemas.directory import REGION_PATTERN
 from schemas.taxonomy import CATEGORIES
-from schemas.text import CONTROL_MESSAGE, ONE_LINE_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, not_one_line
+from schemas.text import CONTROL_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control, one_line
 
 REPORT_TYPES = ("pengaduan", "aspirasi", "permintaan_informasi")
 CHANNELS = ("web", "sms", "whatsapp", "lapor-app", "walk-in", "email", "phone", "open311", "bundle", "api")
@@ -24,13 +24,6 @@ def _text(v: str | None) -> str | None:
     or fixed values that already exclude them; checking only these keeps intake's validation cheap."""
     if v is not None and has_control(v):
         raise ValueError(CONTROL_MESSAGE)
-    return v
-
-
-def _name(v: str | None) -> str | None:
-    """An operator's name (``actor``): one line (schemas/text.py)."""
-    if v is not None and not_one_line(v):
-        raise ValueError(ONE_LINE_MESSAGE)
     return v
 
 
@@ -111,7 +104,7 @@ class ActionIn(Strict):
     """An operator's (or hub admin's) action on a ticket."""
     model_config = ConfigDict(**Strict.model_config, json_schema_extra=_action_rules)
     _free_text = field_validator("text", "reason", "title", "body")(_text)
-    _actor = field_validator("actor")(_name)
+    _actor = field_validator("actor")(one_line)
     action: Literal[ACTIONS]  # type: ignore[valid-type]
     text: str | None = Field(default=None, max_length=20000, json_schema_extra=TEXT_SCHEMA)
     reason: str | None = Field(default=None, max_length=2000, json_schema_extra=TEXT_SCHEMA)

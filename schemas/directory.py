@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.text import ONE_LINE_MESSAGE, not_one_line
+from schemas.text import one_line
 
 # A node id: lower-case letters, digits and dashes. At most 48 characters: a tracking number is the id in
 # capitals plus 11 ("-YYMM-NNNNN"), and must fit the 64 characters of its column (PostgreSQL enforces column
@@ -62,13 +62,7 @@ class EnrollIn(BaseModel):
     keys: list[KeyIn] = Field(min_length=1)
 
     _url = field_validator("url")(peer_url)
-
-    @field_validator("name")
-    @classmethod
-    def _one_line(cls, v: str) -> str:
-        if not_one_line(v):
-            raise ValueError(ONE_LINE_MESSAGE)
-        return v
+    _name = field_validator("name")(one_line)
 
 
 class KeysFile(BaseModel):

@@ -28,3 +28,10 @@ def has_control(text: str) -> bool:
 
 def not_one_line(text: str) -> bool:
     return _NOT_ONE_LINE.search(text) is not None
+
+
+def one_line(v: str | None) -> str | None:
+    """A pydantic field validator for a name: one line (``ONE_LINE_MESSAGE`` otherwise)."""
+    if v is not None and not_one_line(v):
+        raise ValueError(ONE_LINE_MESSAGE)
+    return v
