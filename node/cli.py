@@ -50,6 +50,8 @@ def run(config_path, host, port):
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     click.echo(f"simpul {s.role} {s.node_id} serving on http://{s.host}:{s.port} "
                f"(database {node.storage.dialect}, event loop {kind})")
+    if s.not_syncing:
+        logging.getLogger("simpul").warning("%s", s.not_syncing)
     app = build_app(node)
     collector.tune()
     web.run_app(app, sock=sockets, print=None, access_log=None, loop=loop)
@@ -129,6 +131,8 @@ def status(config_path, as_json):
         click.echo(json.dumps(st, indent=2))
         return
     click.echo(f"{node.role} {node.node_id}: {st['events']} events; tickets {st['tickets_by_status']}")
+    if node.settings.not_syncing:
+        click.echo(f"warning: {node.settings.not_syncing}")
     click.echo(f"{'peer':<18}{'last contact':>14}{'acked':>9}{'cursor':>9}{'queue':>8}{'fails':>7}{'retry in':>10}"
                f"{'dead':>6}{'repairs':>9}")
     for p in st["peers"]:

@@ -114,6 +114,8 @@ def init(role, node_id, data_dir, config_path, name, region, host, port, databas
     click.echo(f"  config:   {cfg_path}")
     click.echo(f"  database: {settings.db_url}")
     click.echo(f"  keys:     {', '.join(k.key_id for k in keys)}")
+    if settings.not_syncing:
+        click.echo(f"warning: {settings.not_syncing}")
     click.echo(f"next: simpul run --config {cfg_path}")
 
 

@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     def keys_dir(self) -> Path:
         return self.data_dir / "keys"
 
+    @property
+    def not_syncing(self) -> str | None:
+        """Why this node never syncs, or None. A district without its hub's URL runs, files and queues
+        every event for the hub, and sends nothing: ``init``, ``run`` and ``status`` say so."""
+        if self.role == "hub" or self.hub.url:
+            return None
+        return ("this district has no hub URL, so it does not sync: its events wait in its queue until "
+                "[hub] url is set in its config (or SIMPUL_HUB__URL)")
+
 
 def _first_error(exc: pydantic.ValidationError) -> str:
     err = exc.errors()[0]

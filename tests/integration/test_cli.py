@@ -110,6 +110,20 @@ def test_init_writes_config_keys_and_migrated_database(tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_a_district_without_its_hubs_url_is_told_it_will_not_sync(tmp_path):
+    """Before, such a district ran, filed and queued for the hub without a word, and ``status`` listed no
+    peer at all. ``init`` and ``status`` now say why nothing syncs (``run`` logs it); with the URL, nothing."""
+    res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "n")
+    assert res.returncode == 0, res.stderr
+    assert "warning: this district has no hub URL, so it does not sync" in res.stdout
+    status = simpul("status", "--config", tmp_path / "n" / "simpul.toml")
+    assert status.returncode == 0 and "[hub] url is set in its config" in status.stdout
+    linked = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "m",
+                    "--hub-url", "http://127.0.0.1:9")
+    assert linked.returncode == 0 and "warning" not in linked.stdout
+    assert "warning" not in simpul("status", "--config", tmp_path / "m" / "simpul.toml").stdout
+
+
 def test_init_twice_refuses_and_changes_nothing(tmp_path):
     res = simpul("init", "--role", "district", "--node-id", "kab-paser", "--data-dir", tmp_path / "n")
     assert res.returncode == 0, res.stderr
