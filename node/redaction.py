@@ -14,6 +14,9 @@ What is masked (kinds, and the mask that replaces them):
   no prefix treated as equal           -> "[nomor telepon disamarkan]"
 - ``reporter_name``  the reporter's full name, case-insensitive, whole words,
   any whitespace between the words     -> "[nama disamarkan]"
+- ``reporter_address`` the reporter's address, matched like the name: whole,
+  and each of its comma-separated parts that holds a number ("Jl. Cempaka
+  No. 12 RT 04")                       -> "[alamat disamarkan]"
 - ``email``          any e-mail address, and the reporter's own e-mail matched
   literally (case-insensitive)         -> "[email disamarkan]"
 - ``nik``            anything shaped like a NIK: exactly 16 digits, contiguous or
@@ -21,8 +24,13 @@ What is masked (kinds, and the mask that replaces them):
   0001", "64.01.04.451182.0001"). A 16-digit family-card (KK) number has the
   same shape and is masked too      -> "[NIK disamarkan]"
 - ``phone``          an Indonesian mobile number: +62 / 62 / 0, then 8, then 8-11
-  more digits, single spaces or dashes allowed between digits
+  more digits, one space, dot, dash or slash allowed between digits, or the
+  area part in brackets ("(0812) 9999 8888")
                                        -> "[nomor telepon disamarkan]"
+
+Digits are digits in any script and width ("６４０１", Arabic-Indic), spaces are any
+space (a no-break space too) and dashes any dash ("–"): the text is scanned in a
+folded copy of the same length (``_fold``), so findings point into the original.
 
 What is left alone, on purpose: money ("Rp750.000", and no digit run right after
 "Rp" is ever taken for a NIK), times ("19.00"), dates, distances ("2 km"),
@@ -40,6 +48,7 @@ from __future__ import annotations
 
 import bisect
 import re
+import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -50,13 +59,16 @@ MASKS = {
     "phone": "[nomor telepon disamarkan]",
     "email": "[email disamarkan]",
     "reporter_name": "[nama disamarkan]",
+    "reporter_address": "[alamat disamarkan]",
 }
 # Lower wins at equal length: the reporter's own data is the more specific finding.
-_PRIORITY = {"reporter_nik": 0, "reporter_phone": 0, "reporter_name": 0, "email": 1, "nik": 2, "phone": 2}
+_PRIORITY = {"reporter_nik": 0, "reporter_phone": 0, "reporter_name": 0, "reporter_address": 0, "email": 1,
+             "nik": 2, "phone": 2}
 
-_DIGIT_SEP = r"[ .\-()]{0,2}"  # between two digits of the reporter's own numbers: "(0812) 0000-0101"
+_DIGIT_SEP = r"[ .\-()/_]{0,2}"  # between two digits of the reporter's own numbers: "(0812) 0000-0101"
 _PHONE_PREFIX = r"(?:\+[ ]?62|\(\+?62\)|62|0)"
-_PHONE_RE = re.compile(r"(?<![\w+])" + _PHONE_PREFIX + r"[ \-]?8(?:[ \-]?[0-9]){8,11}(?!-?[0-9])")
+_PHONE_RE = re.compile(r"(?<![\w+])(?:" + _PHONE_PREFIX + r"[ .\-/]?8(?:[ .\-/]?[0-9]){8,11}"
+                       r"|\((?:0|\+?62 ?)8[0-9]{2,3}\) ?[0-9](?:[ .\-/]?[0-9]){4,8})(?![.\-/]?[0-9])")
 _EMAIL_RE = re.compile(
     r"(?<![\w.+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w@])"
@@ -67,11 +79,42 @@ _GROUP_RE = re.compile(r"[0-9]+")
 _CURRENCY_BEFORE = re.compile(r"(?i)(?<![a-z])rp\.?\s?$")  # searched in the 4 chars before a run
 _NIK_DIGITS = 16
 _MIN_REPORTER_DIGITS = 6  # shorter "own numbers" would mask ordinary numbers
+_MIN_ADDRESS_PART = 8     # an address part shorter than this ("No. 5") would mask ordinary text
+
+
+class _Folding(dict):
+    """``str.translate`` table, filled as characters are met: any decimal digit to its ASCII digit, any
+    space to " ", any dash to "-", a full-width form ("＋", "（") to its ASCII character; the rest kept.
+    One character to one, so offsets stay. Only the first few thousand characters met are remembered."""
+
+    def __missing__(self, code: int) -> str:
+        ch = chr(code)
+        kind = unicodedata.category(ch)
+        if kind == "Nd":
+            out = str(unicodedata.decimal(ch))
+        elif kind == "Zs":
+            out = " "
+        elif kind == "Pd" or ch == "\u2212":
+            out = "-"
+        else:
+            compat = unicodedata.normalize("NFKC", ch)
+            out = compat if len(compat) == 1 and compat.isascii() else ch
+        if len(self) < 4096:
+            self[code] = out
+        return out
+
+
+_FOLDING = _Folding()
+
+
+def _fold(text: str) -> str:
+    """``text`` with digits, spaces and dashes of every script as ASCII (``_Folding``), the same length."""
+    return text if text.isascii() else text.translate(_FOLDING)
 
 
 @dataclass(frozen=True)
 class Finding:
-    kind: str  # "reporter_nik" | "reporter_phone" | "nik" | "phone" | "email" | "reporter_name"
+    kind: str  # a key of MASKS
     start: int  # offsets in the ORIGINAL text
     end: int
 
@@ -131,20 +174,30 @@ def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
     def may_contain(word: str) -> bool:
         return lowered is None or not word.isascii() or word.lower() in lowered
 
-    nik = _digits(reporter.get("nik") or "")
-    phone = _national_number(reporter.get("phone") or "")
+    nik = _digits(_fold(reporter.get("nik") or ""))
+    phone = _national_number(_fold(reporter.get("phone") or ""))
     if len(nik) >= _MIN_REPORTER_DIGITS and nik in text_digits:
         yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(nik) + r"(?![0-9])")
     if len(phone) >= _MIN_REPORTER_DIGITS and phone in text_digits:
         prefix = r"(?:\(?" + _PHONE_PREFIX + r"[ .\-]?)?"
         yield "reporter_phone", re.compile(r"(?<![0-9+])" + prefix + _digitwise(phone) + r"(?![0-9])")
-    email = (reporter.get("email") or "").strip()
+    email = _fold(reporter.get("email") or "").strip()
     if "@" in email and may_contain(email):
         yield "email", re.compile(r"(?<![\w.+\-])" + re.escape(email) + r"(?![\w@])", re.IGNORECASE)
-    words = (reporter.get("name") or "").split()
+    words = _fold(reporter.get("name") or "").split()
     if words and len("".join(words)) >= 3 and all(may_contain(w) for w in words):
-        name = r"\s+".join(re.escape(w) for w in words)
-        yield "reporter_name", re.compile(r"(?<!\w)" + name + r"(?!\w)", re.IGNORECASE)
+        yield "reporter_name", _words(words)
+    address = _fold(reporter.get("address") or "")
+    parts = [address, *(p for p in address.split(",") if any(c.isdigit() for c in p))]
+    for part in dict.fromkeys(" ".join(p.split()) for p in parts):
+        words = part.split()
+        if len(part) >= _MIN_ADDRESS_PART and all(may_contain(w) for w in words):
+            yield "reporter_address", _words(words)
+
+
+def _words(words: list[str]) -> re.Pattern[str]:
+    """``words`` in a row, whole, case-insensitive, with any whitespace between them."""
+    return re.compile(r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
 
 
 def _nik_findings(text: str) -> Iterator[Finding]:
@@ -171,6 +224,7 @@ def _nik_findings(text: str) -> Iterator[Finding]:
 
 def _candidates(text: str, reporter: Mapping[str, str] | None) -> Iterator[Finding]:
     # Each scan runs only if the text has what every match needs: an "@", 16 digits, an "8".
+    text = _fold(text)
     text_digits = _digits(text)
     for kind, pattern in _reporter_patterns(reporter or {}, text, text_digits):
         yield from _regex_findings(pattern, kind, text)

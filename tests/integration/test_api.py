@@ -157,6 +157,19 @@ async def test_identity_in_body_is_redacted(client, tokens, complaint, node):
         assert tx.get_private(data["ticket_id"])["original_body"] == c["body"]
 
 
+async def test_kecamatan_and_the_reporters_address_are_masked_too(client, tokens, complaint):
+    """Before, ``kecamatan`` went out as typed, and the reporter's address in the body was never masked."""
+    reporter = dict(complaint["reporter"], address="Jl. Cempaka No. 12 RT 04, Tanah Grogot")
+    c = dict(complaint, reporter=reporter, kecamatan="Tanah Grogot, WA 0813\u20134444\u20135555",
+             body=complaint["body"] + " Rumah saya di Jl. Cempaka No. 12 RT 04.")
+    resp, data = await file(client, tokens.intake, c)
+    assert resp.status == 201 and set(data["redacted"]) >= {"phone", "reporter_address"}
+    resp = await client.get(f"/api/v1/complaints/{data['ticket_id']}", headers=auth(tokens.operator))
+    ticket = await resp.json()
+    assert ticket["kecamatan"] == "Tanah Grogot, WA [nomor telepon disamarkan]", ticket["kecamatan"]
+    assert "Cempaka" not in ticket["body"] and "[alamat disamarkan]" in ticket["body"]
+
+
 # ------------------------------------------------------------ idempotency
 async def test_idempotency_key_retry_returns_same_ticket(client, tokens, complaint, node, db_snapshot):
     resp1, d1 = await file(client, tokens.intake, complaint, **{"Idempotency-Key": "sms-gw-0001"})

@@ -24,6 +24,9 @@ NIK = "[NIK disamarkan]"
 TEL = "[nomor telepon disamarkan]"
 MAIL = "[email disamarkan]"
 NAMA = "[nama disamarkan]"
+ALAMAT = "[alamat disamarkan]"
+WIDE = {"name": "Wati", "nik": "\uff16\uff14\uff10\uff11044511820001", "phone": "+62\u00a0813\u00a04444\u00a05555",
+        "address": "Jl. Cempaka No. 12 RT 04, Tanah Grogot"}
 
 
 def load_samples() -> list[dict]:
@@ -103,6 +106,26 @@ CASES = [
      "Nomor resi 64010444511820001 belum sampai.", []),
     ("other-person-name-kept", "Pak Joko Susilo sudah menandatangani.", SRI,
      "Pak Joko Susilo sudah menandatangani.", []),
+    # --- digits, spaces and dashes of other scripts and widths (before, none of these was masked) ---
+    ("own-phone-nbsp-and-en-dash", "WA saya +62\u00a0813\u00a04444\u00a05555 atau 0813\u20134444\u20135555.", WIDE,
+     f"WA saya {TEL} atau {TEL}.", ["reporter_phone", "reporter_phone"]),
+    ("own-nik-full-width", "NIK saya \uff16\uff14\uff10\uff11\uff10\uff14\uff14\uff15\uff11\uff11\uff18"
+     "\uff12\uff10\uff10\uff10\uff11 ya", SRI, f"NIK saya {NIK} ya", ["reporter_nik"]),
+    ("own-nik-stored-full-width", "NIK 6401044511820001", WIDE, f"NIK {NIK}", ["reporter_nik"]),
+    ("other-phone-arabic-indic", "hubungi \u0660\u0668\u0661\u0663\u0664\u0665\u0666\u0667\u0668\u0669"
+     "\u0661\u0660", None, f"hubungi {TEL}", ["phone"]),
+    ("other-nik-one-wide-digit", "NIK 640104111171001\uff10 ditahan", None, f"NIK {NIK} ditahan", ["nik"]),
+    # --- other people's phones in the other ways people write them ---
+    ("other-phone-dots", "Hubungi 0812.9999.8888 saja.", None, f"Hubungi {TEL} saja.", ["phone"]),
+    ("other-phone-slashes", "Nomor 0812/9999/8888 aktif.", None, f"Nomor {TEL} aktif.", ["phone"]),
+    ("other-phone-bracketed", "Telp (0812) 9999 8888 ya.", None, f"Telp {TEL} ya.", ["phone"]),
+    ("dotted-code-kept", "Kode 0812.9999.8888.123 di kuitansi.", None, "Kode 0812.9999.8888.123 di kuitansi.", []),
+    # --- the reporter's address: whole, or its numbered part ---
+    ("own-address", "Rumah saya di jl. cempaka no. 12 rt 04, tanah grogot, banjir.", WIDE,
+     f"Rumah saya di {ALAMAT}, banjir.", ["reporter_address"]),
+    ("own-address-part", "Datang saja ke Jl. Cempaka No. 12  RT 04 sore hari.", WIDE,
+     f"Datang saja ke {ALAMAT} sore hari.", ["reporter_address"]),
+    ("own-town-kept", "Banjir di Tanah Grogot sejak Senin.", WIDE, "Banjir di Tanah Grogot sejak Senin.", []),
 ]
 
 
