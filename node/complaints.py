@@ -53,6 +53,17 @@ def same_request(stored: str, digest: str, complaint: ComplaintIn) -> bool:
         json.dumps(complaint.model_dump(), sort_keys=True).encode()).hexdigest()
 
 
+def masked(tx, node_id: str, ticket: TicketState, payload: dict) -> dict:
+    """``payload`` with its free text (``FREE_TEXT``) redacted before it is signed and synced (``redact``):
+    with the reporter's identity at the origin, the only node that holds it; by shape elsewhere."""
+    written = [k for k in FREE_TEXT if isinstance(payload.get(k), str)]
+    if not written:
+        return payload
+    private = tx.get_private(ticket.ticket_id) if ticket.origin == node_id else None
+    reporter = (private or {}).get("identity") or {}
+    return {**payload, **{k: redact(payload[k], reporter=reporter).text for k in written}}
+
+
 class ComplaintService:
     def __init__(self, storage, log: EventLog, node_id: str, role: str, hub_id: str | None = None, now=time.time):
         self.hub_id = hub_id
@@ -136,18 +147,8 @@ class ComplaintService:
             if action.action in HOLDER_ACTIONS and state.holder_node != self.node_id:
                 holder = state.holder_node or "nobody yet (not dispositioned)"
                 raise Forbidden(f"only the holder can '{action.action}' this ticket; it is held by {holder}")
-            payload = self._masked(tx, state, self._payload(state, action, institutions))
+            payload = masked(tx, self.node_id, state, self._payload(state, action, institutions))
             return self.log.append(tx, ticket_id, ACTION_EVENTS[action.action], payload).state
-
-    def _masked(self, tx, state: TicketState, payload: dict) -> dict:
-        """``payload`` with its free text redacted before it is signed and synced (``redact``): with the
-        reporter's identity at the origin, the only node that holds it; by shape elsewhere."""
-        written = [k for k in FREE_TEXT if isinstance(payload.get(k), str)]
-        if not written:
-            return payload
-        private = tx.get_private(state.ticket_id) if state.origin == self.node_id else None
-        reporter = (private or {}).get("identity") or {}
-        return {**payload, **{k: redact(payload[k], reporter=reporter).text for k in written}}
 
     def _payload(self, state: TicketState, a: ActionIn, institutions: dict[str, dict]) -> dict:
         base = {"actor": a.actor} if a.actor else {}

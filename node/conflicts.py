@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from node.complaints import masked
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
 from node.lifecycle import STATUS_VALUES
 from node.ticket import TicketState, fold
@@ -100,6 +101,11 @@ class ConflictService:
             ticket = tx.get_ticket(rows[0]["ticket_id"])
             if self.node.node_id not in (ticket.hub, ticket.origin, ticket.holder_node):
                 raise Forbidden("only the hub, the origin or the holder can resolve this conflict")
+            # (the reason and a merged title or body are written text, masked like an action's: before, they
+            # went out as typed, and a merged body became the ticket's everywhere)
+            payload = masked(tx, self.node.node_id, ticket, payload)
+            if "state" in payload:
+                payload["state"] = masked(tx, self.node.node_id, ticket, payload["state"])
             self.node.log.append(tx, ticket.ticket_id, "conflict_resolved", payload)
         return self.get(conflict_id)
 

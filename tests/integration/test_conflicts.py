@@ -80,3 +80,23 @@ def test_a_conflict_seen_only_while_a_parent_was_missing_leaves_no_row(make_node
         (true_conflict["created"].ticket, "archive_vs_progress", "open")]
     assert [c["ticket_id"] for c in seen["listed_open"]] == [true_conflict["created"].ticket]
     assert seen["open_conflicts"] == {false_alarm["created"].ticket: 0, true_conflict["created"].ticket: 1}
+
+
+def test_a_resolutions_written_text_is_masked_before_it_is_signed(make_node, tmp_path):
+    """The reason and a merged body are written text, like an action's. Before, a hub admin's
+    "dikonfirmasi via telepon 0812..." and a merged body naming the reporter's NIK went out as typed, and
+    the merged body became the ticket's on every replica."""
+    hub = make_node(tmp_path, role="hub", node_id=HUB)
+    conflict = history(False, {HUB: 100})   # (the hub appends its own after these)
+    ingest(hub, list(conflict.values()))
+    [row] = hub.conflicts.list("open")
+    body = "Jalan rusak berat; pelapor Pak Slamet 081299998877, NIK 6409011201010099, slamet@contoh.id."
+    hub.conflicts.resolve(row["id"], winner=None, state={"body": body},
+                          reason="telah dikonfirmasi via telepon 081299998877")
+    with hub.storage.read() as tx:
+        [event] = [e for e in tx.ticket_events(row["ticket_id"]) if e.type == "conflict_resolved"]
+        ticket = tx.get_ticket(row["ticket_id"])
+    assert event.payload["reason"] == "telah dikonfirmasi via telepon [nomor telepon disamarkan]"
+    assert event.payload["state"]["body"] == ("Jalan rusak berat; pelapor Pak Slamet [nomor telepon disamarkan], "
+                                              "NIK [NIK disamarkan], [email disamarkan].")
+    assert ticket.body == event.payload["state"]["body"]
