@@ -1,7 +1,7 @@
 """Wire format of an operator's request to open a reporter's identity."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.text import CONTROL_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control
 
@@ -25,7 +25,7 @@ class IdentityOpenIn(BaseModel):
 
     @field_validator("reason", "actor")
     @classmethod
-    def _stripped(cls, v: str | None) -> str | None:
+    def _stripped(cls, v: str | None, info: ValidationInfo) -> str | None:
         if v is None:
             return v
         v = v.strip()
@@ -33,4 +33,6 @@ class IdentityOpenIn(BaseModel):
             raise ValueError("must not be blank")
         if has_control(v):
             raise ValueError(CONTROL_MESSAGE)
+        if info.field_name == "reason" and len(v) < 3:   # (Field's min_length saw the text before the strip)
+            raise ValueError("must be at least 3 characters, not counting spaces around it")
         return v
