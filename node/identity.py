@@ -53,7 +53,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from node.errors import Conflict, Forbidden, NotFound, SealingError, StorageError, ValidationError
+from node.errors import ConfigError, Conflict, Forbidden, NotFound, SealingError, StorageError, ValidationError
 from node.sealing import SealedBox, load_public_b64, open_sealed, seal, unwrap_private_key
 from node.ticket import TicketState
 from schemas.text import ONE_LINE_MESSAGE, not_one_line
@@ -395,6 +395,11 @@ class IdentityService:
             return dict(private["identity"]), None
         box = SealedBox.from_dict(access.box or {})
         if access.source == "node_keys":
+            if box.recipient_key_id not in self.node.keys.sealing:   # (before, only a restart found it)
+                try:
+                    self.node.keys.reload_sealing()
+                except ConfigError as exc:
+                    raise SealingError(f"cannot read this node's keys again: {exc}") from exc
             return open_sealed(box, ticket_id=state.ticket_id, private_keys=self.node.keys.sealing), \
                 box.recipient_key_id
         if not passphrase:

@@ -196,6 +196,14 @@ class KeyRing:
             self.sealing[key_id], self.sealing_key_id = key, key_id
         return key_id
 
+    def reload_sealing(self) -> None:
+        """Take the sealing keys written since this ring was loaded (``simpul keys rotate --kind sealing``
+        beside a running node): boxes sealed to the new key open without a restart. The signing key is
+        left as loaded: a new one signs only once it is enrolled, after a restart."""
+        fresh = KeyRing.load(self.node_id, self.dir)
+        self.sealing.update(fresh.sealing)
+        self.sealing_key_id = fresh.sealing_key_id
+
     def endorsements(self) -> list[dict]:
         """Each signing key's endorsement by the key it replaced ({key_id, by, sig}), oldest first. Read
         with the keys, at load: ``GET /federation/v1/keys`` serves them to anyone, without a disk read."""

@@ -149,3 +149,28 @@ def test_institution_keygen_wraps_the_key_and_the_directory_publishes_only_the_p
     result = runner.invoke(main, ["institutions", "keygen", "--id", "pln-uid-kaltimra", "--config", cfg,
                                   "--passphrase-file", str(pass_file)])
     assert result.exit_code != 0 and "already has sealing key" in result.output
+
+
+def test_a_holder_opens_a_box_sealed_to_the_key_it_rotated_to_while_running(node):
+    """``simpul keys rotate --kind sealing`` beside a running node, then re-enrolment: origins seal to the
+    new key. Before, the running holder answered "no private key" until it was restarted."""
+    from node.keys import KeyRing
+    from node.lifecycle import Status
+    from node.ticket import TicketState
+    rotated = KeyRing.load(node.node_id, node.settings.keys_dir)     # the CLI's ring, in its own process
+    key_id = rotated.rotate("sealing")
+    assert key_id not in node.keys.sealing
+    identity = {"name": "Sri Wahyuningsih", "phone": "+62 812 0000 0101"}
+    box = sealing.seal(identity, ticket_id="t1", recipient_key_id=key_id,
+                       recipient_public=rotated.sealing[key_id].public_key())
+    held = TicketState(ticket_id="t1", tracking_id="KAB-PPU-2611-00001", origin="kab-ppu", report_type="pengaduan",
+                       category="infrastruktur", topic="jalan_kabupaten", region="6409", kecamatan=None,
+                       title="Jalan rusak", body="Jalan rusak berat", incident_date=None, anonim=False,
+                       rahasia=False, channel="web", chosen_institution=None, filed_at="2026-11-02T01:00:00Z",
+                       status=Status.DISPOSITIONED, institution="paser-dinkes", holder_node=node.node_id,
+                       sealed_identity={"holder_node": node.node_id, "institution": "paser-dinkes",
+                                        "box": box.to_dict()})
+    with node.storage.transaction() as tx:
+        tx.put_ticket(held)
+    opened = IdentityService(node).open("t1", role="operator", actor_name="Budi", reason="telepon pelapor")
+    assert opened.identity == identity and opened.key_id == key_id and node.keys.sealing_key_id == key_id
