@@ -136,6 +136,10 @@ async def problem_middleware(request: web.Request, handler):
         if "Allow" in exc.headers:   # a 405 must say which methods the resource has (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except ConnectionResetError as exc:   # the client left mid-request (a timed-out push): nobody to answer
+        log.warning("%s %s: the client went away before the request was read: %s", request.method, request.path,
+                    exc)
+        return problem(400, "bad-request", "Bad Request", "the connection was lost before the request was read")
     except Exception:  # noqa: BLE001 - last line of defence: log it, never leak internals
         log.exception("unhandled error on %s %s", request.method, request.path)
         return problem(500, "internal", "Internal error", "an unexpected error occurred; see the node's log")

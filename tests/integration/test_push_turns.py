@@ -132,3 +132,28 @@ async def test_a_push_over_the_body_limit_gets_a_signed_413(pair, aiohttp_client
     resp = await signed_post(await aiohttp_client(build_app(hub)), district, "/federation/v1/events", body)
     assert resp.status == 413 and resp.content_type == "application/problem+json"
     assert "Signature" in resp.headers and "Signature-Input" in resp.headers
+
+
+async def test_a_push_whose_sender_leaves_mid_body_is_one_warning_not_a_traceback(pair, aiohttp_client, caplog):
+    """A district whose request timed out while the hub was busy closes the connection mid-body. Before, the
+    hub logged "unhandled error" with a ConnectionResetError traceback (which the soak counts as a failure)."""
+    district, hub = pair
+    client = await aiohttp_client(build_app(hub))
+    url = str(client.make_url("/federation/v1/events"))
+    body = orjson.dumps({"after": 0, "events": []}) + b" " * 200_000
+    headers = httpsig.sign_request("POST", url, {"Content-Type": "application/json"}, body,
+                                   key_id=district.keys.signing_key_id, private_key=district.keys.signing_key,
+                                   now=time.time(), nonce=secrets.token_urlsafe(16))
+    reader, writer = await asyncio.open_connection(client.server.host, client.server.port)
+    head = f"POST /federation/v1/events HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\nContent-Length: {len(body)}\r\n"
+    writer.write((head + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode() + body[:1000])
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    writer.close()
+    logged = []
+    for _ in range(100):
+        logged = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "adapters.http.problems"]
+        if logged:
+            break
+        await asyncio.sleep(0.05)
+    assert logged and all(level == "WARNING" and "went away" in text for level, text in logged), logged
