@@ -4,11 +4,12 @@ Hub: a ticket that has no holder and is waiting (received, verified, or
 returned as bukan wewenang) is routed by node.routing; if no rule decides, it
 stays in the disposition queue for a hub admin. Routing never guesses.
 
-District: a ticket routed here for an institution whose competences do not
-cover it is returned at once as bukan wewenang, with the reason (when
+District: a ticket routed here for an institution whose competences or region
+do not cover it is returned at once as bukan wewenang, with the reason (when
 ``auto_return_out_of_competence`` is on; operators can always return by hand).
-Only routings made by a rule (the reporter's choice, or competence) are
-checked; a hub admin's manual disposition is accepted as the admin's call.
+Only a routing made by a rule (the reporter's choice, or competence) is
+checked, and only the newest (``by_rule``); a hub admin's manual disposition
+is accepted as the admin's call.
 The origin node re-seals the reporter's identity for each new holder
 (node.identity).
 """
@@ -78,21 +79,34 @@ def hub_react(node):
     return react
 
 
+def by_rule(fresh: list[Event]) -> dict[str, tuple[str, str]]:
+    """Ticket -> (institution, node) of the newest routing in ``fresh``, for tickets where a rule made it
+    (the reporter's choice, or competence). An admin's manual disposition (no rule) is a deliberate
+    decision and is not second-guessed. Only the newest counts: a new holder receives the whole history at
+    once, and before, the rule's first routing in it made the admin's later one look like a rule's."""
+    newest: dict[str, Event] = {}
+    for e in fresh:
+        if e.type == "routed" and (e.ticket not in newest or e.hlc > newest[e.ticket].hlc):
+            newest[e.ticket] = e
+    return {t: (e.payload["institution"], e.payload["node"]) for t, e in newest.items() if e.payload.get("rule")}
+
+
 def district_react(node, identity=None):
     topology = TopologyCache()
 
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
-        # An admin's manual disposition (no routing rule) is a deliberate decision: it is not second-guessed.
-        routed_now = {e.ticket for e in fresh if e.type == "routed" and e.payload.get("rule")}
+        routed_now = by_rule(fresh)
         topo = None
         filed_here = []
         for state in states.values():
-            if (node.settings.auto_return_out_of_competence and state.ticket_id in routed_now
-                    and state.holder_node == node.node_id and state.status == Status.DISPOSITIONED):
+            if (node.settings.auto_return_out_of_competence and routed_now.get(state.ticket_id) == (
+                    state.institution, state.holder_node) and state.holder_node == node.node_id
+                    and state.status == Status.DISPOSITIONED):
                 topo = topo or topology.get(tx)
                 inst = topo.by_id.get(state.institution or "")
-                if inst is not None and not routing.matches(inst, state.category, state.topic):
-                    what = f"{state.category}/{state.topic or '-'}"
+                if inst is not None and not routing.competent(inst, state.category, state.topic, state.region,
+                                                              topo.regions):
+                    what = f"{state.category}/{state.topic or '-'} di wilayah {state.region}"
                     node.log.append(tx, state.ticket_id, "returned", {
                         "institution": inst.id, "auto": True,
                         "reason": f"bukan wewenang: {inst.name} tidak menangani {what}"})

@@ -131,6 +131,14 @@ def matches(inst: Institution, category: str, topic: str | None) -> bool:
     return _matching_competence(inst, category, topic) is not None
 
 
+def competent(inst: Institution, category: str, topic: str | None, region: str | None,
+              regions: Mapping[str, Region]) -> bool:
+    """True if ``inst`` holds the competence (``matches``) and serves the complaint's region: a national
+    institution, or one whose region is in the complaint's region chain. Before, a district's check
+    looked at the competence alone, and Balikpapan's education office kept a Paser school's ticket."""
+    return matches(inst, category, topic) and (inst.region is None or inst.region in region_chain(region, regions))
+
+
 def _none(reason: str) -> RoutingDecision:
     return RoutingDecision(institution=None, node=None, reason=reason, rule="none")
 

@@ -1,0 +1,58 @@
+"""What the hub and a district do when routings arrive (node.reactions), on real databases set up by the real
+CLI (``pair``: kab-paser and the hub, in-process); events travel as they do on the wire, through each side's
+outbox and its ``Receiver``."""
+from node.federation import KeyDirectory, Receiver
+from node.identity import IdentityService
+from node.reactions import district_react, hub_react
+from schemas.complaints import ActionIn, ComplaintIn
+
+HUB, PASER = "nasional", "kab-paser"
+
+
+def deliver(src, dest, react) -> None:
+    """Everything ``src`` has queued for ``dest``, received there."""
+    with src.storage.read() as tx:
+        items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch(dest.node_id, 0, 1000)]
+    Receiver(dest, KeyDirectory(dest.storage, dest.keys), react).receive(src.node_id, 0, items)
+
+
+def filed(district, sample_complaints, ref: str, **changes) -> str:
+    body = {k: v for k, v in next(c for c in sample_complaints if c["ref"] == ref).items()
+            if k not in ("ref", "filed_at", "expected_institution", "note")}
+    return district.complaints.file(ComplaintIn.model_validate({**body, **changes})).state.ticket_id
+
+
+def history(node, ticket_id: str) -> list[tuple]:
+    with node.storage.read() as tx:
+        return [(e.type, e.author, e.payload.get("institution"), bool(e.payload.get("auto")))
+                for e in sorted(tx.ticket_events(ticket_id), key=lambda e: e.hlc)]
+
+
+def test_a_district_returns_what_it_is_competent_for_but_not_in_that_region(pair, sample_complaints):
+    """A Penajam school's complaint whose reporter chose Paser's education office: the office holds
+    pendidikan/smp, but not for region 6409. Before, the district checked the competence alone and kept it."""
+    district, hub = pair
+    ticket = filed(district, sample_complaints, "S001", region="6409", chosen_institution="paser-disdikbud")
+    deliver(district, hub, hub_react(hub))
+    deliver(hub, district, district_react(district, IdentityService(district)))
+    assert history(district, ticket)[-2:] == [("routed", HUB, "paser-disdikbud", False),
+                                              ("returned", PASER, "paser-disdikbud", True)]
+    with district.storage.read() as tx:
+        [returned] = [e for e in tx.ticket_events(ticket) if e.type == "returned"]
+    assert "wilayah 6409" in returned.payload["reason"]
+
+
+def test_a_hub_admins_manual_routing_is_not_returned_though_a_rule_routed_before_it(pair, sample_complaints):
+    """The hub routes S009 to paser-dinsos by rule, and its admin then routes it by hand to paser-dlh; the
+    district gets both in one batch. Before, the rule's routing in the batch made the admin's look like a
+    rule's, and the district returned it as bukan wewenang, undoing the admin's call."""
+    district, hub = pair
+    ticket = filed(district, sample_complaints, "S009")
+    deliver(district, hub, hub_react(hub))
+    hub.complaints.act(ticket, ActionIn.model_validate({"action": "route", "institution": "paser-dlh",
+                                                         "reason": "manual"}), hub.institutions())
+    deliver(hub, district, district_react(district, IdentityService(district)))
+    assert history(district, ticket)[1:] == [("routed", HUB, "paser-dinsos", False),
+                                             ("routed", HUB, "paser-dlh", False)]
+    with district.storage.read() as tx:
+        assert tx.get_ticket(ticket).institution == "paser-dlh"
