@@ -55,19 +55,39 @@ class TopologyCache:
         return self._held[1]
 
 
-def route_ticket(node, tx, state: TicketState, topo: Topology) -> None:
+def route_ticket(node, tx, state: TicketState, topo: Topology) -> tuple[TicketState, str] | None:
+    """Route a waiting ticket by the rules; return its new state and the rule that decided, or None if it
+    waits for a hub admin."""
     decision = routing.route(category=state.category, topic=state.topic, region=state.region,
                              chosen_institution=state.chosen_institution, excluded=set(state.returned_by),
                              institutions=topo.institutions, regions=topo.regions)
     if decision.institution is None:
         log.info("ticket %s waits for manual disposition: %s", state.tracking_id, decision.reason)
-        return
-    node.log.append(tx, state.ticket_id, "routed", {"institution": decision.institution, "node": decision.node,
-                                                    "reason": decision.reason, "rule": decision.rule})
+        return None
+    routed = node.log.append(tx, state.ticket_id, "routed", {"institution": decision.institution,
+                                                             "node": decision.node, "reason": decision.reason,
+                                                             "rule": decision.rule})
     log.info("ticket %s routed to %s (%s)", state.tracking_id, decision.institution, decision.reason)
+    return routed.state, decision.rule
+
+
+def return_if_not_competent(node, tx, state: TicketState, topo: Topology) -> TicketState | None:
+    """As the holder of ``state``: return it as bukan wewenang if its institution's competences or region
+    do not cover it (``routing.competent``); the new state, or None if it is kept."""
+    inst = topo.by_id.get(state.institution or "")
+    if inst is None or routing.competent(inst, state.category, state.topic, state.region, topo.regions):
+        return None
+    what = f"{state.category}/{state.topic or '-'} di wilayah {state.region}"
+    returned = node.log.append(tx, state.ticket_id, "returned", {
+        "institution": inst.id, "auto": True, "reason": f"bukan wewenang: {inst.name} tidak menangani {what}"})
+    log.info("ticket %s returned as bukan wewenang by %s", state.tracking_id, inst.id)
+    return returned.state
 
 
 def hub_react(node):
+    """Route what waits. A reporter's choice of an institution hosted on the hub itself is checked as a
+    district checks one of its own (there is no other node to return it): before, a school complaint
+    whose reporter chose the electricity company stayed with it."""
     topology = TopologyCache()
 
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
@@ -75,7 +95,12 @@ def hub_react(node):
         for state in states.values():
             if state.institution is None and state.status in WAITING:
                 topo = topo or topology.get(tx)
-                route_ticket(node, tx, state, topo)
+                routed = route_ticket(node, tx, state, topo)
+                if (routed is not None and routed[1] == "chosen" and routed[0].holder_node == node.node_id
+                        and node.settings.auto_return_out_of_competence):
+                    returned = return_if_not_competent(node, tx, routed[0], topo)
+                    if returned is not None:
+                        route_ticket(node, tx, returned, topo)
     return react
 
 
@@ -103,14 +128,7 @@ def district_react(node, identity=None):
                     state.institution, state.holder_node) and state.holder_node == node.node_id
                     and state.status == Status.DISPOSITIONED):
                 topo = topo or topology.get(tx)
-                inst = topo.by_id.get(state.institution or "")
-                if inst is not None and not routing.competent(inst, state.category, state.topic, state.region,
-                                                              topo.regions):
-                    what = f"{state.category}/{state.topic or '-'} di wilayah {state.region}"
-                    node.log.append(tx, state.ticket_id, "returned", {
-                        "institution": inst.id, "auto": True,
-                        "reason": f"bukan wewenang: {inst.name} tidak menangani {what}"})
-                    log.info("ticket %s returned as bukan wewenang by %s", state.tracking_id, inst.id)
+                if return_if_not_competent(node, tx, state, topo) is not None:
                     continue
             if identity is not None and state.origin == node.node_id:
                 filed_here.append(state)

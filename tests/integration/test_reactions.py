@@ -56,3 +56,15 @@ def test_a_hub_admins_manual_routing_is_not_returned_though_a_rule_routed_before
                                              ("routed", HUB, "paser-dlh", False)]
     with district.storage.read() as tx:
         assert tx.get_ticket(ticket).institution == "paser-dlh"
+
+
+def test_a_reporters_choice_of_an_institution_on_the_hub_is_returned_there_when_not_competent(
+        pair, sample_complaints):
+    """A school complaint whose reporter chose the electricity company, hosted on the hub: the hub holds it
+    and checks it as a district would, then routes it by competence. Before, it stayed with the company."""
+    district, hub = pair
+    ticket = filed(district, sample_complaints, "S001", chosen_institution="pln-uid-kaltimra")
+    deliver(district, hub, hub_react(hub))
+    assert history(hub, ticket)[1:] == [("routed", HUB, "pln-uid-kaltimra", False),
+                                        ("returned", HUB, "pln-uid-kaltimra", True),
+                                        ("routed", HUB, "paser-disdikbud", False)]
