@@ -11,7 +11,7 @@ import json
 
 from node.complaints import masked
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
-from node.lifecycle import STATUS_VALUES
+from node.lifecycle import STATUS_VALUES, Status
 from node.ticket import TicketState, fold
 from schemas.text import has_control, not_one_line
 
@@ -23,6 +23,26 @@ def _text(name: str, value: object, lo: int, hi: int) -> str:
     if not isinstance(value, str) or not lo <= len(value.strip()) <= hi or has_control(value):
         raise ValidationError(f"{name} must be text of {lo} to {hi} characters (no control characters)")
     return value.strip()
+
+
+# Without an institution a ticket waits for routing, or is archived; with one, it is its holder's to work on.
+_UNHELD = frozenset({Status.RECEIVED.value, Status.VERIFIED.value, Status.RETURNED.value})
+
+
+def _routable(ticket: TicketState, merged: dict) -> None:
+    """Refuse a merged state whose status and institution strand the ticket: in progress with no institution
+    (no holder can act, and the hub routes only what waits), or waiting with one (the hub never routes it,
+    and its holder cannot accept it). Before, ``{"status": "in_progress", "institution": null}`` was taken."""
+    status = merged.get("status", ticket.status.value)
+    institution = merged["institution"] if "institution" in merged else ticket.institution
+    if status == Status.ARCHIVED.value:
+        return
+    if institution is None and status not in _UNHELD:
+        raise ValidationError(f"state: a ticket with no institution cannot be {status}: give an institution, or "
+                              "one of received, verified, returned (to be routed again) or archived")
+    if institution is not None and status in _UNHELD:
+        raise ValidationError(f"state: a ticket held by {institution} cannot be {status}: give institution null "
+                              "to route it again, or another status")
 
 
 def projection_rows(state: TicketState) -> list[dict]:
@@ -101,6 +121,8 @@ class ConflictService:
             ticket = tx.get_ticket(rows[0]["ticket_id"])
             if self.node.node_id not in (ticket.hub, ticket.origin, ticket.holder_node):
                 raise Forbidden("only the hub, the origin or the holder can resolve this conflict")
+            if state is not None:
+                _routable(ticket, payload["state"])
             # (the reason and a merged title or body are written text, masked like an action's: before, they
             # went out as typed, and a merged body became the ticket's everywhere)
             payload = masked(tx, self.node.node_id, ticket, payload)

@@ -7,9 +7,11 @@ is gone, and its row must go too.
 """
 import uuid
 
+import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import format_hlc
+from node.errors import ValidationError
 from schemas.events import make_event
 
 KEY = Ed25519PrivateKey.generate()
@@ -100,3 +102,24 @@ def test_a_resolutions_written_text_is_masked_before_it_is_signed(make_node, tmp
     assert event.payload["state"]["body"] == ("Jalan rusak berat; pelapor Pak Slamet [nomor telepon disamarkan], "
                                               "NIK [NIK disamarkan], [email disamarkan].")
     assert ticket.body == event.payload["state"]["body"]
+
+
+@pytest.mark.parametrize("merged", [{"status": "in_progress", "institution": None},
+                                    {"status": "closed", "institution": None},
+                                    {"status": "verified"},                   # (held by ppu-pupr)
+                                    {"status": "returned", "institution": "ppu-pupr"}])
+def test_a_merged_state_that_would_strand_the_ticket_is_refused_and_writes_nothing(make_node, tmp_path, sample_dir,
+                                                                                  merged):
+    """In progress with no institution, the ticket was held by nobody, out of the disposition queue, and no
+    routing was allowed any more; waiting with an institution, the hub never routes it."""
+    hub = make_node(tmp_path, role="hub", node_id=HUB, federation=sample_dir / "federation.json")
+    ingest(hub, list(history(False, {HUB: 100}).values()))
+    [row] = hub.conflicts.list("open")
+    with hub.storage.read() as tx:
+        before = [e.id for e in tx.ticket_events(row["ticket_id"])]
+    with pytest.raises(ValidationError, match="state: a ticket"):
+        hub.conflicts.resolve(row["id"], winner=None, state=merged, reason="gabungan kedua sisi")
+    with hub.storage.read() as tx:
+        assert [e.id for e in tx.ticket_events(row["ticket_id"])] == before
+    assert hub.conflicts.resolve(row["id"], winner=None, state={"status": "archived", "institution": None},
+                                 reason="laporan ganda")["status"] == "resolved"
