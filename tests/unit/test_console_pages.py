@@ -11,7 +11,7 @@ from adapters.http.app import build_app
 from adapters.http.console_conflicts import field_rows
 from adapters.http.console_i18n import STRINGS, label, translate
 from adapters.http.console_views import event_fields
-from node.errors import NotFound, ValidationError
+from node.errors import Conflict as ConflictError, NotFound, ValidationError
 from schemas.events import Event
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
@@ -56,6 +56,8 @@ class FakeConflicts:
         if state is not None and state.get("status") == "bogus":
             raise ValidationError("unknown status 'bogus'")
         c = self.get(conflict_id)
+        if c["status"] != "open":
+            raise ConflictError(f"conflict {conflict_id} is already resolved")
         c["status"] = "resolved"
         c["resolution"] = {"event": "e9", "winner": winner or "merged", "reason": reason, "author": "nasional"}
         return c
@@ -97,6 +99,19 @@ async def test_resolve_by_side_shows_it_resolved(console):
     html = await resp.text()
     assert 'id="conflict-resolution"' in html and "hub benar: duplikat" in html and 'id="resolve"' not in html
     assert fake.calls == [(CONFLICT["id"], "A", None, "hub benar: duplikat", "admin console")]
+
+
+async def test_the_second_of_two_admins_is_told_the_conflict_was_resolved_meanwhile(console):
+    """Both opened the page while it was open; the second's form comes back as a 409. Before, the page showed
+    the first one's resolution and not a word about the second's choice being refused."""
+    client, fake = console
+    token = CSRF.search(await (await client.get(f"/admin/conflicts/{CONFLICT['id']}")).text()).group(1)
+    first = await client.post(f"/admin/conflicts/{CONFLICT['id']}/resolve",
+                              data={"csrf": token, "choice": "A", "reason": "hub benar"})
+    assert first.status == 200
+    second = await client.post(f"/admin/conflicts/{CONFLICT['id']}/resolve",
+                               data={"csrf": token, "choice": "B", "reason": "district benar"})
+    assert second.status == 409 and "already resolved" in await second.text()
 
 
 async def test_resolve_with_merged_state(console):
