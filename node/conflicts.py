@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 
+from node import merge
 from node.complaints import masked
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
 from node.lifecycle import STATUS_VALUES, Status
@@ -119,8 +120,15 @@ class ConflictService:
             if rows[0]["status"] != "open":
                 raise ConflictError(f"conflict {conflict_id} is already resolved")
             ticket = tx.get_ticket(rows[0]["ticket_id"])
-            if self.node.node_id not in (ticket.hub, ticket.origin, ticket.holder_node):
-                raise Forbidden("only the hub, the origin or the holder can resolve this conflict")
+            # The holder as every replica's fold will judge the resolution's author (merge.authorised), not
+            # as this one shows it now: before, a provisional holder's resolution was written, reported
+            # done, and ignored everywhere, the conflict left open.
+            holder = merge.holder_after(tx.ticket_events(ticket.ticket_id))
+            if self.node.node_id not in (ticket.hub, ticket.origin, holder):
+                raise Forbidden("only the hub, the origin or the holder can resolve this conflict"
+                                + (f" (for this, the holder is {holder}, the newest routing's node; this node "
+                                   "holds the ticket only until the conflict is settled)"
+                                   if self.node.node_id == ticket.holder_node else ""))
             if state is not None:
                 _routable(ticket, payload["state"])
             # (the reason and a merged title or body are written text, masked like an action's: before, they

@@ -103,11 +103,19 @@ class ConflictSpec:
     detected_hlc: str
 
 
-def _holder_seen(event: Event, anc: frozenset[str], by_id: dict[str, Event]) -> str | None:
+def _holder_seen(event: Event | None, anc: frozenset[str], by_id: dict[str, Event]) -> str | None:
     route_events = sorted((by_id[i] for i in anc if by_id[i].type in ("routed", "returned")), key=order_key)
     if not route_events or route_events[-1].type == "returned":
         return None
     return route_events[-1].payload.get("node")
+
+
+def holder_after(events: Sequence[Event]) -> str | None:
+    """The holder an event appended after ``events`` is judged by (``authorised``): its ancestors are all of
+    them, so the node of the newest routing, or None after a return. In a routing conflict this is the
+    newest routing's node even while the provisional winner keeps the ticket elsewhere."""
+    by_id = {e.id: e for e in events}
+    return _holder_seen(None, frozenset(by_id), by_id)
 
 
 def find_conflicts(events: Sequence[Event], hub: str | None) -> list[ConflictSpec]:

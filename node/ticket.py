@@ -209,6 +209,16 @@ def _fold(events: Iterable[Event]) -> TicketState | None:
     return _fold_concurrent(ordered)
 
 
+def _unsettling(event: Event, specs: Sequence[merge.ConflictSpec], settled: dict[str, Event]) -> str:
+    """Why a resolution on a ticket with conflicts settles none of them (an admin reads it as the reason)."""
+    named = event.payload.get("conflict")
+    if not any(spec.id == named for spec in specs):
+        return UNSETTLING
+    if named in settled:
+        return f"another resolution settles conflict {named} ({settled[named].author}'s, the last of those allowed)"
+    return f"its author {event.author} may not settle conflict {named} (only the hub, the origin or the holder)"
+
+
 def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     created = next((e for e in ordered if e.type == "created"), None)
     if created is None:
@@ -225,7 +235,7 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
             state = replace(state, event_count=state.event_count + 1) if state else state
             continue
         if event.type == "conflict_resolved" and event.id not in settling and state is not None:
-            state = _ignored(state, event, UNSETTLING)
+            state = _ignored(state, event, _unsettling(event, specs, settled))
             continue
         state = apply(state, event)
     if specs and state is not None:

@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from node.clock import format_hlc
-from node.errors import ValidationError
+from node.errors import Forbidden, ValidationError
 from schemas.events import make_event
 
 KEY = Ed25519PrivateKey.generate()
@@ -22,24 +22,27 @@ CREATED = {"tracking_id": "KAB-PASER-2611-0001", "type": "pengaduan", "category"
            "channel": "web", "filed_at": "2026-11-02T01:00:00Z", "hub": HUB}
 
 
-def history(archive_after_follow_up: bool, seqs: dict) -> dict:
-    """A ticket filed at kab-paser, routed to kab-ppu, accepted and followed up there, then archived by the
-    hub: after it saw the follow-up, or concurrently with it (a true conflict). Events by name; ``seqs``
+def build(steps, seqs: dict) -> dict:
+    """One ticket's events by name, from (name, author, type, payload, parent names, wall ms) steps; ``seqs``
     holds each author's last sequence number."""
     ticket, out = uuid.uuid4().hex, {}
-
-    def add(name, author, type, payload, parents, ms):
+    for name, author, type, payload, parents, ms in steps:
         seqs[author] = seqs.get(author, 0) + 1
         out[name] = make_event(ticket=ticket, author=author, seq=seqs[author], prev=None,
                                parents=[out[p].id for p in parents], hlc=format_hlc(ms, 0), type=type,
                                payload=payload, key_id=f"{author}#sig-1", private_key=KEY)
-    add("created", ORIGIN, "created", CREATED, [], 1_000)
-    add("routed", HUB, "routed", {"institution": "ppu-pupr", "node": HOLDER}, ["created"], 2_000)
-    add("accepted", HOLDER, "accepted", {}, ["routed"], 3_000)
-    add("followed_up", HOLDER, "followed_up", {"text": "Perbaikan dijadwalkan"}, ["accepted"], 4_000)
-    add("archived", HUB, "archived", {"reason": "laporan ganda"},
-        ["followed_up" if archive_after_follow_up else "accepted"], 5_000)
     return out
+
+
+def history(archive_after_follow_up: bool, seqs: dict) -> dict:
+    """A ticket filed at kab-paser, routed to kab-ppu, accepted and followed up there, then archived by the
+    hub: after it saw the follow-up, or concurrently with it (a true conflict)."""
+    return build([("created", ORIGIN, "created", CREATED, [], 1_000),
+                  ("routed", HUB, "routed", {"institution": "ppu-pupr", "node": HOLDER}, ["created"], 2_000),
+                  ("accepted", HOLDER, "accepted", {}, ["routed"], 3_000),
+                  ("followed_up", HOLDER, "followed_up", {"text": "Perbaikan dijadwalkan"}, ["accepted"], 4_000),
+                  ("archived", HUB, "archived", {"reason": "laporan ganda"},
+                   ["followed_up" if archive_after_follow_up else "accepted"], 5_000)], seqs)
 
 
 def ingest(node, events) -> None:
@@ -123,3 +126,45 @@ def test_a_merged_state_that_would_strand_the_ticket_is_refused_and_writes_nothi
         assert [e.id for e in tx.ticket_events(row["ticket_id"])] == before
     assert hub.conflicts.resolve(row["id"], winner=None, state={"status": "archived", "institution": None},
                                  reason="laporan ganda")["status"] == "resolved"
+
+
+def test_a_holder_only_until_the_conflict_is_settled_cannot_resolve_it(make_node, tmp_path, sample_dir):
+    """The hub re-routes to kab-paser while kab-ppu, the holder, follows up: kab-ppu's later follow-up wins
+    for now, so kab-ppu shows itself as holder; but every fold judges a resolution by the newest routing,
+    kab-paser's. Before, kab-ppu's resolution was written and reported done, and ignored everywhere."""
+    ppu = make_node(tmp_path, node_id=HOLDER, federation=sample_dir / "federation.json")
+    ingest(ppu, list(build([
+        ("created", ORIGIN, "created", CREATED, [], 1_000),
+        ("routed", HUB, "routed", {"institution": "ppu-pupr", "node": HOLDER}, ["created"], 2_000),
+        ("accepted", HOLDER, "accepted", {}, ["routed"], 3_000),
+        ("rerouted", HUB, "routed", {"institution": "paser-pupr", "node": ORIGIN}, ["accepted"], 4_000),
+        ("followed_up", HOLDER, "followed_up", {"text": "Perbaikan dijadwalkan"}, ["accepted"], 5_000)],
+        {HOLDER: 100}).values()))
+    [row] = ppu.conflicts.list("open")
+    with ppu.storage.read() as tx:
+        assert tx.get_ticket(row["ticket_id"]).holder_node == HOLDER
+        before = [e.id for e in tx.ticket_events(row["ticket_id"])]
+    with pytest.raises(Forbidden, match="the holder is kab-paser"):
+        ppu.conflicts.resolve(row["id"], winner="B", state=None, reason="kami sudah mengerjakannya")
+    with ppu.storage.read() as tx:
+        assert [e.id for e in tx.ticket_events(row["ticket_id"])] == before
+
+
+def test_a_superseded_resolution_says_which_one_settles_the_conflict(make_node, tmp_path):
+    """Before, a resolution that a later one of the same conflict superseded was listed as "it settles no
+    conflict on this ticket", as if it had named none."""
+    hub = make_node(tmp_path, role="hub", node_id=HUB)
+    ingest(hub, list(history(False, {HUB: 100, ORIGIN: 100}).values()))
+    [row] = hub.conflicts.list("open")
+    hub.conflicts.resolve(row["id"], winner="A", state=None, reason="diarsipkan")
+    with hub.storage.read() as tx:
+        events = tx.ticket_events(row["ticket_id"])
+    [mine] = [e for e in events if e.type == "conflict_resolved"]
+    later = make_event(ticket=row["ticket_id"], author=ORIGIN, seq=102, prev=None, parents=[mine.id],
+                       hlc=format_hlc(int(mine.hlc.split(".")[0]) + 1000, 0), type="conflict_resolved",
+                       payload={"conflict": row["id"], "winner": "B", "reason": "masih dikerjakan", "actor": "admin"},
+                       key_id=f"{ORIGIN}#sig-1", private_key=KEY)
+    ingest(hub, [later])
+    with hub.storage.read() as tx:
+        ignored = dict(tx.get_ticket(row["ticket_id"]).ignored)
+    assert ignored[mine.id] == f"another resolution settles conflict {row['id']} ({ORIGIN}'s, the last of those allowed)"
