@@ -94,7 +94,9 @@ async def revoke(request: web.Request) -> web.Response:
 @routes.get("/api/v1/disposition")
 async def disposition_queue(request: web.Request) -> web.Response:
     require(request, "operator", "admin")
-    only_query(request)
+    only_query(request, "limit", "offset")   # (before, the first 500 and no way past them)
+    limit, offset = query_int(request, "limit", 500, 1, 500), query_int(request, "offset", 0, 0, 10**9)
     node = request.app["node"]
-    items, total = await node.db(node.complaints.list, {"awaiting_disposition": True}, 500, 0)
-    return json_response({"items": [ticket_view(s) for s in items], "total": total})
+    items, total = await node.db(node.complaints.list, {"awaiting_disposition": True}, limit, offset)
+    return json_response({"items": [ticket_view(s) for s in items], "total": total, "limit": limit,
+                          "offset": offset})

@@ -68,3 +68,22 @@ def test_a_reporters_choice_of_an_institution_on_the_hub_is_returned_there_when_
     assert history(hub, ticket)[1:] == [("routed", HUB, "pln-uid-kaltimra", False),
                                         ("returned", HUB, "pln-uid-kaltimra", True),
                                         ("routed", HUB, "paser-disdikbud", False)]
+
+
+async def test_the_hubs_disposition_queue_pages(pair, aiohttp_client, sample_complaints):
+    """What no rule routes waits at the hub. Before, ``GET /api/v1/disposition`` showed the first 500 and
+    refused limit and offset, so a hub with more could not list the rest."""
+    from adapters.http.app import build_app
+    district, hub = pair
+    for n in range(3):   # (S040: no institution in the sample holds its competence)
+        filed(district, sample_complaints, "S040", title=f"Pupuk subsidi langka ({n})")
+    deliver(district, hub, hub_react(hub))
+    client = await aiohttp_client(build_app(hub))
+    headers, seen = {"Authorization": f"Bearer {hub.settings.tokens.operator}"}, []
+    for offset in (0, 2):
+        resp = await client.get(f"/api/v1/disposition?limit=2&offset={offset}", headers=headers)
+        page = await resp.json()
+        assert resp.status == 200 and (page["total"], page["limit"], page["offset"]) == (3, 2, offset), page
+        seen += [i["ticket_id"] for i in page["items"]]
+    assert len(set(seen)) == 3
+    assert (await client.get("/api/v1/disposition?limit=501", headers=headers)).status == 422
