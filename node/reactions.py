@@ -27,13 +27,18 @@ WAITING = {Status.RECEIVED, Status.VERIFIED, Status.RETURNED}
 
 
 class Topology:
-    """The directory as the routing policy sees it: every institution and region."""
+    """The directory as the routing policy sees it: every institution and region, and (at the hub,
+    ``self_id``) the institutions whose node cannot take a ticket now: not enrolled, or revoked."""
 
-    def __init__(self, tx):
+    def __init__(self, tx, self_id: str | None = None):
         rows = tx.institutions()
         self.institutions = routing.institutions_from_rows(rows)
         self.by_id = {i.id: i for i in self.institutions}
         self.regions = routing.regions_from_rows(tx.regions())
+        self.unavailable: frozenset[str] = frozenset()
+        if self_id is not None:
+            active = {n["node_id"] for n in tx.nodes() if n["enrolled_at"] and not n["revoked_at"]} | {self_id}
+            self.unavailable = frozenset(i.id for i in self.institutions if i.node_id not in active)
 
 
 class TopologyCache:
@@ -45,14 +50,20 @@ class TopologyCache:
     (``DirectoryRepo.topology_version``), so the one small read of that version, in the routing
     transaction itself, says whether the copy held here is the one that transaction sees."""
 
-    def __init__(self):
+    def __init__(self, self_id: str | None = None):
+        self.self_id = self_id
         self._held: tuple[int, Topology] | None = None
 
     def get(self, tx) -> Topology:
         version = tx.topology_version()
         if self._held is None or self._held[0] != version:
-            self._held = (version, Topology(tx))
+            self._held = (version, Topology(tx, self.self_id))
         return self._held[1]
+
+    @property
+    def version(self) -> int | None:
+        """The version of the topology held, None before the first ``get``."""
+        return None if self._held is None else self._held[0]
 
 
 def route_ticket(node, tx, state: TicketState, topo: Topology) -> tuple[TicketState, str] | None:
@@ -60,7 +71,7 @@ def route_ticket(node, tx, state: TicketState, topo: Topology) -> tuple[TicketSt
     waits for a hub admin."""
     decision = routing.route(category=state.category, topic=state.topic, region=state.region,
                              chosen_institution=state.chosen_institution, excluded=set(state.returned_by),
-                             institutions=topo.institutions, regions=topo.regions)
+                             institutions=topo.institutions, regions=topo.regions, unavailable=topo.unavailable)
     if decision.institution is None:
         log.info("ticket %s waits for manual disposition: %s", state.tracking_id, decision.reason)
         return None
@@ -84,24 +95,67 @@ def return_if_not_competent(node, tx, state: TicketState, topo: Topology) -> Tic
     return returned.state
 
 
+def route_waiting_ticket(node, tx, state: TicketState, topo: Topology) -> bool:
+    """At the hub: route a ticket that waits (``route_ticket``); True if it was routed. A reporter's choice
+    of an institution hosted on the hub itself is checked as a district checks one of its own (there is
+    no other node to return it): before, a school complaint whose reporter chose the electricity company
+    stayed with it."""
+    routed = route_ticket(node, tx, state, topo)
+    if (routed is not None and routed[1] == "chosen" and routed[0].holder_node == node.node_id
+            and node.settings.auto_return_out_of_competence):
+        returned = return_if_not_competent(node, tx, routed[0], topo)
+        if returned is not None:
+            return route_ticket(node, tx, returned, topo) is not None
+    return routed is not None
+
+
 def hub_react(node):
-    """Route what waits. A reporter's choice of an institution hosted on the hub itself is checked as a
-    district checks one of its own (there is no other node to return it): before, a school complaint
-    whose reporter chose the electricity company stayed with it."""
-    topology = TopologyCache()
+    """Route what waits, as it arrives."""
+    topology = TopologyCache(node.node_id)
 
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
         topo = None
         for state in states.values():
             if state.institution is None and state.status in WAITING:
                 topo = topo or topology.get(tx)
-                routed = route_ticket(node, tx, state, topo)
-                if (routed is not None and routed[1] == "chosen" and routed[0].holder_node == node.node_id
-                        and node.settings.auto_return_out_of_competence):
-                    returned = return_if_not_competent(node, tx, routed[0], topo)
-                    if returned is not None:
-                        route_ticket(node, tx, returned, topo)
+                route_waiting_ticket(node, tx, state, topo)
     return react
+
+
+class WaitingRouter:
+    """At the hub: route the tickets of the disposition queue again whenever the routing topology changed
+    (a federation file loaded, a node enrolled or revoked, in this process or another), a page per write
+    transaction. Before, a waiting ticket was routed only when an event of its own arrived: a rule added,
+    or its institution's node enrolled, changed nothing until then."""
+    PAGE = 200
+
+    def __init__(self, node):
+        self.node = node
+        self.topology = TopologyCache(node.node_id)
+        self.seen: int | None = None
+
+    def run(self) -> int:
+        """One pass, if the topology changed since the last one (every ticket, on the first); the number
+        of tickets routed."""
+        with self.node.storage.read() as tx:
+            version = tx.topology_version()
+        if version == self.seen:
+            return 0
+        routed = offset = 0
+        while True:
+            with self.node.storage.transaction() as tx:
+                topo = self.topology.get(tx)
+                page, _ = tx.list_tickets(filters={"awaiting_disposition": True}, limit=self.PAGE, offset=offset)
+                now = sum(route_waiting_ticket(self.node, tx, state, topo) for state in page
+                          if state.institution is None and state.status in WAITING)
+            routed += now
+            offset += len(page) - now   # (the routed ones left the queue; the others stay ahead)
+            if len(page) < self.PAGE:
+                break
+        self.seen = version
+        if routed:
+            log.info("routed %d waiting ticket(s) after a change of the directory", routed)
+        return routed
 
 
 def by_rule(fresh: list[Event]) -> dict[str, tuple[str, str]]:

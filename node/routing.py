@@ -146,9 +146,11 @@ def _none(reason: str) -> RoutingDecision:
 def route(*, category: str, topic: str | None, region: str,
           chosen_institution: str | None, excluded: Collection[str],
           institutions: Sequence[Institution], regions: Mapping[str, Region],
-          honour_choice: bool = True) -> RoutingDecision:
-    """Decide the next hop for a complaint (see the module docstring for the policy)."""
-    excluded = frozenset(excluded)
+          honour_choice: bool = True, unavailable: Collection[str] = ()) -> RoutingDecision:
+    """Decide the next hop for a complaint (see the module docstring for the policy). ``unavailable``:
+    institutions whose node cannot take a ticket now (not enrolled, or revoked); a ticket they would get
+    waits for them, visibly, instead of being queued for a node that may never come."""
+    excluded, unavailable = frozenset(excluded), frozenset(unavailable)
     by_id: dict[str, Institution] = {}
     for inst in institutions:
         by_id.setdefault(inst.id, inst)
@@ -160,6 +162,8 @@ def route(*, category: str, topic: str | None, region: str,
             note = f" (pilihan pelapor {chosen_institution} tidak dikenal)"
         elif chosen_institution in excluded:
             note = f" (pilihan pelapor {chosen_institution} sudah menyatakan bukan wewenang)"
+        elif chosen_institution in unavailable:
+            note = f" (pilihan pelapor {chosen_institution}: node {chosen.node_id} belum terdaftar atau dicabut)"
         elif not honour_choice:
             note = f" (pilihan pelapor {chosen_institution} tidak dipakai)"
         else:
@@ -201,6 +205,9 @@ def route(*, category: str, topic: str | None, region: str,
 
     iid, competence = top[0]
     inst = by_id[iid]
+    if iid in unavailable:   # (the competent one waits for its node: never a less specific one meanwhile)
+        return _none(f"aturan: {competence} untuk {iid}, tetapi node {inst.node_id} belum terdaftar atau "
+                     f"dicabut; menunggu{note}")
     scope = f"wilayah {inst.region}" if inst.region is not None else "seluruh wilayah (nasional)"
     return RoutingDecision(institution=inst.id, node=inst.node_id,
                            reason=f"aturan: {competence} di {scope}{note}", rule="competence")

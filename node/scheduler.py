@@ -6,7 +6,9 @@
   refresh the copy of the hub's directory first);
 - anti_entropy: compare digests with each peer and repair (node.anti_entropy);
 - prune: forget outbox rows that their peer acknowledged and that are older
-  than ``sync.outbox_retention_s`` (pull only ever needs recent ones).
+  than ``sync.outbox_retention_s`` (pull only ever needs recent ones);
+- route_waiting (hub): route the disposition queue again once the directory
+  changed (node.reactions.WaitingRouter), checked at every wake.
 
 A job cancelled because the node is shutting down ends quietly. A tick that
 comes while the job's last run is still going (a pull waiting on a hub that
@@ -64,6 +66,13 @@ def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOSched
 
     jobs = [(wake, cfg.wake_interval_s, "wake"), (pull, cfg.pull_interval_s, "pull"),
             (anti_entropy.run_all, cfg.anti_entropy_interval_s, "anti_entropy"), (prune, 3600.0, "prune")]
+    if node.role == "hub":
+        from node.reactions import WaitingRouter
+        router = WaitingRouter(node)
+
+        async def route_waiting():
+            await node.db(router.run)
+        jobs.append((route_waiting, cfg.wake_interval_s, "route_waiting"))
     for job, every, name in jobs:
         scheduler.add_job(periodic(job, name), "interval", seconds=every, id=name, name=name)
     return scheduler

@@ -3,7 +3,7 @@
 District nodes keep a copy of the directory, fetched from the hub, so that they
 know other nodes' sealing keys and which institutions they host.
 
-A transaction that writes an institution or a region also counts up
+A transaction that writes an institution, a region or a node also counts up
 ``topology_version`` (in ``meta``), once, so that a process can keep the
 routing topology it read and know from one small read whether it is still
 current (``node.reactions.TopologyCache``). Those writes are made only here.
@@ -37,6 +37,7 @@ class DirectoryRepo:
             values["enrolled_at"] = enrolled_at
             values["revoked_at"] = None
         upsert(self.conn, self.dialect, N, ["node_id"], values)
+        self._topology_changed()   # (enrolled or not, a node's institutions can take tickets or not)
 
     def describe_node(self, node_id: str, *, name: str | None = None, region: str | None = None) -> None:
         """Set a node's name and region, those given; nothing else of it changes."""
@@ -54,6 +55,7 @@ class DirectoryRepo:
     def revoke_node(self, node_id: str, now: float | None = None) -> None:
         now = time.time() if now is None else now
         self.conn.execute(update(N).where(N.c.node_id == node_id).values(revoked_at=now))
+        self._topology_changed()
         self.conn.execute(update(K).where(K.c.node_id == node_id, K.c.valid_until.is_(None)).values(valid_until=now))
 
     def put_key(self, key_id: str, *, node_id: str, kind: str, public: str, valid_from: float,

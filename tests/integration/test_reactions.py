@@ -87,3 +87,31 @@ async def test_the_hubs_disposition_queue_pages(pair, aiohttp_client, sample_com
         seen += [i["ticket_id"] for i in page["items"]]
     assert len(set(seen)) == 3
     assert (await client.get("/api/v1/disposition?limit=501", headers=headers)).status == 422
+
+
+def test_a_ticket_for_a_node_not_enrolled_waits_in_the_queue_and_is_routed_once_it_enrols(pair, sample_complaints):
+    """S021 belongs to ppu-disdik, at kab-ppu, which the hub has not enrolled. Before, the hub routed it there
+    at once: "dispositioned" on every replica, queued for a node that might never come, and out of the
+    disposition queue. Now it waits there, and the next pass after the enrolment routes it (as after a
+    federation file that adds a rule); a revocation makes the node's institutions wait again."""
+    import time
+
+    from node.reactions import Topology, WaitingRouter
+    district, hub = pair
+    ticket = filed(district, sample_complaints, "S021")
+    deliver(district, hub, hub_react(hub))
+    router = WaitingRouter(hub)
+    assert router.run() == 0
+    with hub.storage.read() as tx:
+        assert (tx.get_ticket(ticket).institution, tx.list_tickets(
+            filters={"awaiting_disposition": True}, limit=10, offset=0)[1]) == (None, 1)
+    with hub.storage.transaction() as tx:
+        tx.put_node("kab-ppu", role="district", url="http://127.0.0.1:9", enrolled_at=time.time())
+    assert router.run() == 1 and router.run() == 0       # (once: nothing changed since)
+    with hub.storage.read() as tx:
+        state = tx.get_ticket(ticket)
+    assert (state.institution, state.holder_node, state.status.value) == ("ppu-disdik", "kab-ppu", "dispositioned")
+    with hub.storage.transaction() as tx:
+        tx.revoke_node("kab-ppu")
+    with hub.storage.read() as tx:
+        assert "ppu-disdik" in Topology(tx, HUB).unavailable and "paser-disdikbud" not in Topology(tx, HUB).unavailable

@@ -257,3 +257,15 @@ def test_rows_parsing():
     assert REGIONS["64"].parent is None
     with pytest.raises(dataclasses.FrozenInstanceError):
         insts[0].region = "64"  # type: ignore[misc]
+
+
+def test_a_competent_institution_whose_node_cannot_take_it_makes_the_ticket_wait():
+    """Never a less specific institution meanwhile (a national one with the same competence, say), and a
+    reporter's choice of such an institution falls back to the rules."""
+    s021 = next(c for c in COMPLAINTS if c["ref"] == "S021")   # ppu-disdik, at kab-ppu
+    ppu = {i.id for i in INSTITUTIONS if i.node_id == "kab-ppu"}
+    d = route_sample(s021, unavailable=ppu)
+    assert (d.institution, d.rule) == (None, "none") and "ppu-disdik" in d.reason and "kab-ppu" in d.reason
+    assert route_sample(s021, unavailable={"paser-disdikbud"}).institution == "ppu-disdik"
+    chose = route_sample(dict(s021, chosen_institution="paser-disdikbud"), unavailable={"paser-disdikbud"})
+    assert chose.institution == "ppu-disdik" and "paser-disdikbud" in chose.reason
