@@ -101,6 +101,7 @@ class ConflictSpec:
     sides: tuple[tuple[str, ...], tuple[str, ...]]   # event ids of side A and side B
     provisional_winner: str                         # "A" or "B"
     detected_hlc: str
+    legacy_id: str = ""                             # the id it had when rivals counted in it (see ``_spec``)
 
 
 def _holder_seen(event: Event | None, anc: frozenset[str], by_id: dict[str, Event]) -> str | None:
@@ -128,12 +129,12 @@ def find_conflicts(events: Sequence[Event], hub: str | None) -> list[ConflictSpe
     for anchor in sorted((e for e in events if e.type == "archived" and e.author == hub), key=order_key):
         rivals = [p for p in progress if p.author != hub and concurrent(anchor, p)]
         if rivals:
-            specs.append(_spec("archive_vs_progress", (anchor,), rivals))
+            specs.append(_spec("archive_vs_progress", (anchor,), rivals, anchored=True))
     for anchor in sorted(routes, key=order_key):
         rivals = [p for p in progress if p.author != hub and concurrent(anchor, p)
                   and p.author != anchor.payload.get("node")]
         if rivals:
-            specs.append(_spec("reroute_vs_progress", (anchor,), rivals))
+            specs.append(_spec("reroute_vs_progress", (anchor,), rivals, anchored=True))
     all_routes = sorted((e for e in events if e.type == "routed"), key=order_key)
     for i, a in enumerate(all_routes):
         for b in all_routes[i + 1:]:
@@ -142,29 +143,39 @@ def find_conflicts(events: Sequence[Event], hub: str | None) -> list[ConflictSpe
     return specs
 
 
-def _spec(kind: str, side_a: Iterable[Event], side_b: Iterable[Event]) -> ConflictSpec:
+def _spec(kind: str, side_a: Iterable[Event], side_b: Iterable[Event], *, anchored: bool = False) -> ConflictSpec:
+    """A conflict, its id a digest of its kind and sides. ``anchored``: the hub's one event (an archive, a
+    routing) against every concurrent progress of the holder, whose id is the anchor's alone. Before, it
+    counted the rivals too, so one more rival arriving late (a close sent before the district saw the
+    archive) made it another conflict: the admin's resolution settled nothing any more, and the ticket
+    flipped. A resolution that names the id the conflict had then (``legacy_id``) still settles it."""
     a = tuple(sorted(side_a, key=order_key))
     b = tuple(sorted(side_b, key=order_key))
     ids = (tuple(e.id for e in a), tuple(e.id for e in b))
-    digest = hashlib.sha256((kind + ":" + ",".join(ids[0]) + "|" + ",".join(ids[1])).encode()).hexdigest()[:32]
+    legacy = hashlib.sha256((kind + ":" + ",".join(ids[0]) + "|" + ",".join(ids[1])).encode()).hexdigest()[:32]
+    digest = hashlib.sha256((kind + ":" + ",".join(ids[0]) + "|*").encode()).hexdigest()[:32] if anchored else legacy
     winner = "A" if order_key(a[-1]) > order_key(b[-1]) else "B"
     return ConflictSpec(id=digest, kind=kind, sides=ids, provisional_winner=winner,
-                        detected_hlc=max(a[-1].hlc, b[-1].hlc))
+                        detected_hlc=max(a[-1].hlc, b[-1].hlc), legacy_id=legacy if anchored else "")
 
 
-def resolutions(events: Sequence[Event], *, hub: str | None, origin: str) -> dict[str, Event]:
+def resolutions(events: Sequence[Event], *, hub: str | None, origin: str,
+                specs: Sequence[ConflictSpec] = ()) -> dict[str, Event]:
     """The settling event per conflict id (the last by order if several), from an author who may settle
     it: the hub, the origin, or the holder as its author saw the ticket. Anyone else's is left out here
-    as ``authorised`` leaves it out of the state: else any node could pick a conflict's winner."""
+    as ``authorised`` leaves it out of the state: else any node could pick a conflict's winner. A
+    resolution naming a conflict of ``specs`` by its ``legacy_id`` counts under its id."""
     candidates = sorted((e for e in events if e.type == "conflict_resolved"), key=order_key)
     if not candidates:
         return {}
+    current = {spec.legacy_id: spec.id for spec in specs if spec.legacy_id}
     by_id = {e.id: e for e in events}
     anc = ancestors(events)
     out: dict[str, Event] = {}
     for e in candidates:
         if authorised(e, hub=hub, origin=origin, holder=_holder_seen(e, anc[e.id], by_id)) is None:
-            out[e.payload.get("conflict", "")] = e
+            named = e.payload.get("conflict", "")
+            out[current.get(named, named)] = e
     return out
 
 

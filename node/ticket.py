@@ -212,8 +212,10 @@ def _fold(events: Iterable[Event]) -> TicketState | None:
 def _unsettling(event: Event, specs: Sequence[merge.ConflictSpec], settled: dict[str, Event]) -> str:
     """Why a resolution on a ticket with conflicts settles none of them (an admin reads it as the reason)."""
     named = event.payload.get("conflict")
-    if not any(spec.id == named for spec in specs):
+    spec = next((spec for spec in specs if named in (spec.id, spec.legacy_id)), None)
+    if spec is None:
         return UNSETTLING
+    named = spec.id
     if named in settled:
         return f"another resolution settles conflict {named} ({settled[named].author}'s, the last of those allowed)"
     return f"its author {event.author} may not settle conflict {named} (only the hub, the origin or the holder)"
@@ -224,7 +226,7 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     if created is None:
         return None
     specs = merge.find_conflicts(ordered, created.payload.get("hub"))
-    settled = merge.resolutions(ordered, hub=created.payload.get("hub"), origin=created.author)
+    settled = merge.resolutions(ordered, hub=created.payload.get("hub"), origin=created.author, specs=specs)
     left_out = merge.excluded_events(specs, settled)
     # A resolution applies its merged state only as the one that settles a conflict found here: before,
     # any resolution (naming no conflict, on a ticket without one) set whatever state it carried.

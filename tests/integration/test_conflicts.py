@@ -168,3 +168,41 @@ def test_a_superseded_resolution_says_which_one_settles_the_conflict(make_node, 
     with hub.storage.read() as tx:
         ignored = dict(tx.get_ticket(row["ticket_id"]).ignored)
     assert ignored[mine.id] == f"another resolution settles conflict {row['id']} ({ORIGIN}'s, the last of those allowed)"
+
+
+def test_a_late_rival_joins_the_resolved_conflict_instead_of_undoing_the_resolution(make_node, tmp_path):
+    """The hub archives while kab-ppu follows up; the hub's admin keeps the archive. Then kab-ppu's close,
+    sent before it saw the archive, arrives. Before, it made another conflict: the admin's resolution
+    settled nothing any more, and the ticket flipped to closed."""
+    hub = make_node(tmp_path, role="hub", node_id=HUB)
+    events = history(False, {HUB: 100})
+    ingest(hub, list(events.values()))
+    [row] = hub.conflicts.list("open")
+    hub.conflicts.resolve(row["id"], winner="A", state=None, reason="laporan ganda: diarsipkan")
+    late = make_event(ticket=events["created"].ticket, author=HOLDER, seq=3, prev=None,
+                      parents=[events["followed_up"].id], hlc=format_hlc(6_000, 0), type="closed", payload={},
+                      key_id=f"{HOLDER}#sig-1", private_key=KEY)
+    ingest(hub, [late])
+    [after] = hub.conflicts.list()
+    assert (after["id"], after["status"]) == (row["id"], "resolved")
+    with hub.storage.read() as tx:
+        assert tx.get_ticket(row["ticket_id"]).status.value == "archived"
+    assert late.id in [e["id"] for e in hub.conflicts.get(row["id"])["sides"][1]["events"]]
+
+
+def test_a_resolution_naming_the_id_a_conflict_had_before_still_settles_it(make_node, tmp_path):
+    """Conflicts of an archive or a routing were named by their rivals too, before; a resolution stored
+    then names that id."""
+    from node import merge
+    hub = make_node(tmp_path, role="hub", node_id=HUB)
+    events = history(False, {HUB: 100, ORIGIN: 100})
+    ingest(hub, list(events.values()))
+    [spec] = merge.find_conflicts(list(events.values()), HUB)
+    assert spec.legacy_id and spec.legacy_id != spec.id
+    old = make_event(ticket=events["created"].ticket, author=ORIGIN, seq=102, prev=None,
+                     parents=[events["archived"].id, events["followed_up"].id], hlc=format_hlc(9_000, 0),
+                     type="conflict_resolved", payload={"conflict": spec.legacy_id, "winner": "B", "reason": "lama",
+                                                        "actor": "admin"}, key_id=f"{ORIGIN}#sig-1", private_key=KEY)
+    ingest(hub, [old])
+    [row] = hub.conflicts.list()
+    assert (row["id"], row["status"]) == (spec.id, "resolved")
