@@ -165,7 +165,9 @@ class ComplaintService:
             return {**base, "status": a.status}
         if a.action == "edit":
             return {**base, **{k: v for k, v in (("title", a.title), ("body", a.body)) if v}}
-        return {**base, **({"text": a.text} if a.text else {}), **({"reason": a.reason} if a.reason else {})}
+        flags = {f: True for f in ("anonim", "rahasia") if getattr(a, f)}   # (raised at verification only)
+        return {**base, **({"text": a.text} if a.text else {}), **({"reason": a.reason} if a.reason else {}),
+                **flags}
 
     def get(self, ticket_id: str) -> TicketState:
         with self.storage.read() as tx:

@@ -120,6 +120,8 @@ def _effect(state: TicketState, event: Event) -> dict[str, Any]:
         return {"replies": state.replies + ({**entry, "text": p.get("text", "")},)}
     if t == "edited":
         return {k: p[k] for k in ("title", "body") if k in p}
+    if t == "verified":   # (the verifying admin may raise a privacy flag the reporter did not; never lower one)
+        return {k: True for k in ("anonim", "rahasia") if p.get(k) is True}
     if t == "identity_sealed":
         if p.get("holder_node") == state.holder_node and p.get("institution") == state.institution:
             return {"sealed_identity": dict(p)}

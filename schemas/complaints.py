@@ -114,12 +114,22 @@ class ActionIn(Strict):
     body: str | None = Field(default=None, min_length=10, max_length=20000, json_schema_extra=TEXT_SCHEMA)
     actor: str | None = Field(default=None, max_length=100, description="operator name, for the record",
                               json_schema_extra=ONE_LINE_SCHEMA)
+    anonim: bool | None = Field(default=None, description="verify only: true hides the reporter's identity from "
+                                "every other node from now on (a flag is raised, never lowered)")
+    rahasia: bool | None = Field(default=None, description="verify only: true takes the report out of the public "
+                                 "listing (a flag is raised, never lowered)")
 
     @model_validator(mode="after")
     def _fields_for_action(self) -> "ActionIn":
         field = _ACTION_NEEDS.get(self.action)
         if field and getattr(self, field) in (None, ""):
             raise ValueError(f"action '{self.action}' needs '{field}'")
+        flags = [f for f in ("anonim", "rahasia") if getattr(self, f) is not None]
+        if flags and self.action != "verify":
+            raise ValueError(f"'{flags[0]}' is set by the verifying admin: with action 'verify' only")
+        if any(getattr(self, f) is False for f in flags):
+            raise ValueError("a privacy flag is raised, never lowered (what was public may have been copied): "
+                             "give true, or leave it out")
         if self.action == "edit" and not (self.title or self.body):
             raise ValueError("action 'edit' needs 'title' or 'body'")
         return self

@@ -324,6 +324,7 @@ _PAYLOAD_NEEDS: dict[str, dict[str, type]] = {
 # the hub's routing fail on the whole batch).
 _PAYLOAD_MAY: dict[str, dict[str, type]] = {
     "created": {"topic": str, "kecamatan": str, "incident_date": str, "chosen_institution": str, "hub": str},
+    "verified": {"anonim": bool, "rahasia": bool},
 }
 # A resolution's merged state: the fields it may set, and their types (an object as title was stored).
 _RESOLVED_FIELDS: dict[str, type] = {"status": str, "institution": str, "holder_node": str, "title": str,

@@ -104,6 +104,27 @@ async def test_public_listing_never_shows_rahasia_reports_or_identities(client, 
     assert resp.status == 422                                        # cannot ask for them either
 
 
+async def test_the_verifying_admin_raises_the_privacy_flags_the_reporter_did_not(client, node, samples):
+    """The design's "set by the reporter or by the verifying admin": before, no action could set them after
+    filing, and an admin who saw that a report needed them could not. A flag is raised, never lowered."""
+    ticket_id = await file(client, node, samples["S001"])
+    headers = auth(node.settings.tokens.operator)
+    for bad in ({"action": "verify", "rahasia": False}, {"action": "accept", "anonim": True},
+                {"action": "verify", "anonim": "yes"}):
+        resp = await client.post(f"/api/v1/complaints/{ticket_id}/events", json=bad, headers=headers)
+        assert resp.status == 422, (bad, await resp.text())
+    resp = await client.get("/api/v1/public/complaints")
+    assert (await resp.json())["total"] == 1
+    resp = await client.post(f"/api/v1/complaints/{ticket_id}/events",
+                             json={"action": "verify", "rahasia": True, "anonim": True}, headers=headers)
+    assert resp.status == 201, await resp.text()
+    state = await resp.json()
+    assert (state["rahasia"], state["anonim"], state["status"]) == (True, True, "verified")
+    assert (await (await client.get("/api/v1/public/complaints")).json())["total"] == 0
+    status, body = await open_identity(client, node.settings.tokens.operator, ticket_id, {"reason": "perlu"})
+    assert status == 403 and "anonymous" in body["detail"]
+
+
 async def test_followups_reach_the_reporter_through_the_origin(client, node, samples):
     tokens = node.settings.tokens
     ticket_id = await file(client, node, samples["S006"])
