@@ -148,10 +148,10 @@ class ConflictService:
         status = state.get("status")
         if "status" in state and not (isinstance(status, str) and status in STATUS_VALUES):
             raise ValidationError(f"unknown status {status!r}")
-        for name, lo, hi in (("title", 3, 200), ("body", 10, 20000)):
-            if name in state:
-                _text(name, state[name], lo, hi)
         state = dict(state)
+        for name, lo, hi in (("title", 3, 200), ("body", 10, 20000)):
+            if name in state:   # (stripped, as the reason is: spaces around a title were kept before)
+                state[name] = _text(name, state[name], lo, hi)
         given_holder = state.pop("holder_node", None)  # the holder follows the institution: derived, not given
         if "institution" in state:
             inst, holder = state["institution"], None

@@ -96,7 +96,7 @@ def test_a_resolutions_written_text_is_masked_before_it_is_signed(make_node, tmp
     ingest(hub, list(conflict.values()))
     [row] = hub.conflicts.list("open")
     body = "Jalan rusak berat; pelapor Pak Slamet 081299998877, NIK 6409011201010099, slamet@contoh.id."
-    hub.conflicts.resolve(row["id"], winner=None, state={"body": body},
+    hub.conflicts.resolve(row["id"], winner=None, state={"body": f"  {body}\n"},
                           reason="telah dikonfirmasi via telepon 081299998877")
     with hub.storage.read() as tx:
         [event] = [e for e in tx.ticket_events(row["ticket_id"]) if e.type == "conflict_resolved"]
