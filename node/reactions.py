@@ -126,7 +126,9 @@ class WaitingRouter:
     """At the hub: route the tickets of the disposition queue again whenever the routing topology changed
     (a federation file loaded, a node enrolled or revoked, in this process or another), a page per write
     transaction. Before, a waiting ticket was routed only when an event of its own arrived: a rule added,
-    or its institution's node enrolled, changed nothing until then."""
+    or its institution's node enrolled, changed nothing until then. A ticket routed but not accepted yet,
+    whose institution another node hosts now, is routed to that node; before, it stayed with the old one,
+    which might never come back (the usual reason to move an office)."""
     PAGE = 200
 
     def __init__(self, node):
@@ -152,10 +154,31 @@ class WaitingRouter:
             offset += len(page) - now   # (the routed ones left the queue; the others stay ahead)
             if len(page) < self.PAGE:
                 break
+        routed += self._follow_moves()
         self.seen = version
         if routed:
             log.info("routed %d waiting ticket(s) after a change of the directory", routed)
         return routed
+
+    def _follow_moves(self) -> int:
+        moved, skip = 0, set()
+        while True:
+            with self.node.storage.transaction() as tx:
+                topo = self.topology.get(tx)
+                page = [s for s in tx.tickets_moved_away(self.PAGE + len(skip)) if s.ticket_id not in skip]
+                for state in page:
+                    inst = topo.by_id.get(state.institution or "")
+                    if inst is None or inst.id in topo.unavailable:   # (its new node cannot take it yet)
+                        skip.add(state.ticket_id)
+                        continue
+                    self.node.log.append(tx, state.ticket_id, "routed", {
+                        "institution": inst.id, "node": inst.node_id, "rule": "directory",
+                        "reason": f"instansi {inst.id} pindah ke node {inst.node_id}"})
+                    log.info("ticket %s routed to %s at %s, where its institution moved", state.tracking_id,
+                             inst.id, inst.node_id)
+                    moved += 1
+            if not page:
+                return moved
 
 
 def by_rule(fresh: list[Event]) -> dict[str, tuple[str, str]]:

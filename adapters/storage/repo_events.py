@@ -18,7 +18,7 @@ from sqlalchemy import bindparam, func, select
 
 from adapters.storage.common import insert_ignore, pages, upsert, upsert_statement
 from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow,
-                                     IdentityPendingRow, MetaRow, ReporterPrivateRow, TicketRow)
+                                     IdentityPendingRow, InstitutionRow, MetaRow, ReporterPrivateRow, TicketRow)
 from node.lifecycle import Status
 from node.ticket import TicketState
 from schemas.events import Event
@@ -253,6 +253,15 @@ class EventRepo:
             q, c = q.where(cond), c.where(cond)
         rows = self.conn.execute(q.order_by(T.c.filed_at.desc(), T.c.ticket_id).limit(limit).offset(offset))
         return [state_from_json(r) for r in rows.scalars()], self.conn.execute(c).scalar_one()
+
+    def tickets_moved_away(self, limit: int) -> list[TicketState]:
+        """Tickets routed and not accepted yet whose institution another node hosts now (a federation file
+        moved it), at most ``limit``, in id order."""
+        inst = InstitutionRow.__table__
+        q = (select(T.c.state_json).join(inst, inst.c.id == T.c.institution)
+             .where(T.c.status == Status.DISPOSITIONED.value, T.c.holder_node != inst.c.node_id)
+             .order_by(T.c.ticket_id).limit(limit))
+        return [state_from_json(r) for r in self.conn.execute(q).scalars()]
 
     def ticket_ids(self) -> list[str]:
         return list(self.conn.execute(select(T.c.ticket_id)).scalars())

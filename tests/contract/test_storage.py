@@ -268,6 +268,23 @@ def test_put_get_ticket_round_trip(storage):
         assert tx.ticket_ids() == ["t1"]
 
 
+def test_tickets_moved_away_are_those_routed_to_a_node_that_no_longer_hosts_their_institution(storage):
+    routed = fold([ev(seq=1), ev(type="routed", author="nasional", seq=1, at=2000,
+                                 payload={"institution": "paser-disdikbud", "node": "kab-paser"})])
+    with storage.transaction() as tx:
+        tx.put_ticket(routed)
+        tx.put_ticket(_state("t2", 1000))                      # not routed: never "moved away"
+        tx.put_institution({"id": "paser-disdikbud", "name": "Disdikbud Paser", "node_id": "kab-paser",
+                            "competences": ["pendidikan/smp"], "region": "6401"})
+    with storage.read() as tx:
+        assert tx.tickets_moved_away(10) == []
+    with storage.transaction() as tx:
+        tx.put_institution({"id": "paser-disdikbud", "name": "Disdikbud Paser", "node_id": "kab-ppu",
+                            "competences": ["pendidikan/smp"], "region": "6401"})
+    with storage.read() as tx:
+        assert [s.ticket_id for s in tx.tickets_moved_away(10)] == [routed.ticket_id]
+
+
 def test_list_tickets_filters_and_paging(storage):
     with storage.transaction() as tx:
         for i in range(7):

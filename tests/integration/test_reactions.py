@@ -115,3 +115,28 @@ def test_a_ticket_for_a_node_not_enrolled_waits_in_the_queue_and_is_routed_once_
         tx.revoke_node("kab-ppu")
     with hub.storage.read() as tx:
         assert "ppu-disdik" in Topology(tx, HUB).unavailable and "paser-disdikbud" not in Topology(tx, HUB).unavailable
+
+
+def test_a_ticket_not_accepted_yet_follows_its_institution_to_the_node_it_moved_to(pair, sample_complaints):
+    """A federation file moves paser-disdikbud to kab-ppu while S001 waits at kab-paser to be accepted.
+    Before, the ticket stayed with kab-paser (which might never come back) while new ones went to kab-ppu.
+    It moves once kab-ppu can take it."""
+    import time
+
+    from node.reactions import WaitingRouter
+    district, hub = pair
+    ticket = filed(district, sample_complaints, "S001")
+    deliver(district, hub, hub_react(hub))
+    router = WaitingRouter(hub)
+    router.run()
+    with hub.storage.transaction() as tx:
+        row = next(i for i in tx.institutions() if i["id"] == "paser-disdikbud")
+        tx.put_institution({**row, "node_id": "kab-ppu"})
+    assert router.run() == 0                              # kab-ppu is not enrolled: it stays where it is
+    with hub.storage.transaction() as tx:
+        tx.put_node("kab-ppu", role="district", url="http://127.0.0.1:9", enrolled_at=time.time())
+    assert router.run() == 1
+    assert history(hub, ticket)[-1] == ("routed", HUB, "paser-disdikbud", False)
+    with hub.storage.read() as tx:
+        state = tx.get_ticket(ticket)
+    assert (state.holder_node, state.status.value) == ("kab-ppu", "dispositioned")
