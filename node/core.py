@@ -18,7 +18,7 @@ from node.keys import KeyRing
 from node.lifecycle import Status
 from node.log import EventLog
 from node.runner import DbRunner
-from node.ticket import TicketState
+from node.ticket import TicketState, set_legacy_hub
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ class Node:
         self.node_id = settings.node_id
         self.role = settings.role
         self.hub_id = settings.node_id if settings.role == "hub" else settings.hub.node_id
+        set_legacy_hub(self.hub_id)   # (tickets filed before 'created' named its hub)
         self.storage = SqlStorage(settings.db_url)
         if check_schema:
             migrate.check(self.storage)

@@ -95,6 +95,24 @@ def _fresh(values: dict[str, Any]) -> TicketState:
     return new
 
 
+# The hub of a ticket whose ``created`` does not name one: filed by a release before ``created`` carried
+# ``hub``. Such a ticket's events are signed and cannot gain the field, and without it the fold took every
+# routing of the hub for a stranger's: the ticket froze, held by nobody, after an upgrade. A federation has
+# one hub, so a node sets this to its own hub once (``set_legacy_hub``, by ``node.core.Node``).
+_legacy_hub: str | None = None
+
+
+def set_legacy_hub(hub_id: str | None) -> None:
+    global _legacy_hub
+    if hub_id != _legacy_hub:
+        _legacy_hub = hub_id
+        _FOLDED.clear()
+
+
+def _hub_of(created: Event) -> str | None:
+    return created.payload.get("hub") or _legacy_hub
+
+
 def _created(event: Event) -> TicketState:
     p = event.payload
     return _fresh(dict(
@@ -102,7 +120,7 @@ def _created(event: Event) -> TicketState:
         category=p["category"], topic=p.get("topic"), region=p["region"], kecamatan=p.get("kecamatan"),
         title=p["title"], body=p["body"], incident_date=p.get("incident_date"), anonim=bool(p["anonim"]),
         rahasia=bool(p["rahasia"]), channel=p["channel"], chosen_institution=p.get("chosen_institution"),
-        filed_at=p["filed_at"], hub=p.get("hub"), last_hlc=event.hlc, event_count=1))
+        filed_at=p["filed_at"], hub=_hub_of(event), last_hlc=event.hlc, event_count=1))
 
 
 def _effect(state: TicketState, event: Event) -> dict[str, Any]:
@@ -227,8 +245,8 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     created = next((e for e in ordered if e.type == "created"), None)
     if created is None:
         return None
-    specs = merge.find_conflicts(ordered, created.payload.get("hub"))
-    settled = merge.resolutions(ordered, hub=created.payload.get("hub"), origin=created.author, specs=specs)
+    specs = merge.find_conflicts(ordered, _hub_of(created))
+    settled = merge.resolutions(ordered, hub=_hub_of(created), origin=created.author, specs=specs)
     left_out = merge.excluded_events(specs, settled)
     # A resolution applies its merged state only as the one that settles a conflict found here: before,
     # any resolution (naming no conflict, on a ticket without one) set whatever state it carried.

@@ -135,3 +135,21 @@ def test_a_created_state_is_the_one_the_dataclass_would_build():
         _fresh({k: v for k, v in values.items() if k != "region"})
     with pytest.raises(TypeError, match="unknown"):
         _fresh({**values, "colour": "red"})
+
+
+def test_a_ticket_filed_before_created_named_its_hub_is_routed_by_the_federations_hub(monkeypatch):
+    """Releases before ``created`` carried ``hub`` filed tickets without it. Before, after an upgrade, the
+    fold took the hub's routing of such a ticket for a stranger's, and the ticket froze, held by nobody."""
+    import node.ticket as ticket
+    monkeypatch.setattr(ticket, "_legacy_hub", None)
+    legacy = {k: v for k, v in CREATED.items() if k != "hub"}
+    b = Builder()
+    b.add("kab-paser", "created", 1000, legacy)
+    b.add("nasional", "routed", 3000, {"institution": "paser-disdikbud", "node": "kab-paser"})
+    b.add("kab-paser", "accepted", 4000)
+    ticket._FOLDED.clear()
+    assert fold(b.events).holder_node is None                    # (what an upgraded node showed)
+    ticket.set_legacy_hub("nasional")
+    state = fold(b.events)
+    assert (state.hub, state.holder_node, state.status) == ("nasional", "kab-paser", Status.IN_PROGRESS)
+    ticket.set_legacy_hub(None)
