@@ -125,11 +125,17 @@ def _create(created: Created, data: Path, cfg_path: Path, settings, cfg: dict, f
     from node import directory
     from node.keys import KeyRing
     created.mkdir(data)
+    # The database holds reporters' identities in clear (at their origin): owner only, like the keys and
+    # the config. Before, with the usual umask, any local user could read them.
+    os.chmod(data, 0o700)
     created.mkdir(settings.keys_dir.parent)
     created.watch(settings.keys_dir)
     ring = KeyRing.create(settings.node_id, settings.keys_dir)
     for path in _sqlite_files(settings.db_url):
         created.watch(path)
+    for path in _sqlite_files(settings.db_url)[:1]:   # (SQLite gives its -wal and -shm files the same mode)
+        created.mkdir(path.parent)
+        path.touch(mode=0o600)
     storage = SqlStorage(settings.db_url)
     try:
         migrate.upgrade(storage)
