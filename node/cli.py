@@ -17,7 +17,7 @@ from node import collector, logfmt
 from node.cli_admin import register
 from node.cli_common import CONFIG, OneLineErrors, fail_cleanly, open_node
 from node.cli_init import init
-from node.errors import ConfigError
+from node.errors import ConfigError, SimpulError, StorageError
 
 
 @click.group(cls=OneLineErrors)
@@ -96,7 +96,14 @@ def migrate(config_path):
         if was is None:
             click.echo(f"database already at revision {migrations.head_revision()}; nothing to do")
             return
-        migrations.upgrade(storage)
+        try:
+            migrations.upgrade(storage)
+        except SimpulError:
+            raise
+        except Exception as exc:   # (a migration's own check of the data: one line, as for any command)
+            now = migrations.current_revision(storage)
+            raise StorageError(f"migrating to revision {migrations.head_revision()} failed ({exc}); the database "
+                               f"is at revision {now}") from exc
         click.echo(f"database migrated from revision {was} to {migrations.head_revision()}")
     finally:
         storage.dispose()

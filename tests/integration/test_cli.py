@@ -484,13 +484,10 @@ def test_a_federation_loaded_after_enrolment_names_the_enrolled_nodes(tmp_path, 
     assert " enrolled " in listed["kab-paser"] and "not enrolled" in listed["kab-ppu"]
 
 
-def test_a_node_upgraded_to_a_newer_schema_is_migrated_by_simpul_migrate(tmp_path, sample_complaints):
-    """Before, every command refused a database behind the code's schema and named 'simpul migrate', which
-    did not exist: a node could not take a Simpul with a new migration."""
+def _at_revision_0002(config: Path, meta_pending: str | None = None) -> None:
+    """The node's database as the Simpul before 0003 left it (and, given, its 'identity:pending' meta row)."""
     from alembic import command
     from alembic.config import Config
-    config = init(tmp_path / "n")
-    file_in_process(config, sample_complaints[:2])
     storage = SqlStorage(load_settings(config).db_url)
     try:
         cfg = Config()
@@ -498,16 +495,35 @@ def test_a_node_upgraded_to_a_newer_schema_is_migrated_by_simpul_migrate(tmp_pat
         with storage.engine.connect() as conn:
             conn.info["write"] = True
             cfg.attributes["connection"] = conn
-            command.downgrade(cfg, "0002")   # as a node left by the Simpul before 0003 is
+            command.downgrade(cfg, "0002")
+            if meta_pending is not None:
+                conn.exec_driver_sql("INSERT INTO meta (key, value) VALUES ('identity:pending', ?)",
+                                     (meta_pending,))
             conn.commit()
     finally:
         storage.dispose()
+
+
+def test_a_node_upgraded_to_a_newer_schema_is_migrated_by_simpul_migrate(tmp_path, sample_complaints):
+    """Before, every command refused a database behind the code's schema and named 'simpul migrate', which
+    did not exist: a node could not take a Simpul with a new migration."""
+    config = init(tmp_path / "n")
+    file_in_process(config, sample_complaints[:2])
+    _at_revision_0002(config)
     assert_one_line_error(simpul("status", "--config", config), "revision 0002", "run 'simpul migrate'")
     migrated = simpul("migrate", "--config", config)
     assert migrated.returncode == 0 and f"from revision 0002 to {migrate.head_revision()}" in migrated.stdout
     again = simpul("migrate", "--config", config)
     assert again.returncode == 0 and "nothing to do" in again.stdout
     assert simpul("verify", "--config", config).stdout.strip() == "checked 2 events: ok"
+
+
+def test_a_migration_that_fails_is_one_line_and_leaves_the_database_where_it_was(tmp_path):
+    """0003 refuses a pending-identity row that is not JSON. Before, 'simpul migrate' printed its traceback."""
+    config = init(tmp_path / "n")
+    _at_revision_0002(config, meta_pending="{not json")
+    assert_one_line_error(simpul("migrate", "--config", config), f"migrating to revision {migrate.head_revision()}"
+                          " failed", "not JSON", "the database is at revision 0002")
 
 
 def test_a_config_whose_database_is_missing_creates_none(tmp_path):
