@@ -264,7 +264,7 @@ class Receiver:
         """``good`` without events that claim an (author, seq) already taken by another event, stored or
         earlier in the batch, and without those whose ``prev`` is not the author's event before them where
         that one is held here (before, a broken chain was stored and sent on, and 'simpul verify' then
-        failed on every node that held it)."""
+        failed on every node that held it), and without those that follow an event refused here."""
         events = []
         for author in {e.author for e in good}:
             mine = sorted((e for e in good if e.author == author), key=lambda e: e.seq)
@@ -275,21 +275,31 @@ class Receiver:
             after = {n - 1: taken[n] for n in taken if n - 1 in seqs and n not in seqs}
             prev_of = {i: orjson.loads(raw)["prev"] for i, raw in tx.stored_raw(list(after.values())).items()
                        } if after else {}
+            refused: set[int] = set()   # (seqs of this author refused in this batch)
             for e in mine:
                 before, next_id = taken.get(e.seq - 1), after.get(e.seq)
-                if e.seq in taken and taken[e.seq] != e.id:
+                if e.seq - 1 in refused and before is None:
+                    # Its predecessor was refused just now: storing it would leave a gap in the author's chain
+                    # here, which nothing fills (before, a restored district's next events were taken so).
+                    log.warning("rejected event %s from %s: %s seq %d was refused", e.id, sender, author, e.seq - 1)
+                    rejected.append((e.id, f"chain broken: {author} seq {e.seq - 1}, which it follows, was refused"))
+                    refused.add(e.seq)
+                elif e.seq in taken and taken[e.seq] != e.id:
                     log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
                     rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
+                    refused.add(e.seq)
                 elif (e.seq == 1 and e.prev is not None) or (before is not None and e.prev != before):
                     log.warning("rejected event %s from %s: its prev %s breaks %s's chain at seq %d", e.id, sender,
                                 e.prev, author, e.seq)
                     rejected.append((e.id, f"chain broken: {author} seq {e.seq} must follow {before or 'nothing'}, "
                                            f"not {e.prev}"))
+                    refused.add(e.seq)
                 elif next_id is not None and prev_of.get(next_id, e.id) != e.id:
                     log.warning("rejected event %s from %s: %s seq %d, held already, follows %s instead", e.id, sender,
                                 author, e.seq + 1, prev_of[next_id])
                     rejected.append((e.id, f"chain broken: {author} seq {e.seq + 1} (held) follows "
                                            f"{prev_of[next_id]}, not this event"))
+                    refused.add(e.seq)
                 else:
                     taken[e.seq] = e.id
                     events.append(e)

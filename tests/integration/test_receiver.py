@@ -330,3 +330,29 @@ def test_a_broken_chain_is_refused_when_its_later_event_arrived_first(pair, samp
     assert [i for i, _ in result.rejected] == [real["id"]] and "(held) follows" in result.rejected[0][1]
     assert verify_log(hub.storage, hub.keys).problems == []
     # (a later batch whose chain is whole, applied first, is taken: the out-of-order test above)
+
+
+def test_an_event_that_follows_one_refused_in_the_same_batch_is_refused_too(pair, sample_complaints):
+    """A district restored from an older backup signs its seqs again: the first is an equivocation, and the
+    next, which follows it, was stored all the same: a gap in the author's chain here that nothing fills."""
+    from schemas.events import make_event
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:2])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    assert receiver.receive("kab-paser", 0, items).accepted == 2
+    last = items[-1]["event"]
+
+    def reply(seq: int, prev: str, text: str) -> dict:
+        return make_event(ticket=last["ticket"], author="kab-paser", seq=seq, prev=prev, parents=[last["id"]],
+                          hlc=hub.clock.tick(), type="reporter_replied", payload={"text": text},
+                          key_id=district.keys.signing_key_id, private_key=district.keys.signing_key).to_wire()
+    again = reply(last["seq"], items[-2]["event"]["id"], "ditandatangani lagi")     # the restored node's seq n
+    after = reply(last["seq"] + 1, again["id"], "berikutnya")                      # n+1: must follow the held n
+    then = reply(last["seq"] + 2, after["id"], "lalu")                              # n+2: was stored, after a gap
+    pos = items[-1]["pos"]
+    result = receiver.receive("kab-paser", pos, [{"pos": pos + i + 1, "event": e}
+                                                 for i, e in enumerate((again, after, then))])
+    assert [i for i, _ in result.rejected] == [again["id"], after["id"], then["id"]]
+    assert [r.split(":")[0] for _, r in result.rejected] == ["equivocation", "chain broken", "chain broken"]
+    assert "which it follows, was refused" in result.rejected[2][1]
+    assert verify_log(hub.storage, hub.keys).problems == []
