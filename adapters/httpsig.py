@@ -115,8 +115,10 @@ class _ClockedVerifier(HTTPMessageVerifier):
         if type(created) is not int:
             raise InvalidSignature('signature has no integer "created" parameter')
         if abs(self._now - created) > self._window_s:
+            ahead = "ahead of" if created > self._now else "behind"
             raise InvalidSignature(
-                f"created={created} is outside the {self._window_s}s window around now={int(self._now)}")
+                f"created={created} is outside the {self._window_s}s window around now={int(self._now)}: the "
+                f"signer's clock is {abs(int(self._now) - created)} s {ahead} this node's (check both clocks: NTP)")
         if expires is not None and (type(expires) is not int or expires < self._now):
             raise InvalidSignature(f"signature expired (expires={expires})")
 

@@ -46,6 +46,12 @@ class HybridClock:
         self._last = parse_hlc(last) if last else (0, 0)
         self._lock = threading.Lock()
 
+    def ahead_ms(self) -> int:
+        """How far the last clock value is ahead of the wall clock (0 if it is not): a node whose clock ran
+        ahead, and was set back, goes on stamping from there, and peers refuse what it signs while the
+        stamp is more than MAX_AHEAD_MS ahead of theirs."""
+        return max(0, self._last[0] - self._wall())
+
     def tick(self) -> str:
         with self._lock:
             now = self._wall()

@@ -9,7 +9,7 @@ import logging
 
 from adapters.storage import SqlStorage
 from adapters.storage import migrate
-from node.clock import HybridClock
+from node.clock import MAX_AHEAD_MS, HybridClock
 from node.complaints import ComplaintService
 from node.config import Settings
 from node.conflicts import ConflictService, projection_rows
@@ -37,6 +37,11 @@ class Node:
             migrate.check(self.storage)
         self.keys = KeyRing.load(settings.node_id, settings.keys_dir)
         self.clock = HybridClock(last=self._last_hlc())
+        if self.clock.ahead_ms() > MAX_AHEAD_MS:
+            log.warning("this node's last event is stamped %d minutes ahead of its clock (the clock ran ahead, "
+                        "and was set back): until then, peers refuse what it signs as too far ahead, and a "
+                        "district dead-letters it (replay it with 'simpul dead-letters replay' afterwards)",
+                        self.clock.ahead_ms() // 60000)
         fanout = hub_fanout(self.node_id) if self.role == "hub" else district_fanout(self.node_id, self.hub_id)
         self.log = EventLog(self.node_id, self.keys, self.clock, fanout, self._projection)
         self.complaints = ComplaintService(self.storage, self.log, self.node_id, self.role, self.hub_id)

@@ -356,3 +356,19 @@ def test_an_event_that_follows_one_refused_in_the_same_batch_is_refused_too(pair
     assert [r.split(":")[0] for _, r in result.rejected] == ["equivocation", "chain broken", "chain broken"]
     assert "which it follows, was refused" in result.rejected[2][1]
     assert verify_log(hub.storage, hub.keys).problems == []
+
+
+def test_a_node_whose_last_event_is_stamped_ahead_of_its_clock_says_so_at_start(make_node, tmp_path,
+                                                                               sample_complaints, caplog):
+    """A clock that ran two hours ahead, then set back (a server that booted before NTP): the node goes on
+    stamping from its last event, and the hub refuses what it signs. Before, nothing said why."""
+    from node.clock import wall_ms_now
+    node = make_node(tmp_path)
+    node.clock._wall = lambda: wall_ms_now() + 2 * 3600 * 1000
+    node.complaints.file(ComplaintIn.model_validate(
+        {k: v for k, v in sample_complaints[0].items() if k != "ref"}))
+    restarted = Node(node.settings)
+    try:
+        assert "stamped 119 minutes ahead of its clock" in caplog.text or "stamped 120 minutes" in caplog.text
+    finally:
+        restarted.close()

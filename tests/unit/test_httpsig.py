@@ -128,8 +128,11 @@ def test_unknown_key_id_rejected():
 @pytest.mark.parametrize("signed_at", [NOW - REPLAY_WINDOW_S - 2, NOW + REPLAY_WINDOW_S + 2])
 def test_created_outside_window_rejected(signed_at):
     headers = signed_request(now=signed_at)
-    with pytest.raises(SignatureError, match="outside the 300s window"):
+    with pytest.raises(SignatureError, match="outside the 300s window") as raised:
         verify_request("POST", URL, headers, BODY, resolve_key=resolve, now=NOW)
+    # (before, the message never said that a clock is the likely cause, nor which way it is off)
+    way = "ahead of" if signed_at > NOW else "behind"
+    assert f"clock is {REPLAY_WINDOW_S + 2} s {way} this node's (check both clocks" in str(raised.value)
 
 
 @pytest.mark.parametrize("signed_at", [NOW - REPLAY_WINDOW_S + 1, NOW + REPLAY_WINDOW_S - 1])
