@@ -6,10 +6,12 @@ changed when a command fails.
 from __future__ import annotations
 
 import errno
+import fcntl
 import json
 import logging
 import socket
 import sys
+from pathlib import Path
 
 import click
 
@@ -38,6 +40,7 @@ def run(config_path, host, port):
     from node.core import Node
     from node.eventloop import new_loop
     s = load_settings(config_path, {"host": host, "port": port})
+    running = _data_lock(s.data_dir, fcntl.LOCK_SH)   # (held while this process lives: see 'migrate')
     loop, kind = new_loop(s.event_loop)
     sockets = _listen(s.host, s.port)
     node = Node(s)
@@ -56,6 +59,25 @@ def run(config_path, host, port):
     collector.tune()
     web.run_app(app, sock=sockets, print=None, access_log=None, loop=loop)
     logging.getLogger("simpul").info("%s %s stopped", s.role, s.node_id)
+    del running   # (the lock is held until here)
+
+
+def _data_lock(data_dir: Path, how: int):
+    """A lock on ``<data_dir>/simpul.lock``: shared by every ``simpul run`` of the node (a hub may run in
+    several processes), exclusive for ``simpul migrate``, which must not change the schema under a running
+    node (before, an old node serving through a migration wrote where the new schema no longer reads, and
+    a pending identity was lost). The open file, to keep; None where the folder is not writable."""
+    try:
+        fh = open(data_dir / "simpul.lock", "a")   # noqa: SIM115 - held for the process's life
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fh, how)
+    except BlockingIOError:
+        fh.close()
+        raise ConfigError(f"data_dir: a node is running with {data_dir} (simpul run); stop it, every process "
+                          "of it, before 'simpul migrate'") from None
+    return fh
 
 
 def _listen(host: str, port: int) -> list[socket.socket]:
@@ -90,7 +112,9 @@ def migrate(config_path):
     from adapters.storage import SqlStorage
     from adapters.storage import migrate as migrations
     from node.config import load_settings
-    storage = SqlStorage(load_settings(config_path).db_url)
+    settings = load_settings(config_path)
+    lock = _data_lock(settings.data_dir, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    storage = SqlStorage(settings.db_url)
     try:
         was = migrations.behind(storage)
         if was is None:
@@ -107,6 +131,8 @@ def migrate(config_path):
         click.echo(f"database migrated from revision {was} to {migrations.head_revision()}")
     finally:
         storage.dispose()
+        if lock is not None:
+            lock.close()
 
 
 @main.command()
