@@ -143,6 +143,9 @@ class StorageError(SimpulError):
     def __init__(self, message: str, *, refused: bool = False):
         super().__init__(message)
         self.refused = refused
+        # A database that is unreachable, locked or full is a passing state: 503, and the client retries
+        # (a channel, a peer). Before, a full disk answered every complaint with a 500.
+        self.status = 500 if refused else 503
 
 
 class PeerError(SimpulError):

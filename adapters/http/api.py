@@ -5,8 +5,12 @@ render the result. They hold no domain logic.
 """
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import orjson
 from aiohttp import web
+from sqlalchemy.engine import make_url
 
 from adapters.http.auth import require
 from adapters.http.problems import only_query, parse, query_bool, query_int, read_json
@@ -15,6 +19,7 @@ from node.ticket import TicketState
 from schemas.complaints import ActionIn, ComplaintIn
 
 routes = web.RouteTableDef()
+MIN_FREE_BYTES = 8 * 1024 * 1024   # /readyz: a SQLite node with less free space is not ready
 LIST_FILTERS = ("status", "institution", "origin", "category", "report_type", "region", "tracking_id",
                 "awaiting_disposition")
 
@@ -105,6 +110,10 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     node = request.app["node"]
     ok = await node.db(node.storage.ping)
+    folder = Path(make_url(node.settings.db_url).database or ".").parent if node.storage.dialect == "sqlite" else None
+    free = shutil.disk_usage(folder).free if folder is not None else None
+    if ok and free is not None and free < MIN_FREE_BYTES:   # (a full disk refuses every write; reads go on)
+        return json_response({"status": f"disk almost full: {free // 1024} KiB free in {folder}"}, status=503)
     return json_response({"status": "ready" if ok else "database unreachable"}, status=200 if ok else 503)
 
 

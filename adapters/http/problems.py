@@ -31,7 +31,10 @@ def problem(status: int, slug: str, title: str, detail: str, **extra) -> web.Res
 
 def from_error(exc: SimpulError) -> web.Response:
     extra = {"errors": exc.errors} if isinstance(exc, ValidationError) and exc.errors else {}
-    return problem(exc.status, exc.slug, exc.title, str(exc), **extra)
+    response = problem(exc.status, exc.slug, exc.title, str(exc), **extra)
+    if exc.status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 def validation_error(exc: pydantic.ValidationError) -> ValidationError:

@@ -573,6 +573,17 @@ async def test_health_ready_metrics(client, tokens, complaint):
     assert float(value.split()[1]) == 1.0
 
 
+async def test_a_sqlite_node_short_of_disk_space_is_not_ready(client, monkeypatch):
+    """A full disk refuses every write while reads go on: before, /readyz kept answering "ready"."""
+    import collections
+
+    from adapters.http import api
+    monkeypatch.setattr(api.shutil, "disk_usage", lambda path: collections.namedtuple(
+        "usage", "total used free")(10**9, 10**9 - 4096, 4096))
+    resp = await client.get("/readyz")
+    assert resp.status == 503 and (await resp.json())["status"].startswith("disk almost full: 4 KiB free in ")
+
+
 # ------------------------------------------- independent verification
 def jcs(value) -> str:
     """RFC 8785 for the JSON subset events use (no floats), written independently of the
