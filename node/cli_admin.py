@@ -130,6 +130,9 @@ def federation_load(config_path, path):
     with node.storage.transaction() as tx:
         counts = directory.store_federation(tx, fed)
     click.echo(f"loaded {counts['regions']} regions, {counts['institutions']} institutions, {counts['nodes']} nodes")
+    if counts["retired"]:
+        click.echo(f"not in the file, so no longer routed to (their records and keys stay): "
+                   f"{', '.join(counts['retired'])}")
 
 
 @click.group("dead-letters")

@@ -149,7 +149,10 @@ def load_federation(tx, path: str | Path) -> dict:
 def store_federation(tx, fed: Federation) -> dict:
     """The file is where names and regions come from: a node already in the directory (enrolled before the
     file was loaded, say) takes the file's name and region where the file gives them, and keeps its role,
-    URL, enrolment and keys."""
+    URL, enrolment and keys. It is where the routing rules come from too: an institution in the directory
+    that the file no longer lists keeps its record (tickets name it, and an institution on the hub keeps
+    its sealing key) but loses its competences, so that no rule routes to it and a reporter's choice of it
+    is returned as bukan wewenang. Before, it went on taking tickets, and the load's count left it out."""
     for node in fed.nodes:
         if tx.get_node(node.node_id) is None:
             tx.put_node(node.node_id, role=node.role, name=node.name, region=node.region)
@@ -160,7 +163,12 @@ def store_federation(tx, fed: Federation) -> dict:
     for inst in fed.institutions:
         tx.put_institution({"id": inst.id, "name": inst.name, "node_id": inst.node, "region": inst.region,
                             "competences": inst.competences, "ppid": inst.ppid})
-    return {"nodes": len(fed.nodes), "regions": len(fed.regions), "institutions": len(fed.institutions)}
+    listed = {inst.id for inst in fed.institutions}
+    retired = [row for row in tx.institutions() if row["id"] not in listed and row["competences"]]
+    for row in retired:
+        tx.put_institution({**row, "competences": []})
+    return {"nodes": len(fed.nodes), "regions": len(fed.regions), "institutions": len(fed.institutions),
+            "retired": [row["id"] for row in retired]}
 
 
 def snapshot(tx) -> dict:

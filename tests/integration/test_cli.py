@@ -460,6 +460,33 @@ def test_run_serves_files_a_complaint_and_stops_on_sigterm(tmp_path, sample_comp
     assert "nothing to do" in simpul("migrate", "--config", config).stdout   # (once it stopped)
 
 
+def test_an_institution_a_new_federation_file_leaves_out_is_no_longer_routed_to(tmp_path, sample_dir):
+    """Before, 'federation load' of a file without paser-dinsos said "31 institutions" while the hub still
+    held 32, and went on routing social-aid tickets to it."""
+    from node.reactions import Topology
+    from node.routing import route
+    hub = init(tmp_path / "hub", role="hub", node_id="nasional")
+    fed = json.loads((sample_dir / "federation.json").read_text())
+    fed["institutions"] = [i for i in fed["institutions"] if i["id"] != "paser-dinsos"]
+    smaller = tmp_path / "federation.json"
+    smaller.write_text(json.dumps(fed))
+    for path, said in ((sample_dir / "federation.json", None), (smaller, "no longer routed to (their records and "
+                                                                         "keys stay): paser-dinsos")):
+        loaded = simpul("federation", "load", path, "--config", hub)
+        assert loaded.returncode == 0 and (said is None or said in loaded.stdout), loaded.stdout + loaded.stderr
+    storage = SqlStorage(load_settings(hub).db_url)
+    try:
+        with storage.read() as tx:
+            topo = Topology(tx)
+            dinsos = next(i for i in tx.institutions() if i["id"] == "paser-dinsos")
+    finally:
+        storage.dispose()
+    assert dinsos["name"] and dinsos["competences"] == []          # (the record stays; no rule routes to it)
+    decision = route(category="sosial", topic="bansos", region="6401", chosen_institution=None, excluded=(),
+                     institutions=topo.institutions, regions=topo.regions)
+    assert decision.institution != "paser-dinsos"
+
+
 def test_a_federation_loaded_after_enrolment_names_the_enrolled_nodes(tmp_path, sample_dir):
     """The README's order: enrol each district at the hub, then load the federation file. The file brings the
     names and regions (a keys file has neither), and the enrolment, URL and keys stay as they were."""
