@@ -60,11 +60,6 @@ class TopologyCache:
             self._held = (version, Topology(tx, self.self_id))
         return self._held[1]
 
-    @property
-    def version(self) -> int | None:
-        """The version of the topology held, None before the first ``get``."""
-        return None if self._held is None else self._held[0]
-
 
 def route_ticket(node, tx, state: TicketState, topo: Topology) -> tuple[TicketState, str] | None:
     """Route a waiting ticket by the rules; return its new state and the rule that decided, or None if it

@@ -232,7 +232,7 @@ def _fold(events: Iterable[Event]) -> TicketState | None:
 def _unsettling(event: Event, specs: Sequence[merge.ConflictSpec], settled: dict[str, Event]) -> str:
     """Why a resolution on a ticket with conflicts settles none of them (an admin reads it as the reason)."""
     named = event.payload.get("conflict")
-    spec = next((spec for spec in specs if named in (spec.id, spec.legacy_id)), None)
+    spec = next((spec for spec in specs if named and named in (spec.id, spec.legacy_id)), None)
     if spec is None:
         return UNSETTLING
     named = spec.id
