@@ -8,7 +8,9 @@
 - prune: forget outbox rows that their peer acknowledged and that are older
   than ``sync.outbox_retention_s`` (pull only ever needs recent ones);
 - route_waiting (hub): route the disposition queue again once the directory
-  changed (node.reactions.WaitingRouter), checked at every wake.
+  changed (node.reactions.WaitingRouter), checked at every wake;
+- clock_refusals: replay the dead letters a peer refused as stamped too far
+  ahead, once they no longer are (``SyncEngine.replay_clock_refusals``).
 
 A job cancelled because the node is shutting down ends quietly. A tick that
 comes while the job's last run is still going (a pull waiting on a hub that
@@ -64,8 +66,13 @@ def build_scheduler(node, sync, refresh_directory, anti_entropy) -> AsyncIOSched
         if removed:
             log.info("pruned %d acknowledged outbox row(s)", removed)
 
+    async def clock_refusals():
+        if await node.db(sync.replay_clock_refusals):
+            await sync.wake_due()
+
     jobs = [(wake, cfg.wake_interval_s, "wake"), (pull, cfg.pull_interval_s, "pull"),
-            (anti_entropy.run_all, cfg.anti_entropy_interval_s, "anti_entropy"), (prune, 3600.0, "prune")]
+            (anti_entropy.run_all, cfg.anti_entropy_interval_s, "anti_entropy"), (prune, 3600.0, "prune"),
+            (clock_refusals, cfg.pull_interval_s, "clock_refusals")]
     if node.role == "hub":
         from node.reactions import WaitingRouter
         router = WaitingRouter(node)

@@ -4,6 +4,7 @@ The pushes here go to a scripted transport (a unit-level stand-in, so that the o
 back can be chosen); real pushes between node processes are in tests/acceptance.
 """
 import asyncio
+import time
 
 import orjson
 import pytest
@@ -634,3 +635,30 @@ async def test_a_pull_of_long_complaints_comes_in_answers_under_the_limit_until_
         await server.close()
     assert got == len(queued) == 230
     assert len(answers) >= 2 and max(answers) <= BATCH_EVENTS_MAX_BYTES
+
+
+def test_events_refused_as_stamped_too_far_ahead_are_replayed_once_they_no_longer_are(make_node, tmp_path,
+                                                                                      sample_complaints):
+    """A clock that ran two hours ahead, then set back: the hub refused what the node signed meanwhile, and it
+    stayed dead-lettered until an operator replayed it. Now it is replayed once its stamp is within the
+    window; a dead letter refused for another reason is left to the operator."""
+    from node.clock import wall_ms_now
+    from schemas.complaints import ComplaintIn
+    node = make_node(tmp_path)
+    other = node.complaints.file(ComplaintIn.model_validate(sample_complaints[1])).state.ticket_id
+    ahead_ms = 2 * 3600 * 1000
+    node.clock._wall = lambda: wall_ms_now() + ahead_ms
+    skewed = node.complaints.file(ComplaintIn.model_validate(sample_complaints[0])).state.ticket_id
+    with node.storage.transaction() as tx:
+        [skewed_id] = [e.id for e in tx.ticket_events(skewed)]
+        [other_id] = [e.id for e in tx.ticket_events(other)]
+        tx.add_dead_letters("nasional", [(skewed_id, "its clock is more than 10 minutes ahead of this node's"),
+                                         (other_id, "unknown institution")], now=time.time())
+    later = time.time()
+    engine = SyncEngine(node, NoTransport(), None, now=lambda: later)
+    assert engine.replay_clock_refusals() == 0                       # still ahead
+    later = time.time() + ahead_ms / 1000
+    assert engine.replay_clock_refusals() == 1 and engine.replay_clock_refusals() == 0
+    with node.storage.read() as tx:
+        waiting = {r["event_id"] for r in tx.dead_letters()}
+    assert waiting == {other_id}
