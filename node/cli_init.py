@@ -134,8 +134,8 @@ def _create(created: Created, data: Path, cfg_path: Path, settings, cfg: dict, f
     for path in _sqlite_files(settings.db_url):
         created.watch(path)
     for path in _sqlite_files(settings.db_url)[:1]:   # (SQLite gives its -wal and -shm files the same mode)
-        created.mkdir(path.parent)
-        path.touch(mode=0o600)
+        if path.parent.is_dir():   # (a folder that is not there: the database cannot be created, said below)
+            path.touch(mode=0o600)
     storage = SqlStorage(settings.db_url)
     try:
         migrate.upgrade(storage)
