@@ -14,9 +14,10 @@ What is masked (kinds, and the mask that replaces them):
   no prefix treated as equal           -> "[nomor telepon disamarkan]"
 - ``reporter_name``  the reporter's full name, case-insensitive, whole words,
   any whitespace between the words     -> "[nama disamarkan]"
-- ``reporter_address`` the reporter's address, matched like the name: whole,
-  and each of its comma-separated parts that holds a number ("Jl. Cempaka
-  No. 12 RT 04")                       -> "[alamat disamarkan]"
+- ``reporter_address`` the reporter's address, its words in a row with any
+  punctuation or spacing between them ("Jl Cempaka No 12"): whole, and each of
+  its comma-separated parts that holds a number ("Jl. Cempaka No. 12 RT 04")
+                                       -> "[alamat disamarkan]"
 - ``email``          any e-mail address, and the reporter's own e-mail matched
   literally (case-insensitive)         -> "[email disamarkan]"
 - ``nik``            anything shaped like a NIK: exactly 16 digits, contiguous or
@@ -24,13 +25,16 @@ What is masked (kinds, and the mask that replaces them):
   0001", "64.01.04.451182.0001"). A 16-digit family-card (KK) number has the
   same shape and is masked too      -> "[NIK disamarkan]"
 - ``phone``          an Indonesian mobile number: +62 / 62 / 0, then 8, then 8-11
-  more digits, one space, dot, dash or slash allowed between digits, or the
-  area part in brackets ("(0812) 9999 8888")
+  more digits, a space, or a dot, dash or slash (spaces around it too),
+  allowed between digits, or the area part in brackets ("(0812) 9999 8888",
+  "+62(812)99998888")
                                        -> "[nomor telepon disamarkan]"
 
 Digits are digits in any script and width ("６４０１", Arabic-Indic), spaces are any
-space (a no-break space too) and dashes any dash ("–"): the text is scanned in a
-folded copy of the same length (``_fold``), so findings point into the original.
+space (a no-break space too, and an invisible character such as a zero-width
+space or a soft hyphen), dashes any dash ("–") and slashes the fraction and
+division slashes: the text is scanned in a folded copy of the same length
+(``_fold``), so findings point into the original.
 
 What is left alone, on purpose: money ("Rp750.000", and no digit run right after
 "Rp" is ever taken for a NIK), times ("19.00"), dates, distances ("2 km"),
@@ -65,10 +69,12 @@ MASKS = {
 _PRIORITY = {"reporter_nik": 0, "reporter_phone": 0, "reporter_name": 0, "reporter_address": 0, "email": 1,
              "nik": 2, "phone": 2}
 
-_DIGIT_SEP = r"[ .\-()/_]{0,2}"  # between two digits of the reporter's own numbers: "(0812) 0000-0101"
+_DIGIT_SEP = r"[ .\-()/_]{0,3}"  # between two digits of the reporter's own numbers: "(0812) 0000 - 0101"
 _PHONE_PREFIX = r"(?:\+[ ]?62|\(\+?62\)|62|0)"
-_PHONE_RE = re.compile(r"(?<![\w+])(?:" + _PHONE_PREFIX + r"[ .\-/]?8(?:[ .\-/]?[0-9]){8,11}"
-                       r"|\((?:0|\+?62 ?)8[0-9]{2,3}\) ?[0-9](?:[ .\-/]?[0-9]){4,8})(?![.\-/]?[0-9])")
+_SEP = r"(?: ?[.\-/] ?| )?"   # between two digits of a phone: "0813 - 4444", "0813.4444", "0813 4444"
+_PHONE_RE = re.compile(r"(?<![\w+])(?:" + _PHONE_PREFIX + _SEP + r"8(?:" + _SEP + r"[0-9]){8,11}"
+                       r"|(?:\((?:0|\+?62 ?)|(?:\+?62 ?)?\(0?)8[0-9]{2,3}\) ?[0-9](?:" + _SEP + r"[0-9]){4,8})"
+                       r"(?![0-9]| ?[.\-/] ?[0-9])")
 _EMAIL_RE = re.compile(
     r"(?<![\w.+\-])[A-Za-z0-9][A-Za-z0-9._%+\-]*@[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)*\.[A-Za-z]{2,}(?![\w@])"
@@ -92,10 +98,12 @@ class _Folding(dict):
         kind = unicodedata.category(ch)
         if kind == "Nd":
             out = str(unicodedata.decimal(ch))
-        elif kind == "Zs":
+        elif kind in ("Zs", "Cf"):   # (a zero-width space or a soft hyphen between digits: a space here)
             out = " "
         elif kind == "Pd" or ch == "\u2212":
             out = "-"
+        elif ch in "\u2044\u2215":   # fraction and division slashes
+            out = "/"
         else:
             compat = unicodedata.normalize("NFKC", ch)
             out = compat if len(compat) == 1 and compat.isascii() else ch
@@ -190,14 +198,14 @@ def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
     address = _fold(reporter.get("address") or "")
     parts = [address, *(p for p in address.split(",") if any(c.isdigit() for c in p))]
     for part in dict.fromkeys(" ".join(p.split()) for p in parts):
-        words = part.split()
-        if len(part) >= _MIN_ADDRESS_PART and all(may_contain(w) for w in words):
-            yield "reporter_address", _words(words)
+        tokens = re.findall(r"\w+", part)   # ("Jl. Cempaka No. 12" is also written "Jl Cempaka No 12")
+        if len(part) >= _MIN_ADDRESS_PART and all(may_contain(t) for t in tokens):
+            yield "reporter_address", _words(tokens, between=r"[\W_]{1,3}")
 
 
-def _words(words: list[str]) -> re.Pattern[str]:
-    """``words`` in a row, whole, case-insensitive, with any whitespace between them."""
-    return re.compile(r"(?<!\w)" + r"\s+".join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
+def _words(words: list[str], between: str = r"\s+") -> re.Pattern[str]:
+    """``words`` in a row, whole, case-insensitive, with ``between`` (any whitespace) between them."""
+    return re.compile(r"(?<!\w)" + between.join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
 
 
 def _nik_findings(text: str) -> Iterator[Finding]:

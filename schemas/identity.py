@@ -1,9 +1,16 @@
 """Wire format of an operator's request to open a reporter's identity."""
 from __future__ import annotations
 
+import unicodedata
+
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from schemas.text import CONTROL_MESSAGE, ONE_LINE_SCHEMA, TEXT_SCHEMA, has_control
+
+
+def _visible(text: str) -> str:
+    """``text`` without spaces and invisible characters (a zero-width space, say: "\u200bx\u200b" was a reason)."""
+    return "".join(c for c in text if unicodedata.category(c) not in ("Zs", "Cf", "Cc", "Zl", "Zp"))
 
 
 class IdentityOpenIn(BaseModel):
@@ -33,6 +40,6 @@ class IdentityOpenIn(BaseModel):
             raise ValueError("must not be blank")
         if has_control(v):
             raise ValueError(CONTROL_MESSAGE)
-        if info.field_name == "reason" and len(v) < 3:   # (Field's min_length saw the text before the strip)
-            raise ValueError("must be at least 3 characters, not counting spaces around it")
+        if info.field_name == "reason" and len(_visible(v)) < 3:   # (min_length counted spaces, and invisibles)
+            raise ValueError("must be at least 3 characters, not counting spaces or invisible characters")
         return v

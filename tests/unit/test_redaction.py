@@ -126,6 +126,19 @@ CASES = [
     ("own-address-part", "Datang saja ke Jl. Cempaka No. 12  RT 04 sore hari.", WIDE,
      f"Datang saja ke {ALAMAT} sore hari.", ["reporter_address"]),
     ("own-town-kept", "Banjir di Tanah Grogot sejak Senin.", WIDE, "Banjir di Tanah Grogot sejak Senin.", []),
+    ("own-address-without-its-dots", "Ke Jl Cempaka No 12 RT 04 saja.", WIDE, f"Ke {ALAMAT} saja.",
+     ["reporter_address"]),
+    ("own-address-squeezed", "Ke Jl.Cempaka No.12 RT.04 saja.", WIDE, f"Ke {ALAMAT} saja.", ["reporter_address"]),
+    # --- separators a second verification pass found (before, each was published as typed) ---
+    ("own-phone-spaced-dashes", "Hubungi saya 0813 - 4444 - 5555.", WIDE, f"Hubungi saya {TEL}.",
+     ["reporter_phone"]),
+    ("own-phone-zero-width", "WA 0813\u200b4444\u200b5555", WIDE, f"WA {TEL}", ["reporter_phone"]),
+    ("own-phone-soft-hyphen", "WA 0813\u00ad4444\u00ad5555", WIDE, f"WA {TEL}", ["reporter_phone"]),
+    ("own-phone-fraction-slash", "WA 0813\u20444444\u20445555", WIDE, f"WA {TEL}", ["reporter_phone"]),
+    ("other-phone-62-bracketed", "WA +62(812)99998888 ya", None, f"WA {TEL} ya", ["phone"]),
+    ("other-phone-spaced-dashes", "Oknum: 0812 - 9999 - 8888.", None, f"Oknum: {TEL}.", ["phone"]),
+    ("money-range-kept", "Biaya Rp 1.250.000 - 2.500.000 per bulan.", None,
+     "Biaya Rp 1.250.000 - 2.500.000 per bulan.", []),
 ]
 
 
