@@ -51,6 +51,7 @@ wins over the generic one. Finding offsets refer to the original text.
 from __future__ import annotations
 
 import bisect
+import functools
 import re
 import unicodedata
 from collections.abc import Iterator, Mapping
@@ -86,6 +87,8 @@ _CURRENCY_BEFORE = re.compile(r"(?i)(?<![a-z])rp\.?\s?$")  # searched in the 4 c
 _NIK_DIGITS = 16
 _MIN_REPORTER_DIGITS = 6  # shorter "own numbers" would mask ordinary numbers
 _MIN_ADDRESS_PART = 8     # an address part shorter than this ("No. 5") would mask ordinary text
+_HAS_DIGIT = re.compile(r"[0-9]")
+_WORD = re.compile(r"\w+")
 
 
 class _Folding(dict):
@@ -182,25 +185,47 @@ def _reporter_patterns(reporter: Mapping[str, str], text: str, text_digits: str
     def may_contain(word: str) -> bool:
         return lowered is None or not word.isascii() or word.lower() in lowered
 
-    nik = _digits(_fold(reporter.get("nik") or ""))
-    phone = _national_number(_fold(reporter.get("phone") or ""))
-    if len(nik) >= _MIN_REPORTER_DIGITS and nik in text_digits:
-        yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(nik) + r"(?![0-9])")
-    if len(phone) >= _MIN_REPORTER_DIGITS and phone in text_digits:
+    own = _own(tuple(sorted((k, v) for k, v in reporter.items() if isinstance(v, str))))
+    if len(own.nik) >= _MIN_REPORTER_DIGITS and own.nik in text_digits:
+        yield "reporter_nik", re.compile(r"(?<![0-9])" + _digitwise(own.nik) + r"(?![0-9])")
+    if len(own.phone) >= _MIN_REPORTER_DIGITS and own.phone in text_digits:
         prefix = r"(?:\(?" + _PHONE_PREFIX + r"[ .\-]?)?"
-        yield "reporter_phone", re.compile(r"(?<![0-9+])" + prefix + _digitwise(phone) + r"(?![0-9])")
-    email = _fold(reporter.get("email") or "").strip()
-    if "@" in email and may_contain(email):
-        yield "email", re.compile(r"(?<![\w.+\-])" + re.escape(email) + r"(?![\w@])", re.IGNORECASE)
-    words = _fold(reporter.get("name") or "").split()
-    if words and len("".join(words)) >= 3 and all(may_contain(w) for w in words):
-        yield "reporter_name", _words(words)
-    address = _fold(reporter.get("address") or "")
-    parts = [address, *(p for p in address.split(",") if any(c.isdigit() for c in p))]
-    for part in dict.fromkeys(" ".join(p.split()) for p in parts):
-        tokens = re.findall(r"\w+", part)   # ("Jl. Cempaka No. 12" is also written "Jl Cempaka No 12")
-        if len(part) >= _MIN_ADDRESS_PART and all(may_contain(t) for t in tokens):
+        yield "reporter_phone", re.compile(r"(?<![0-9+])" + prefix + _digitwise(own.phone) + r"(?![0-9])")
+    if "@" in own.email and may_contain(own.email):
+        yield "email", re.compile(r"(?<![\w.+\-])" + re.escape(own.email) + r"(?![\w@])", re.IGNORECASE)
+    if own.name and all(may_contain(w) for w in own.name):
+        yield "reporter_name", _words(own.name)
+    for tokens in own.address:
+        if all(may_contain(t) for t in tokens):
             yield "reporter_address", _words(tokens, between=r"[\W_]{1,3}")
+
+
+@dataclass(frozen=True)
+class _Own:
+    """A reporter's own data as the patterns need it, worked out once per reporter (``_own``): a complaint's
+    title, body and kecamatan are redacted in turn with the same reporter."""
+    nik: str                              # its digits
+    phone: str                            # its national number
+    email: str
+    name: tuple[str, ...]                 # its words (none if shorter than 3 letters)
+    address: tuple[tuple[str, ...], ...]  # the words of the whole address, and of each numbered part
+
+
+@functools.lru_cache(maxsize=64)
+def _own(reporter: tuple[tuple[str, str], ...]) -> _Own:
+    r = dict(reporter)
+    name = tuple(_fold(r.get("name") or "").split())
+    return _Own(nik=_digits(_fold(r.get("nik") or "")), phone=_national_number(_fold(r.get("phone") or "")),
+                email=_fold(r.get("email") or "").strip(), name=name if len("".join(name)) >= 3 else (),
+                address=_address_words(_fold(r.get("address") or "")))
+
+
+def _address_words(address: str) -> tuple[tuple[str, ...], ...]:
+    """The words of the address whole, and of each comma-separated part that holds a number ("Jl. Cempaka
+    No. 12" is also written "Jl Cempaka No 12", so only its words count)."""
+    parts = [address, *(p for p in address.split(",") if _HAS_DIGIT.search(p))] if "," in address else [address]
+    words = (tuple(_WORD.findall(part)) for part in dict.fromkeys(parts) if len(part.strip()) >= _MIN_ADDRESS_PART)
+    return tuple(dict.fromkeys(w for w in words if w))
 
 
 def _words(words: list[str], between: str = r"\s+") -> re.Pattern[str]:
