@@ -26,6 +26,8 @@ import logging
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from node.errors import SimpulError
+
 log = logging.getLogger(__name__)
 
 
@@ -43,6 +45,8 @@ def periodic(job, name: str):
             await job()
         except asyncio.CancelledError:
             log.debug("job %s cancelled by shutdown", name)
+        except SimpulError as exc:   # (a full disk, say: one line, and the next tick tries again)
+            log.warning("job %s failed: %s", name, exc)
         finally:
             running = False
     return run

@@ -51,3 +51,22 @@ async def test_a_run_cancelled_by_shutdown_ends_quietly_and_frees_the_job(caplog
     await started.wait()              # not stuck as "still running"
     again.cancel()
     await again
+
+
+async def test_a_run_that_fails_on_the_node_is_one_warning_and_the_next_tick_runs(caplog):
+    """A full disk, say: before, the error escaped into APScheduler, which logged it with a traceback."""
+    from node.errors import StorageError
+    runs = []
+
+    async def pull():
+        runs.append(1)
+        raise StorageError("database error: database or disk is full")
+
+    job = periodic(pull, "pull")
+    await job()
+    await job()
+    assert runs == [1, 1]
+    [record, _] = [r for r in caplog.records if r.name == "node.scheduler"]
+    assert (record.levelname, record.getMessage()) == ("WARNING", "job pull failed: database error: database or "
+                                                                  "disk is full")
+    assert record.exc_info is None
