@@ -74,7 +74,7 @@ log = logging.getLogger(__name__)
 
 RECHECK_S = 1.0  # a backed-off peer's stored backoff is read at most this often
 MAX_DEAD_LETTER_ID = 2**63 - 1  # the largest integer the drivers bind; SQLite raises OverflowError past it
-CLOCK_PAGE = 500  # dead letters looked at per pass of ``replay_clock_refusals``
+CLOCK_PAGE = 500  # dead letters read per query of ``replay_clock_refusals``
 HOLD_PULLS = 10  # pulls that a pulled event signed by a key unknown here is asked for before it is given up
 
 
@@ -410,18 +410,21 @@ class SyncEngine:
         longer are. A clock that ran ahead and was set back leaves the node stamping from its last event
         for a while (node.clock), and the hub refuses those events; before, they stayed dead letters until
         an operator replayed them. Judged on the event itself (its clock against the time it was refused,
-        and against now), not on the peer's wording; at most a page per pass."""
-        now_ms = int(self.now() * 1000)
-        with self.node.storage.read() as tx:
-            rows = tx.dead_letters(limit=CLOCK_PAGE)
-            raw = tx.stored_raw([r["event_id"] for r in rows])
-        due = []
-        for row in rows:
-            if row["event_id"] not in raw:
-                continue
-            stamped = parse_hlc(orjson.loads(raw[row["event_id"]])["hlc"])[0]
-            if stamped > row["created_at"] * 1000 + MAX_AHEAD_MS and stamped < now_ms + MAX_AHEAD_MS - 60_000:
-                due.append(row["id"])
+        and against now), not on the peer's wording; the list is read a page at a time."""
+        now_ms, due, after = int(self.now() * 1000), [], 0
+        while True:
+            with self.node.storage.read() as tx:
+                rows = tx.dead_letters(after=after, limit=CLOCK_PAGE)
+                raw = tx.stored_raw([r["event_id"] for r in rows])
+            for row in rows:
+                if row["event_id"] not in raw:
+                    continue
+                stamped = parse_hlc(orjson.loads(raw[row["event_id"]])["hlc"])[0]
+                if row["created_at"] * 1000 + MAX_AHEAD_MS < stamped < now_ms + MAX_AHEAD_MS - 60_000:
+                    due.append(row["id"])
+            if len(rows) < CLOCK_PAGE:
+                break
+            after = rows[-1]["id"]
         if due:
             log.warning("replaying %d dead letter(s) refused while stamped too far ahead, as they no longer are",
                         len(due))
