@@ -122,8 +122,8 @@ class ComplaintService:
     def _file_one(self, tx, complaint: ComplaintIn, ticket_id: str, tracking_id: str) -> Filed:
         reporter = complaint.reporter.model_dump(exclude_none=True) if complaint.reporter else {}
         # Every free-text field, kecamatan too ("Tanah Grogot, WA 0813..." was published as typed).
-        masked = {k: redact(v, reporter=reporter) for k, v in (("title", complaint.title), ("body", complaint.body),
-                                                                ("kecamatan", complaint.kecamatan)) if v is not None}
+        texts = {k: redact(v, reporter=reporter) for k, v in (("title", complaint.title), ("body", complaint.body),
+                                                               ("kecamatan", complaint.kecamatan)) if v is not None}
         payload = {
             "tracking_id": tracking_id, "type": complaint.type, "category": complaint.category,
             "topic": complaint.topic, "region": complaint.region, "kecamatan": complaint.kecamatan,
@@ -131,11 +131,11 @@ class ComplaintService:
             "anonim": complaint.anonim, "rahasia": complaint.rahasia, "channel": complaint.channel,
             "chosen_institution": complaint.chosen_institution, "hub": self.hub_id,
             "filed_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.now())),
-            **{k: m.text for k, m in masked.items()},
+            **{k: m.text for k, m in texts.items()},
         }
         tx.new_ticket(ticket_id)
         appended = self.log.append(tx, ticket_id, "created", payload)
-        kinds = tuple(sorted({f.kind for m in masked.values() for f in m.findings}))
+        kinds = tuple(sorted({f.kind for m in texts.values() for f in m.findings}))
         tx.put_private(ticket_id, reporter, complaint.body, list(kinds))
         return Filed(appended.state, created=True, redactions=kinds)
 

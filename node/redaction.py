@@ -54,7 +54,7 @@ import bisect
 import functools
 import re
 import unicodedata
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 MASKS = {
@@ -93,8 +93,9 @@ _WORD = re.compile(r"\w+")
 
 class _Folding(dict):
     """``str.translate`` table, filled as characters are met: any decimal digit to its ASCII digit, any
-    space to " ", any dash to "-", a full-width form ("＋", "（") to its ASCII character; the rest kept.
-    One character to one, so offsets stay. Only the first few thousand characters met are remembered."""
+    space or invisible format character to " ", any dash to "-", the fraction and division slashes to "/",
+    a full-width form ("＋", "（") to its ASCII character; the rest kept. One character to one, so offsets
+    stay. Only the first few thousand characters met are remembered."""
 
     def __missing__(self, code: int) -> str:
         ch = chr(code)
@@ -228,7 +229,7 @@ def _address_words(address: str) -> tuple[tuple[str, ...], ...]:
     return tuple(dict.fromkeys(w for w in words if w))
 
 
-def _words(words: list[str], between: str = r"\s+") -> re.Pattern[str]:
+def _words(words: Sequence[str], between: str = r"\s+") -> re.Pattern[str]:
     """``words`` in a row, whole, case-insensitive, with ``between`` (any whitespace) between them."""
     return re.compile(r"(?<!\w)" + between.join(re.escape(w) for w in words) + r"(?!\w)", re.IGNORECASE)
 
