@@ -12,7 +12,7 @@ import json
 from node import merge
 from node.complaints import masked
 from node.errors import Conflict as ConflictError, Forbidden, NotFound, ValidationError
-from node.lifecycle import STATUS_VALUES, Status
+from node.lifecycle import STATUS_VALUES, UNROUTED, Status
 from node.ticket import TicketState, fold
 from schemas.text import has_control, not_one_line
 
@@ -26,22 +26,21 @@ def _text(name: str, value: object, lo: int, hi: int) -> str:
     return value.strip()
 
 
-# Without an institution a ticket waits for routing, or is archived; with one, it is its holder's to work on.
-_UNHELD = frozenset({Status.RECEIVED.value, Status.VERIFIED.value, Status.RETURNED.value})
-
-
 def _routable(ticket: TicketState, merged: dict) -> None:
     """Refuse a merged state whose status and institution strand the ticket: in progress with no institution
     (no holder can act, and the hub routes only what waits), or waiting with one (the hub never routes it,
     and its holder cannot accept it). Before, ``{"status": "in_progress", "institution": null}`` was taken."""
+    # Without an institution a ticket waits for routing (UNROUTED), or is archived; with one, it is its
+    # holder's to work on.
     status = merged.get("status", ticket.status.value)
+    unrouted = Status(status) in UNROUTED
     institution = merged["institution"] if "institution" in merged else ticket.institution
     if status == Status.ARCHIVED.value:
         return
-    if institution is None and status not in _UNHELD:
+    if institution is None and not unrouted:
         raise ValidationError(f"state: a ticket with no institution cannot be {status}: give an institution, or "
                               "one of received, verified, returned (to be routed again) or archived")
-    if institution is not None and status in _UNHELD:
+    if institution is not None and unrouted:
         raise ValidationError(f"state: a ticket held by {institution} cannot be {status}: give institution null "
                               "to route it again, or another status")
 

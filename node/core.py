@@ -15,14 +15,13 @@ from node.config import Settings
 from node.conflicts import ConflictService, projection_rows
 from node.fanout import district_fanout, hub_fanout
 from node.keys import KeyRing
-from node.lifecycle import Status
+from node.lifecycle import UNROUTED
 from node.log import EventLog
 from node.runner import DbRunner
 from node.ticket import TicketState, set_legacy_hub
 
 log = logging.getLogger(__name__)
 
-UNROUTED = {Status.RECEIVED, Status.VERIFIED, Status.RETURNED}
 
 
 class Node:

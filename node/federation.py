@@ -116,6 +116,25 @@ def _positioned(item) -> bool:
         0 <= item["pos"] <= MAX_POSITION)
 
 
+def _chain_problem(e: Event, taken: dict[int, str], after: dict[int, str], prev_of: dict[str, str],
+                   refused: set[int]) -> str | None:
+    """Why ``e`` breaks its author's chain here, or None: ``taken`` is the author's seq -> event id held (or
+    taken earlier in the batch), ``after`` the held event after one of the batch's seqs, ``prev_of`` those
+    events' ``prev``, and ``refused`` the author's seqs refused earlier in the batch."""
+    author, before, next_id = e.author, taken.get(e.seq - 1), after.get(e.seq)
+    if e.seq - 1 in refused and before is None:
+        # Its predecessor was refused just now: storing it would leave a gap in the author's chain here,
+        # which nothing fills (before, a restored district's next events were taken so).
+        return f"chain broken: {author} seq {e.seq - 1}, which it follows, was refused"
+    if e.seq in taken and taken[e.seq] != e.id:
+        return f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"
+    if (e.seq == 1 and e.prev is not None) or (before is not None and e.prev != before):
+        return f"chain broken: {author} seq {e.seq} must follow {before or 'nothing'}, not {e.prev}"
+    if next_id is not None and prev_of.get(next_id, e.id) != e.id:
+        return f"chain broken: {author} seq {e.seq + 1} (held) follows {prev_of[next_id]}, not this event"
+    return None
+
+
 class Receiver:
     def __init__(self, node, keys: KeyDirectory, react: Callable[[object, dict, list[Event]], None],
                  now: Callable[[], float] = time.time, verify_threads: int | None = None):
@@ -277,32 +296,14 @@ class Receiver:
                        } if after else {}
             refused: set[int] = set()   # (seqs of this author refused in this batch)
             for e in mine:
-                before, next_id = taken.get(e.seq - 1), after.get(e.seq)
-                if e.seq - 1 in refused and before is None:
-                    # Its predecessor was refused just now: storing it would leave a gap in the author's chain
-                    # here, which nothing fills (before, a restored district's next events were taken so).
-                    log.warning("rejected event %s from %s: %s seq %d was refused", e.id, sender, author, e.seq - 1)
-                    rejected.append((e.id, f"chain broken: {author} seq {e.seq - 1}, which it follows, was refused"))
-                    refused.add(e.seq)
-                elif e.seq in taken and taken[e.seq] != e.id:
-                    log.warning("rejected event %s from %s: equivocation at %s seq %d", e.id, sender, author, e.seq)
-                    rejected.append((e.id, f"equivocation: {author} seq {e.seq} is already {taken[e.seq]}"))
-                    refused.add(e.seq)
-                elif (e.seq == 1 and e.prev is not None) or (before is not None and e.prev != before):
-                    log.warning("rejected event %s from %s: its prev %s breaks %s's chain at seq %d", e.id, sender,
-                                e.prev, author, e.seq)
-                    rejected.append((e.id, f"chain broken: {author} seq {e.seq} must follow {before or 'nothing'}, "
-                                           f"not {e.prev}"))
-                    refused.add(e.seq)
-                elif next_id is not None and prev_of.get(next_id, e.id) != e.id:
-                    log.warning("rejected event %s from %s: %s seq %d, held already, follows %s instead", e.id, sender,
-                                author, e.seq + 1, prev_of[next_id])
-                    rejected.append((e.id, f"chain broken: {author} seq {e.seq + 1} (held) follows "
-                                           f"{prev_of[next_id]}, not this event"))
-                    refused.add(e.seq)
-                else:
+                why = _chain_problem(e, taken, after, prev_of, refused)
+                if why is None:
                     taken[e.seq] = e.id
                     events.append(e)
+                else:
+                    log.warning("rejected event %s from %s: %s", e.id, sender, why)
+                    rejected.append((e.id, why))
+                    refused.add(e.seq)
         return events
 
     @staticmethod

@@ -28,6 +28,9 @@ STATUS_VALUES: tuple[str, ...] = tuple(s.value for s in Status)   # in lifecycle
 
 S = Status
 _OPEN = frozenset(set(S) - {S.ARCHIVED})
+# Statuses of a ticket that waits for routing (no holder): the hub routes these, and the disposition queue
+# lists those no rule routes.
+UNROUTED = frozenset({S.RECEIVED, S.VERIFIED, S.RETURNED})
 
 # event type -> (statuses it may follow, status it leads to; None = unchanged)
 TRANSITIONS: dict[str, tuple[frozenset, Status | None]] = {

@@ -104,11 +104,11 @@ class ConflictSpec:
     legacy_id: str = ""                             # the id it had when rivals counted in it (see ``_spec``)
 
 
-def _holder_seen(event: Event | None, anc: frozenset[str], by_id: dict[str, Event]) -> str | None:
-    route_events = sorted((by_id[i] for i in anc if by_id[i].type in ("routed", "returned")), key=order_key)
-    if not route_events or route_events[-1].type == "returned":
-        return None
-    return route_events[-1].payload.get("node")
+def _holder_seen(anc: frozenset[str], by_id: dict[str, Event]) -> str | None:
+    """The holder an event whose ancestors are ``anc`` saw: the node of the newest routing among them, or None
+    after a return."""
+    last = max((by_id[i] for i in anc if by_id[i].type in ("routed", "returned")), key=order_key, default=None)
+    return None if last is None or last.type == "returned" else last.payload.get("node")
 
 
 def holder_after(events: Sequence[Event]) -> str | None:
@@ -116,14 +116,14 @@ def holder_after(events: Sequence[Event]) -> str | None:
     them, so the node of the newest routing, or None after a return. In a routing conflict this is the
     newest routing's node even while the provisional winner keeps the ticket elsewhere."""
     by_id = {e.id: e for e in events}
-    return _holder_seen(None, frozenset(by_id), by_id)
+    return _holder_seen(frozenset(by_id), by_id)
 
 
 def find_conflicts(events: Sequence[Event], hub: str | None) -> list[ConflictSpec]:
     by_id = {e.id: e for e in events}
     anc = ancestors(events)
     concurrent = lambda x, y: x.id not in anc[y.id] and y.id not in anc[x.id]  # noqa: E731
-    progress = [e for e in events if e.type in PROGRESS and e.author == _holder_seen(e, anc[e.id], by_id)]
+    progress = [e for e in events if e.type in PROGRESS and e.author == _holder_seen(anc[e.id], by_id)]
     routes = [e for e in events if e.type == "routed" and e.author == hub]
     specs: list[ConflictSpec] = []
     for anchor in sorted((e for e in events if e.type == "archived" and e.author == hub), key=order_key):
@@ -173,7 +173,7 @@ def resolutions(events: Sequence[Event], *, hub: str | None, origin: str,
     anc = ancestors(events)
     out: dict[str, Event] = {}
     for e in candidates:
-        if authorised(e, hub=hub, origin=origin, holder=_holder_seen(e, anc[e.id], by_id)) is None:
+        if authorised(e, hub=hub, origin=origin, holder=_holder_seen(anc[e.id], by_id)) is None:
             named = e.payload.get("conflict", "")
             out[current.get(named, named)] = e
     return out

@@ -18,12 +18,11 @@ from __future__ import annotations
 import logging
 
 from node import routing
-from node.lifecycle import Status
+from node.lifecycle import UNROUTED, Status
 from node.ticket import TicketState
 from schemas.events import Event
 
 log = logging.getLogger(__name__)
-WAITING = {Status.RECEIVED, Status.VERIFIED, Status.RETURNED}
 
 
 class Topology:
@@ -111,7 +110,7 @@ def hub_react(node):
     def react(tx, states: dict[str, TicketState], fresh: list[Event]) -> None:
         topo = None
         for state in states.values():
-            if state.institution is None and state.status in WAITING:
+            if state.institution is None and state.status in UNROUTED:
                 topo = topo or topology.get(tx)
                 route_waiting_ticket(node, tx, state, topo)
     return react
@@ -143,8 +142,7 @@ class WaitingRouter:
             with self.node.storage.transaction() as tx:
                 topo = self.topology.get(tx)
                 page, _ = tx.list_tickets(filters={"awaiting_disposition": True}, limit=self.PAGE, offset=offset)
-                now = sum(route_waiting_ticket(self.node, tx, state, topo) for state in page
-                          if state.institution is None and state.status in WAITING)
+                now = sum(route_waiting_ticket(self.node, tx, state, topo) for state in page)   # (all waiting)
             routed += now
             offset += len(page) - now   # (the routed ones left the queue; the others stay ahead)
             if len(page) < self.PAGE:

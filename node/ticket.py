@@ -245,8 +245,9 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     created = next((e for e in ordered if e.type == "created"), None)
     if created is None:
         return None
-    specs = merge.find_conflicts(ordered, _hub_of(created))
-    settled = merge.resolutions(ordered, hub=_hub_of(created), origin=created.author, specs=specs)
+    hub = _hub_of(created)
+    specs = merge.find_conflicts(ordered, hub)
+    settled = merge.resolutions(ordered, hub=hub, origin=created.author, specs=specs)
     left_out = merge.excluded_events(specs, settled)
     # A resolution applies its merged state only as the one that settles a conflict found here: before,
     # any resolution (naming no conflict, on a ticket without one) set whatever state it carried.

@@ -6,6 +6,7 @@ the newest revision (``check``).
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from alembic import command
@@ -36,8 +37,15 @@ def upgrade(storage: SqlStorage) -> None:
         conn.commit()
 
 
+@functools.cache
+def _scripts() -> ScriptDirectory:
+    """The migration scripts, read once per process (every node start checks its schema against them, and
+    'simpul migrate' asks for the head several times)."""
+    return ScriptDirectory(str(SCRIPTS))
+
+
 def head_revision() -> str:
-    return ScriptDirectory(str(SCRIPTS)).get_current_head()
+    return _scripts().get_current_head()
 
 
 def current_revision(storage: SqlStorage) -> str | None:
@@ -69,7 +77,7 @@ def behind(storage: SqlStorage) -> str | None:
     """The revision of a node's database that ``upgrade`` can bring to the head; None if it is there. A
     ConfigError for a database that is not a node's, or that a newer Simpul migrated."""
     require_file(storage)
-    current, scripts = current_revision(storage), ScriptDirectory(str(SCRIPTS))
+    current, scripts = current_revision(storage), _scripts()
     if current is None:
         raise ConfigError("database_url: holds no Simpul schema (is the config the node's? 'simpul init' creates "
                           "a node's database)")

@@ -108,9 +108,12 @@ def test_init_writes_config_keys_and_migrated_database(tmp_path):
         storage.dispose()
     with sqlite3.connect(data / "simpul.db") as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    # the database holds reporters' identities: owner only (before, 0o755 and 0o644 with the usual umask)
-    assert (mode(data), mode(data / "simpul.db")) == (0o700, 0o600)
-    assert all(mode(p) == 0o600 for p in data.glob("simpul.db-*"))
+        db.execute("SELECT count(*) FROM events").fetchone()   # (a reader in WAL mode opens -wal and -shm)
+        side_files = sorted(data.glob("simpul.db-*"))
+        # the database holds reporters' identities: owner only (before, 0o755 and 0o644 with the usual umask)
+        assert (mode(data), mode(data / "simpul.db")) == (0o700, 0o600)
+        assert [p.name for p in side_files] == ["simpul.db-shm", "simpul.db-wal"]
+        assert all(mode(p) == 0o600 for p in side_files)
 
 
 def test_a_district_without_its_hubs_url_is_told_it_will_not_sync(tmp_path):
