@@ -17,8 +17,9 @@ import orjson
 from sqlalchemy import bindparam, func, select
 
 from adapters.storage.common import insert_ignore, pages, upsert, upsert_statement
-from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, EventRow, IdempotencyRow,
-                                     IdentityPendingRow, InstitutionRow, MetaRow, ReporterPrivateRow, TicketRow)
+from adapters.storage.tables import (AuditRow, ChainHeadRow, ConflictRow, DeadLetterRow, EventRow, IdempotencyRow,
+                                     IdentityPendingRow, InstitutionRow, MetaRow, OutboxRow, ReporterPrivateRow,
+                                     TicketRow)
 from node.lifecycle import Status
 from node.ticket import TicketState
 from schemas.events import Event
@@ -190,6 +191,24 @@ class EventRepo:
         rows = self.conn.execute(select(E.c.seq, E.c.id, E.c.raw).where(E.c.author == author, E.c.seq > after_seq)
                                  .order_by(E.c.seq).limit(limit))
         return [(r.seq, r.id, r.raw) for r in rows]
+
+    def author_head(self, author: str) -> tuple[int, str] | None:
+        """(seq, id) of the newest of ``author``'s events held here, whatever this node signed itself."""
+        row = self.conn.execute(select(E.c.seq, E.c.id).where(E.c.author == author)
+                                .order_by(E.c.seq.desc()).limit(1)).first()
+        return None if row is None else (row.seq, row.id)
+
+    def forget_events(self, ids: Sequence[str]) -> None:
+        """Take events out of this node's log with their queue entries and dead letters: only for a chain
+        recovery (node.chain), whose forked events never left this node and are signed again."""
+        self.flush()
+        O, D = OutboxRow.__table__, DeadLetterRow.__table__
+        for table, column in ((E, E.c.id), (O, O.c.event_id), (D, D.c.event_id)):
+            for page in pages(list(ids)):
+                self.conn.execute(table.delete().where(column.in_(page)))
+        self.__dict__.pop("_ticket_events", None)
+        for i in ids:
+            _PARSED.pop(i, None)
 
     def events_page(self, after_pos: int, limit: int) -> list[tuple[int, str]]:
         rows = self.conn.execute(select(E.c.pos, E.c.raw).where(E.c.pos > after_pos).order_by(E.c.pos).limit(limit))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
-from sqlalchemy import bindparam, func, or_, select, update
+from sqlalchemy import bindparam, func, or_, select, text, update
 
 from adapters.storage.common import insert_ignore, pages
 from adapters.storage.repo_events import event_to_send
@@ -58,6 +58,33 @@ class SyncRepo:
             now = time.time() if now is None else now
             for e in event_ids:  # written in this order, so outbox ids follow it
                 self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})
+
+    def queue_above(self, dest: str, floor: int) -> int:
+        """Give every entry for ``dest`` not acknowledged yet, and every later one, a position above
+        ``floor``: a peer that holds our positions up to ``floor`` (its cursor, from before this database
+        was restored from an older copy) would otherwise take those entries as delivered. Return how many
+        entries moved."""
+        if self.dialect == "sqlite":
+            self.conn.execute(text("INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', 0 WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')"))
+            self.conn.execute(text("UPDATE sqlite_sequence SET seq = :floor WHERE name = 'outbox' AND seq < :floor"),
+                              {"floor": floor})
+        else:
+            name = self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+            self.conn.execute(text("SELECT setval(CAST(:name AS regclass), :floor) WHERE "
+                                   "(SELECT last_value FROM " + name + ") < :floor"), {"name": name, "floor": floor})
+        acked = self.peer(dest)["acked"]
+        rows = list(self.conn.execute(select(O.c.id, O.c.event_id, O.c.enqueued_at)
+                                      .where(O.c.dest == dest, O.c.id > acked, O.c.id <= floor).order_by(O.c.id)))
+        later = list(self.conn.execute(select(O.c.id, O.c.event_id, O.c.enqueued_at)
+                                       .where(O.c.dest == dest, O.c.id > floor).order_by(O.c.id))) if rows else []
+        moving = rows + later
+        if moving:
+            self.conn.execute(O.delete().where(O.c.id.in_([r.id for r in moving])))
+            self.conn.execute(O.insert(), [{"dest": dest, "event_id": r.event_id, "enqueued_at": r.enqueued_at}
+                                           for r in moving])
+            self.queued_dests.add(dest)
+        return len(rows)
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
         rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})

@@ -61,7 +61,9 @@ class IdempotencyRow(SQLModel, table=True):
 
 class OutboxRow(SQLModel, table=True):
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_dest_id", "dest", "id"), Index("ix_outbox_dest_event", "dest", "event_id"))
+    # (AUTOINCREMENT: an id is a queue position, which peers acknowledge; SQLite must never hand one out again)
+    __table_args__ = (Index("ix_outbox_dest_id", "dest", "id"), Index("ix_outbox_dest_event", "dest", "event_id"),
+                      {"sqlite_autoincrement": True})
     id: Optional[int] = Field(default=None, primary_key=True)
     dest: str = Field(max_length=64)
     event_id: str = Field(max_length=64)

@@ -384,6 +384,42 @@ def test_identity_pending_rows(storage):
 
 
 # ---------------------------------------------------------------------- outbox
+def test_a_queue_position_is_never_handed_out_again(storage):
+    """The pruning job removed every delivered entry of a quiet district's queue; SQLite then gave the next
+    event the position of one the hub had acknowledged, and it was never sent."""
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 4)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        tx.enqueue("nasional", [e.id for e in evs[:2]])
+        tx.advance_peer("nasional", acked=tx.outbox_last_id("nasional"))
+        acked = tx.peer("nasional")["acked"]
+        assert tx.prune_outbox("nasional", acked, keep_after=time.time() + 1) == 2
+    with storage.transaction() as tx:
+        tx.enqueue("nasional", [evs[2].id])
+    with storage.read() as tx:
+        assert [e.id for _, e in tx.outbox_batch("nasional", acked, 10)] == [evs[2].id]
+
+
+def test_a_queue_moves_past_a_peer_cursor_from_before_a_restore(storage):
+    """A database restored from an older copy: the hub holds our positions up to 10, and we hand out 3, 4, ...
+    again. ``queue_above`` moves what is not acknowledged, in its order, and every later entry past 10."""
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 6)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        tx.enqueue("nasional", [e.id for e in evs[:4]])
+        tx.advance_peer("nasional", acked=tx.outbox_last_id("nasional") - 2)
+        acked = tx.peer("nasional")["acked"]
+        floor = acked + 10
+        assert tx.queue_above("nasional", floor) == 2
+    with storage.transaction() as tx:
+        tx.enqueue("nasional", [evs[4].id])
+        assert tx.queue_above("nasional", floor) == 0      # (nothing left at or under it)
+    with storage.read() as tx:
+        batch = tx.outbox_batch("nasional", acked, 10)
+    assert [e.id for _, e in batch] == [e.id for e in evs[2:]]
+    assert all(pos > floor for pos, _ in batch)
+
+
 def test_outbox_and_checkpoints(storage):
     evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 6)]
     with storage.transaction() as tx:
