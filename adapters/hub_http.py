@@ -151,3 +151,7 @@ class HttpTransport:
 
     async def digests(self, peer: Peer, request: dict) -> dict:
         return await self._call("POST", "/federation/v1/digests", peer, json.dumps(request).encode())
+
+    async def chain(self, peer: Peer, request: dict) -> dict:
+        """The hub's copy of our own chain (node.chain)."""
+        return await self._call("POST", "/federation/v1/chain", peer, json.dumps(request).encode())

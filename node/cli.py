@@ -175,6 +175,13 @@ def status(config_path, as_json):
                    f"{p['dead_letters']:>6}{p['repairs']:>9}")
         if p["backoff"]["last_error"]:
             click.echo(f"  last error: {p['backoff']['last_error'][:150]}")
+    if st["chain_recovery"]:
+        r = st["chain_recovery"]
+        click.echo(f"chain recovered from the hub at {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(r['at']))}: "
+                   f"{r['recovered']} event(s) taken back, {r['resigned']} signed again, "
+                   f"{len(r['renumbered'])} tracking number(s) changed, {len(r['dropped'])} action(s) dropped")
+        for _, old, new in r["renumbered"]:
+            click.echo(f"  tracking number {old} is now {new}")
 
 
 main.add_command(init)

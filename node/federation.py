@@ -222,6 +222,16 @@ class Receiver:
                 rejected.append((str(ident), str(exc)))
         return good, rejected
 
+    def check_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
+        """Every check of ``receive`` that needs no transaction, on the calling thread: (pos, event) of the
+        items that pass, and (id, reason) of those refused."""
+        return self._verify_chunk(sender, items)
+
+    @staticmethod
+    def chain_checked(tx, sender: str, events: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
+        """``events`` without those that break their author's chain here (``receive``'s check)."""
+        return Receiver._unequivocal(tx, sender, events, rejected)
+
     def receive(self, sender: str, after: int, items: Sequence,
                 started: list[Callable[[], tuple[list, list]]] | None = None, *,
                 dead_letter: bool = False) -> Received:

@@ -83,6 +83,11 @@ class EventLog:
         for e in fresh:
             self.clock.observe(e.hlc)
             by_ticket.setdefault(e.ticket, []).append(e)
+        own = [e for e in fresh if e.author == self.node_id]
+        if own:   # our own events back from a peer (a restored copy catching up, node.chain)
+            newest = max(own, key=lambda e: e.seq)
+            if newest.seq > tx.chain_head(self.node_id, lock=True)[0]:
+                tx.set_chain_head(self.node_id, newest.seq, newest.id)
         for ticket_id, new in by_ticket.items():
             all_events = tx.ticket_events(ticket_id)
             new_ids = {e.id for e in new}
@@ -91,7 +96,7 @@ class EventLog:
             if after is None:
                 continue  # events ahead of their 'created': kept, shown once it arrives
             states[ticket_id] = after
-            self._send(tx, before, after, new)
+            self._send(tx, before, after, new, back_to=origin)
         return fresh, states
 
     def _project(self, tx, events: Sequence[Event], before: TicketState | None) -> TicketState | None:
@@ -102,7 +107,11 @@ class EventLog:
             tx.put_ticket(state, **self.projection_hook(tx, before, state))
         return state
 
-    def _send(self, tx, before, after, events) -> None:
+    def _send(self, tx, before, after, events, back_to: str | None = None) -> None:
+        """Queue ``events`` for their destinations, never back to the peer they came from (``back_to``)."""
+        came = {e.id for e in events} if back_to else set()
         for dest, ids in self.fanout(tx, before, after, events).items():
+            if dest == back_to:
+                ids = [i for i in ids if i not in came]
             if dest != self.node_id and ids:
                 tx.enqueue(dest, ids)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
 
 def sync_status(tx, node_id: str, now: float | None = None) -> dict:
     now = time.time() if now is None else now
@@ -23,5 +25,7 @@ def sync_status(tx, node_id: str, now: float | None = None) -> dict:
             "repairs": p["repairs"],
             "anti_entropy_at": p["anti_entropy_at"],
         })
+    recovery = tx.meta_get("chain_recovery")
     return {"node_id": node_id, "peers": peers, "events": tx.count_events(),
-            "tickets_by_status": tx.count_tickets_by("status")}
+            "tickets_by_status": tx.count_tickets_by("status"),
+            "chain_recovery": orjson.loads(recovery) if recovery else None}

@@ -65,6 +65,7 @@ import orjson
 
 from adapters.transport import Peer
 from node.backoff import next_delay
+from node.chain import ChainRecovery
 from node.clock import MAX_AHEAD_MS, parse_hlc
 from node.errors import NotFound, PeerError, SimpulError, ValidationError
 from schemas.events import within_bytes
@@ -105,6 +106,8 @@ class SyncEngine:
         self._look_again = False
         self._running = False
         self.sent = 0
+        # A district confirms its own chain with the hub before its first push (node.chain).
+        self.chain = ChainRecovery(node, transport, receiver, now=now) if node.role != "hub" else None
 
     # -- peers -------------------------------------------------------------------------
     def _peers_sync(self) -> list[Peer]:
@@ -260,6 +263,8 @@ class SyncEngine:
         sent = 0
         if self._resting.get(peer.node_id, 0.0) > self.now():
             return 0  # backing off: known without a transaction (intake wakes us on every filing)
+        if self.chain is not None and not self.chain.confirmed and not await self._confirm_chain(peer):
+            return 0
         window: deque[tuple[list, asyncio.Future]] = deque()
         # Woken by a peer's request, with no work known: look before taking the lease. (A wake on new work,
         # or the tick's, which read the queue already, need not.)
@@ -290,6 +295,25 @@ class SyncEngine:
                 push.cancel()
             await asyncio.gather(*(push for _, push in window), return_exceptions=True)
         return sent
+
+    async def _confirm_chain(self, peer: Peer) -> bool:
+        """Confirm our chain with the hub (``ChainRecovery``); False if the hub cannot be asked now (backed
+        off like a failed push). A hub of an earlier release, which cannot answer, and an answer that cannot
+        be used are logged, and pushes go on as they did before this check."""
+        try:
+            await self.chain.confirm(peer)
+            return True
+        except PeerError as exc:
+            if exc.retryable:
+                await self.node.db(self._failed, peer.node_id, f"confirming our chain: {exc}")
+                return False
+            if exc.peer_status in (404, 405):
+                log.warning("%s cannot compare our chain with its copy (an earlier release?): pushing unconfirmed; "
+                            "a copy of this node restored from an older backup would sign its events again", peer.node_id)
+            else:
+                log.error("could not confirm our chain with %s: %s; pushing unconfirmed", peer.node_id, exc)
+            self.chain.confirmed = True
+            return True
 
     def _failed(self, dest: str, error: str) -> None:
         with self.node.storage.transaction() as tx:

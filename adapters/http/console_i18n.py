@@ -35,6 +35,9 @@ _ID = {
     "anti_entropy": "Anti-entropi", "acked": "diakui", "cursor": "kursor", "failures": "{n}× gagal",
     "retry_in": "coba lagi dalam {s} dtk", "healthy": "lancar", "no_peers": "Belum ada node mitra.",
     "tickets_by_status": "Tiket per status", "sla_title": "Tenggat layanan (hari kerja)",
+    "chain_recovered": "Node ini dipulihkan dari salinan lama dan mengambil kembali rantainya dari hub pada {at}: "
+                       "{recovered} peristiwa diambil kembali, {resigned} ditandatangani ulang.",
+    "tracking_changed": "Nomor pelacakan {old} kini {new} (tanda terima pelapor masih memuat nomor lama).",
     "sla_hint": "Verifikasi dan teruskan ≤ 3 hari kerja sejak diterima; tindak lanjut pertama ≤ 5 hari kerja "
                 "sejak disposisi (Senin–Jumat).",
     "sla_rule": "Aturan", "sla_on_time": "Tepat waktu", "sla_overdue": "Terlambat",
@@ -143,6 +146,9 @@ _EN = {
     "anti_entropy": "Anti-entropy", "acked": "acked", "cursor": "cursor", "failures": "{n} failures",
     "retry_in": "retry in {s} s", "healthy": "healthy", "no_peers": "No peers yet.",
     "tickets_by_status": "Tickets by status", "sla_title": "Service deadlines (working days)",
+    "chain_recovered": "This node was restored from an older copy and took its chain back from the hub at {at}: "
+                       "{recovered} events taken back, {resigned} signed again.",
+    "tracking_changed": "Tracking number {old} is now {new} (the reporter's receipt still shows the old one).",
     "sla_hint": "Verify and forward within 3 working days of receipt; first follow-up within 5 working days "
                 "of disposition (Monday to Friday).",
     "sla_rule": "Rule", "sla_on_time": "On time", "sla_overdue": "Overdue",

@@ -38,7 +38,7 @@ from aiohttp import web
 
 from adapters import httpsig
 from adapters.http.problems import problem, query_int, unreadable
-from node import directory
+from node import chain, directory
 from node.errors import (Busy, PayloadTooLarge, RequestTimeout, SignatureError, SimpulError, UnknownKeyError,
                          ValidationError)
 from schemas.events import BATCH_MAX_BYTES, items_json
@@ -228,10 +228,16 @@ async def _digests(request, sender, body) -> dict:
     return await anti_entropy.answer(sender, _json(body))
 
 
+async def _chain(request, sender, body) -> bytes:
+    node = request.app["node"]
+    return await node.db(chain.answer, node, sender, _json(body))
+
+
 routes.post("/federation/v1/events")(federation_handler(_push, prepare=_parse_push, turns="push_turns"))
 routes.get("/federation/v1/events")(federation_handler(_pull))
 routes.get("/federation/v1/directory")(federation_handler(_directory))
 routes.post("/federation/v1/digests")(federation_handler(_digests))
+routes.post("/federation/v1/chain")(federation_handler(_chain))
 
 
 @routes.get("/federation/v1/keys")

@@ -126,3 +126,61 @@ def test_anti_entropy_brings_back_a_deleted_event(linked, sample_dir):
     assert node.ticket(ticket)["institution"] == "ppu-disdik"
     code, out = cluster.verify(NODE)
     assert code == 0, out
+
+
+def test_a_district_restored_from_an_older_copy_takes_its_chain_back_from_the_hub(sample_dir, tmp_path):
+    """Real processes: kab-paser files 3 complaints, is copied (stopped, as the README says), files 3 more,
+    and loses its disk. Restored from the copy while the hub is away, it files 2 more: the seqs and
+    tracking numbers it had given out already. When the hub returns, the district takes back the 3 it lost
+    and signs the 2 again after them, renumbered; the hub stores all 8 and nothing is refused."""
+    district = "kab-paser"
+    cluster = Cluster(tmp_path, sample_dir / "federation.json", node_ids=[district],
+                      env={"SIMPUL_SYNC__BACKOFF_CAP_S": "1", "SIMPUL_SYNC__REQUEST_TIMEOUT_S": "2"}).init()
+    bodies = [{k: v for k, v in json.loads(line).items() if k not in ("filed_at", "expected_institution", "note")}
+              for line in (sample_dir / "complaints.jsonl").read_text(encoding="utf-8").splitlines()[:8]]
+    db = cluster.proc(district).data_dir / "simpul.db"
+    copy = tmp_path / "copy.db"
+    with cluster:
+        cluster.start(HUB)
+        cluster.start(district)
+        hub, node = cluster.client(HUB), cluster.client(district)
+
+        def file_and_sync(batch) -> list[dict]:
+            filed = [cluster.client(district, "intake").file(b) for b in batch]
+            cluster.wait_until(lambda: all(hub.find(f["ticket_id"]) for f in filed), 30, what="the hub to hold them")
+            cluster.wait_until(lambda: node.sync_status()["peers"][0]["queue_depth"] == 0, 30, what="an empty queue")
+            return filed
+        before = file_and_sync(bodies[:3])
+        cluster.stop(district)
+        with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:   # the backup
+            src.backup(dst)
+        cluster.start(district)
+        lost = file_and_sync(bodies[3:6])
+        cluster.stop(district)
+        cluster.stop(HUB)
+        with sqlite3.connect(copy) as src, sqlite3.connect(db) as dst:   # the restore
+            src.backup(dst)
+        cluster.start(district)
+        forked = [cluster.client(district, "intake").file(b) for b in bodies[6:8]]
+        assert [f["tracking_id"] for f in forked] == [f["tracking_id"] for f in lost[:2]]   # given out twice
+        assert all(node.find(f["ticket_id"]) is None for f in lost)
+
+        cluster.start(HUB)
+        every = before + lost + forked
+        cluster.wait_until(lambda: all(hub.find(f["ticket_id"]) for f in every), 60, what="the hub to hold all 8")
+        cluster.wait_until(lambda: all(node.find(f["ticket_id"]) for f in every), 60,
+                           what="the district to hold all 8")
+        numbers = {f["ticket_id"]: hub.ticket(f["ticket_id"])["tracking_id"] for f in every}
+        assert len(set(numbers.values())) == 8
+        assert [numbers[f["ticket_id"]][-5:] for f in forked] == ["00007", "00008"]
+        assert all(node.ticket(t)["tracking_id"] == n for t, n in numbers.items())
+        status = node.sync_status()
+        assert status["peers"][0]["dead_letters"] == 0
+        recovery = status["chain_recovery"]   # (the 3 created, and any district routing or return among them)
+        assert recovery["recovered"] >= 3 and recovery["resigned"] == 2 and recovery["dropped"] == []
+        assert f"took back {recovery['recovered']} event(s) from nasional, signed 2 of ours again" in \
+            cluster.log_text(district)
+        cluster.wait_until(lambda: node.sync_status()["peers"][0]["queue_depth"] == 0, 30, what="an empty queue")
+        for name in (HUB, district):
+            code, out = cluster.verify(name)
+            assert code == 0, out

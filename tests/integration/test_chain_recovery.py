@@ -1,0 +1,166 @@
+"""A district restored from an older copy of its database takes back its chain from the hub (node.chain).
+
+Real databases and the real services in-process; the hub's answer is its own function, called directly.
+The same between real processes over HTTP is in tests/acceptance/test_reconciliation.py.
+"""
+import sqlite3
+
+import orjson
+import pytest
+
+from adapters.transport import Peer
+from node import chain
+from node.chain import ChainRecovery, checkpoint_seqs
+from node.core import Node
+from node.errors import PeerError, ValidationError
+from node.federation import KeyDirectory, Receiver
+from node.reactions import district_react, hub_react
+from node.verify import verify_log
+from schemas.complaints import ComplaintIn
+
+HUB, PASER = "nasional", "kab-paser"
+
+
+class HubAnswers:
+    """The hub's answer function behind the transport's ``chain`` call (no HTTP: that is the acceptance
+    test's part). ``tamper`` changes the answer before the district reads it."""
+
+    def __init__(self, hub, tamper=None):
+        self.hub, self.tamper, self.asked = hub, tamper, []
+
+    async def chain(self, peer, request):
+        self.asked.append(request)
+        answer = orjson.loads(chain.answer(self.hub, PASER, orjson.loads(orjson.dumps(request))))
+        return self.tamper(answer) if self.tamper else answer
+
+
+def _file(node, bodies) -> list[str]:
+    return [node.complaints.file(ComplaintIn.model_validate(b)).state.tracking_id for b in bodies]
+
+
+def _push(district, hub) -> tuple[int, list]:
+    with district.storage.read() as tx:
+        items = [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch(HUB, 0, 1000)]
+    result = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub)).receive(PASER, 0, items)
+    return result.accepted, list(result.rejected)
+
+
+def _chain(node, author=PASER) -> list[tuple[int, str]]:
+    with node.storage.read() as tx:
+        return [(seq, i) for seq, i, _ in tx.events_by_author(author, 0, 10**6)]
+
+
+@pytest.fixture
+def restored(pair, sample_complaints, tmp_path):
+    """A district that pushed 3 complaints, was copied, pushed 3 more, and was then restored from the copy.
+    Yields (district, hub, the 6 tracking numbers, the restored district's config)."""
+    district, hub = pair
+    bodies = [b for b in sample_complaints if b.get("filed_at", PASER) == PASER][:8]
+    numbers = _file(district, bodies[:3])
+    assert _push(district, hub) == (3, [])
+    db = district.settings.data_dir / "simpul.db"
+    copy = tmp_path / "copy.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    numbers += _file(district, bodies[3:6])
+    assert _push(district, hub)[0] == 3
+    settings = district.settings
+    district.close()
+    with sqlite3.connect(copy) as src, sqlite3.connect(db) as dst:   # (the restore)
+        src.backup(dst)
+    again = Node(settings)
+    yield again, hub, numbers, bodies
+    again.close()
+
+
+def _recovery(district, hub, tamper=None) -> tuple[ChainRecovery, HubAnswers]:
+    answers = HubAnswers(hub, tamper)
+    receiver = Receiver(district, KeyDirectory(district.storage, district.keys), district_react(district))
+    return ChainRecovery(district, answers, receiver), answers
+
+
+def test_checkpoints_are_the_head_then_exponentially_older():
+    assert checkpoint_seqs(0) == []
+    assert checkpoint_seqs(1) == [1]
+    assert checkpoint_seqs(10) == [10, 9, 8, 6, 2]
+    assert len(checkpoint_seqs(2**80)) == chain.CHECKPOINTS
+
+
+async def test_a_district_in_step_with_the_hub_asks_once(pair, sample_complaints):
+    district, hub = pair
+    _file(district, sample_complaints[:2])
+    _push(district, hub)
+    _file(district, sample_complaints[2:3])   # (not pushed yet: the hub is behind, which is normal)
+    recovery, answers = _recovery(district, hub)
+    assert await recovery.confirm(Peer(HUB, "")) is None
+    assert recovery.confirmed and len(answers.asked) == 1
+
+
+async def test_a_restored_district_takes_back_what_it_lost(restored):
+    district, hub, numbers, bodies = restored
+    assert len(_chain(district)) == 3
+    recovery, _ = _recovery(district, hub)
+    done = await recovery.confirm(Peer(HUB, ""))
+    assert done == {"recovered": 3, "resigned": 0, "renumbered": [], "dropped": []}
+    assert _chain(district) == _chain(hub)
+    new = _file(district, bodies[6:7])     # the next seq and the next tracking number, not ones given out
+    assert new[0] not in numbers and new[0].endswith("-00007")
+    assert _push(district, hub) == (1, [])
+    assert verify_log(district.storage, district.keys).problems == []
+    assert verify_log(hub.storage, hub.keys).problems == []
+    with district.storage.read() as tx:   # taken back, not queued for the hub again
+        assert tx.queued_for(HUB, [i for _, i in _chain(hub)[3:6]]) == set()
+
+
+async def test_what_a_restored_district_filed_before_it_reached_the_hub_is_signed_again(restored):
+    """Filed after the restore while the hub was away: seqs 4-5 and tracking numbers -00004/-00005, which
+    the hub holds for other complaints. They are signed again after the hub's copy, and renumbered."""
+    district, hub, numbers, bodies = restored
+    forked = _file(district, bodies[6:8])
+    assert forked == numbers[3:5]
+    with district.storage.read() as tx:
+        tickets = [t.ticket_id for t in tx.list_tickets(filters={}, limit=100, offset=0)[0]]
+    recovery, _ = _recovery(district, hub)
+    done = await recovery.confirm(Peer(HUB, ""))
+    assert done["recovered"] == 3 and done["resigned"] == 2 and done["dropped"] == []
+    assert [(old, new) for _, old, new in done["renumbered"]] == [
+        (numbers[3], numbers[3][:-5] + "00007"), (numbers[4], numbers[4][:-5] + "00008")]
+    ours = _chain(district)
+    assert [s for s, _ in ours] == list(range(1, 9)) and ours[:6] == _chain(hub)
+    assert _push(district, hub) == (2, [])
+    assert _chain(district) == _chain(hub)
+    with district.storage.read() as tx:
+        held = {t.ticket_id: t.tracking_id for t in tx.list_tickets(filters={}, limit=100, offset=0)[0]}
+        audit = tx.audit_log(done["renumbered"][0][0])
+    assert set(tickets) <= set(held) and len(set(held.values())) == len(held) == 8
+    assert any(a["action"] == "renumbered" and numbers[3] in a["detail"] for a in audit)
+    assert _file(district, bodies[:1])[0].endswith("-00009")
+    assert verify_log(district.storage, district.keys).problems == []
+    assert verify_log(hub.storage, hub.keys).problems == []
+
+
+async def test_a_forged_copy_of_our_chain_is_refused_whole(restored, caplog):
+    district, hub, _, _ = restored
+
+    def forge(answer):
+        for e in answer.get("events", []):
+            e["payload"]["title"] = "diubah"
+        return answer
+    recovery, _ = _recovery(district, hub, forge)
+    with pytest.raises(PeerError, match="refused here, so none of it is taken"):
+        await recovery.confirm(Peer(HUB, ""))
+    assert len(_chain(district)) == 3 and not recovery.confirmed
+
+
+@pytest.mark.parametrize("body", [[], {"have": "x"}, {"have": [[0, "a"]]}, {"after": -1}, {"limit": 5000},
+                                  {"have": [[1, "a"]] * 65}])
+def test_the_hub_refuses_a_malformed_chain_request(pair, body):
+    _, hub = pair
+    with pytest.raises(ValidationError):
+        chain.answer(hub, PASER, body)
+
+
+def test_only_a_hub_answers_for_a_chain(pair):
+    district, _ = pair
+    with pytest.raises(ValidationError, match="only a hub"):
+        chain.answer(district, HUB, {"have": []})
