@@ -330,6 +330,9 @@ def demo(federation_file, complaints_file, keep, manifest_file, base_dir, timeou
     base = Path(tempfile.mkdtemp(prefix="simpul-demo-") if temp else base_dir)
     cluster = Cluster(base, fed_path)
     signal.signal(signal.SIGTERM, _interrupt)
+    # Ctrl-C stops the federation even where the demo was started with SIGINT ignored (from a script's
+    # background job, say), which Python keeps: --keep would otherwise ignore it and run on.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     bad, links = 1, None
     try:
         click.echo(f"simpul demo: {len(cluster.node_ids)} nodes from {fed_path}, {len(samples)} complaints "
