@@ -106,8 +106,10 @@ class SyncEngine:
         self._look_again = False
         self._running = False
         self.sent = 0
-        # A district confirms its own chain with the hub before its first push (node.chain).
-        self.chain = ChainRecovery(node, transport, receiver, now=now) if node.role != "hub" else None
+        # A district confirms its own chain with the hub before its first push (node.chain); one that has no
+        # hub to push to has nothing to confirm it with.
+        self.chain = (ChainRecovery(node, transport, receiver, now=now)
+                      if node.role != "hub" and node.settings.hub.url else None)
 
     # -- peers -------------------------------------------------------------------------
     def _peers_sync(self) -> list[Peer]:

@@ -211,8 +211,9 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 
 async def _pull(request, sender, body) -> bytes:
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
-    node = request.app["node"]
-    items, last, more = await node.db(request.app["receiver"].outgoing, sender, after, limit)
+    node, chain_check = request.app["node"], request.app["sync"].chain
+    items, last, more = await node.db(request.app["receiver"].outgoing, sender, after, limit,
+                                      chain_check is None or chain_check.confirmed)
     return f'{{"items":{items_json(items)},"last":{int(last)},"more":{"true" if more else "false"}}}'.encode()
 
 

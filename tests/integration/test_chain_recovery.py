@@ -164,3 +164,17 @@ def test_only_a_hub_answers_for_a_chain(pair):
     district, _ = pair
     with pytest.raises(ValidationError, match="only a hub"):
         chain.answer(district, HUB, {"have": []})
+
+
+def test_a_pull_is_no_acknowledgement_before_the_chain_is_confirmed(restored):
+    """The hub pulls with its cursor of our queue (6 here), past the restored copy's positions (3): taken as an
+    acknowledgement, it would mark what the copy queues next as delivered, unsent."""
+    district, _, _, bodies = restored
+    _file(district, bodies[6:7])
+    receiver = Receiver(district, KeyDirectory(district.storage, district.keys), district_react(district))
+    receiver.outgoing(HUB, 6, 500, ack=False)
+    with district.storage.read() as tx:
+        assert tx.peer(HUB)["acked"] == 0
+    receiver.outgoing(HUB, 6, 500)
+    with district.storage.read() as tx:
+        assert tx.peer(HUB)["acked"] == 4   # (what it did before: the new complaint taken as delivered)
