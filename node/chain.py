@@ -241,6 +241,7 @@ class ChainRecovery:
                                                         f"again on the recovered ticket: {exc}")
                 log.error("event %s (%s on ticket %s) not signed again after the chain recovery: %s", e.id, e.type,
                           e.ticket, exc)
+                self.node.log.refresh(tx, e.ticket)   # (its projection still showed the event)
         return renumbered, dropped
 
 

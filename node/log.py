@@ -99,6 +99,10 @@ class EventLog:
             self._send(tx, before, after, new, back_to=origin)
         return fresh, states
 
+    def refresh(self, tx, ticket_id: str) -> TicketState | None:
+        """Project ``ticket_id`` again from its stored events (after some were taken out of the log)."""
+        return self._project(tx, tx.ticket_events(ticket_id), tx.get_ticket(ticket_id))
+
     def _project(self, tx, events: Sequence[Event], before: TicketState | None) -> TicketState | None:
         """Fold ``events`` and store the ticket's projection; ``before`` is the state projected last (the
         fold of the events stored before these), which the hook compares with."""

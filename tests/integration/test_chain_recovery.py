@@ -178,3 +178,37 @@ def test_a_pull_is_no_acknowledgement_before_the_chain_is_confirmed(restored):
     receiver.outgoing(HUB, 6, 500)
     with district.storage.read() as tx:
         assert tx.peer(HUB)["acked"] == 4   # (what it did before: the new complaint taken as delivered)
+
+
+async def test_an_action_no_longer_allowed_after_the_recovery_is_dropped_and_audited(pair, sample_complaints, tmp_path):
+    """Verified before the disk was lost, and verified again after the restore: the second verify is refused
+    on the recovered state, recorded on the ticket, and the projection shows the recovered events only."""
+    from schemas.complaints import ActionIn
+    district, hub = pair
+    ticket = district.complaints.file(ComplaintIn.model_validate(sample_complaints[0])).state.ticket_id
+    _push(district, hub)
+    db, copy = district.settings.data_dir / "simpul.db", tmp_path / "copy.db"
+    with sqlite3.connect(db) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    institutions = district.institutions()
+    district.complaints.act(ticket, ActionIn.model_validate({"action": "verify", "anonim": True}), institutions)
+    _push(district, hub)
+    settings = district.settings
+    district.close()
+    with sqlite3.connect(copy) as src, sqlite3.connect(db) as dst:
+        src.backup(dst)
+    district = Node(settings)
+    try:
+        district.complaints.act(ticket, ActionIn.model_validate({"action": "verify"}), district.institutions())
+        recovery, _ = _recovery(district, hub)
+        done = await recovery.confirm(Peer(HUB, ""))
+        assert done["recovered"] == 1 and done["resigned"] == 0 and len(done["dropped"]) == 1
+        with district.storage.read() as tx:
+            state = tx.get_ticket(ticket)
+            audit = tx.audit_log(ticket)
+        assert state.status.value == "verified" and state.anonim   # the recovered verify, not the dropped one
+        assert any(a["action"] == "dropped" and "verified" in a["detail"] for a in audit)
+        assert _chain(district) == _chain(hub)
+        assert verify_log(district.storage, district.keys).problems == []
+    finally:
+        district.close()
