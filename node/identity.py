@@ -225,6 +225,7 @@ class IdentityService:
         self.now = now
         self.rand = rand
         self.page_size = page_size
+        self._told: tuple | None = None   # what the last 'still wait' line said (said again only when it changes)
 
     # -- sealing (origin) ------------------------------------------------------------
     def reseal_all(self, tx, states: Sequence[TicketState],
@@ -313,9 +314,11 @@ class IdentityService:
             with self.node.storage.read() as tx:
                 page = tx.identity_pending(after, self.page_size)
             sealed, waiting = self._reseal_one_by_one(page)
-        if waiting:
-            log.info("%d identities still wait for a sealing key (ticket %s: %s)", len(waiting),
-                     *next(iter(waiting.values())))
+        if waiting:   # (at INFO when it changes; every directory refresh otherwise repeats it)
+            told = (after, len(waiting), *next(iter(waiting.values())))
+            log.log(logging.INFO if told != self._told else logging.DEBUG,
+                    "%d identities still wait for a sealing key (ticket %s: %s)", *told[1:])
+            self._told = told
         return ResealPage(sealed, len(waiting), page[-1] if len(page) == self.page_size else None)
 
     def _reseal_one_by_one(self, page: list[str]) -> tuple[int, dict]:

@@ -163,3 +163,22 @@ def test_when_the_key_arrives_the_backlog_is_sealed_page_by_page(node, statement
             assert opened["name"] == f"Pelapor {i}"
         seq, _ = tx.chain_head(node.node_id)
         assert seq == 2 * len(ids)                         # one created and one identity_sealed each
+
+
+def test_the_same_wait_is_logged_once_not_at_every_retry(node, caplog):
+    """Retried after every directory refresh (every pull interval): the line that says the same again, for as
+    long as an institution has no sealing key, went to the log at INFO every time."""
+    import logging
+    with node.storage.transaction() as tx:
+        tx.put_ticket(state(node, 1, HUB, WAITING_FOR))
+        tx.add_identity_pending(["t00001"])
+    service = IdentityService(node)
+    with caplog.at_level(logging.INFO, logger="node.identity"):
+        for _ in range(3):
+            service.reseal_pending()
+        with node.storage.transaction() as tx:
+            tx.put_ticket(state(node, 2, HUB, WAITING_FOR))
+            tx.add_identity_pending(["t00002"])
+        service.reseal_pending()
+    said = [r.getMessage() for r in caplog.records if "still wait" in r.message]
+    assert len(said) == 2 and said[0].startswith("1 identities") and said[1].startswith("2 identities")
