@@ -101,6 +101,21 @@ async def test_login_then_dashboard_with_peer_table(client, hub):
     assert resp.headers["Cache-Control"] == "no-store"
 
 
+async def test_the_dashboard_says_when_a_chain_was_recovered_and_which_tracking_numbers_changed(client, hub):
+    """What a restored district's chain recovery did (node.chain) is on its dashboard: a reporter who calls
+    with the number on their receipt must be found under the new one."""
+    import orjson
+    with hub.storage.transaction() as tx:
+        tx.meta_set("chain_recovery", orjson.dumps({"at": 1795969379.0, "recovered": 4, "resigned": 2,
+                                                    "renumbered": [["t1", "KAB-PASER-2611-00004",
+                                                                    "KAB-PASER-2611-00007"]],
+                                                    "dropped": []}).decode())
+    await logged_in(client, hub)
+    html = await (await client.get("/admin/")).text()
+    assert 'id="chain-recovery"' in html and "4 peristiwa diambil kembali, 2 ditandatangani ulang" in html
+    assert "Nomor pelacakan KAB-PASER-2611-00004 kini KAB-PASER-2611-00007" in html
+
+
 async def test_language_switch_is_remembered(client, hub):
     await logged_in(client, hub)
     resp = await client.get("/admin/?lang=en")
