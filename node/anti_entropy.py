@@ -118,6 +118,11 @@ class AntiEntropy:
         return total
 
     async def run(self, peer: Peer) -> int:
+        if self.sync.chain is not None and not self.sync.chain.confirmed:
+            # (restored from an older copy, our chain may have forked from the hub's copy of it: the hub's
+            # events of ours would be refused here as equivocations; node.chain takes them first)
+            log.info("anti-entropy with %s deferred: our chain is not confirmed with it yet", peer.node_id)
+            return 0
         queued = await self.node.db(self._queued, peer.node_id)
         if queued > self.node.settings.sync.batch_size:
             log.info("anti-entropy with %s deferred: more than %d events still queued for it", peer.node_id,

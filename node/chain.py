@@ -42,6 +42,7 @@ from schemas.events import BATCH_EVENTS_MAX_BYTES, Event
 log = logging.getLogger(__name__)
 PAGE = 1000          # events per page of the hub's copy
 CHECKPOINTS = 64     # (seq, id) pairs a district sends at most
+MAX_CURSOR = 2**31 - 1   # a queue position: what the databases' outbox and checkpoint columns hold
 
 
 def checkpoint_seqs(head: int) -> list[int]:
@@ -109,9 +110,9 @@ class ChainRecovery:
             self.confirmed = True
             return None
         have = await self.node.db(self._checkpoints)
-        first = await ask(peer, {"have": have, "after": 0, "limit": 0})
+        first = _answer(peer, await ask(peer, {"have": have, "after": 0, "limit": 0}))
         head, common, cursor = _head(peer, first), first.get("common"), first.get("cursor", 0)
-        if type(common) is not int or common < 0 or type(cursor) is not int or not 0 <= cursor < 2**62:
+        if type(common) is not int or common < 0 or type(cursor) is not int or not 0 <= cursor <= MAX_CURSOR:
             raise PeerError(f"{peer.node_id}'s chain answer has no 'common' seq or 'cursor'", retryable=False)
         await self.node.db(self._queue_above, peer.node_id, cursor)
         if head is None or await self.node.db(self._holds, head):
@@ -119,7 +120,7 @@ class ChainRecovery:
             return None
         raws, after = [], common
         while True:
-            page = await ask(peer, {"after": after, "limit": PAGE})
+            page = _answer(peer, await ask(peer, {"after": after, "limit": PAGE}))
             events = page.get("events")
             if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
                 raise PeerError(f"{peer.node_id}'s chain answer: 'events' must be a list of events", retryable=False)
@@ -145,7 +146,7 @@ class ChainRecovery:
         from before the hub's last pushes hands out those positions again, and the hub's answers would
         acknowledge the new entries at them unsent."""
         with self.node.storage.read() as tx:
-            if cursor <= tx.outbox_last_id(hub) and cursor <= tx.peer(hub)["acked"]:
+            if cursor <= tx.outbox_sequence():   # (the usual case: the hub saw no position we did not hand out)
                 return
         with self.node.storage.transaction() as tx:
             moved = tx.queue_above(hub, cursor)
@@ -173,6 +174,7 @@ class ChainRecovery:
         if not theirs:
             return {"recovered": 0, "resigned": 0, "renumbered": [], "dropped": []}
         with self.node.storage.transaction() as tx:
+            head = tx.chain_head(me)[0]
             mine = tx.events_by_author(me, theirs[0].seq - 1, 2**31)
             local = {seq: i for seq, i, _ in mine}
             fork = next((e.seq for e in theirs if e.seq in local and local[e.seq] != e.id), None)
@@ -182,12 +184,17 @@ class ChainRecovery:
                 below = tx.author_seq_ids(me, [fork - 1]) if fork > 1 else {}
                 tx.set_chain_head(me, fork - 1, below.get(fork - 1, ""))
             take = [e for e in theirs if e.seq not in local or (fork is not None and e.seq >= fork)]
+            kept = fork - 1 if fork is not None else head   # (the last of ours that stays)
+            gap = next((kept + 1 + i for i, e in enumerate(take) if e.seq != kept + 1 + i), None)
+            if gap is not None:   # (an event of ours the hub lacks: the rest cannot follow from ours)
+                raise PeerError(f"{hub}'s copy of our chain lacks seq {gap}, so none of it is taken", retryable=False)
             rejected: list[tuple[str, str]] = []
             take = self.receiver.chain_checked(tx, hub, take, rejected)
             if rejected:
                 raise PeerError(f"{hub}'s copy of our chain does not follow from ours: {rejected[0][1]}",
                                 retryable=False)
             fresh, _ = self.node.log.ingest(tx, hub, take)
+            tx.forget_refusals(hub, [e.id for e in take])   # (refused here while our chain had forked)
             self._count_numbers(tx, take + forked)   # (a renumbered complaint gets a number after all of them)
             renumbered, dropped = self._sign_again(tx, forked, {_tracking(e) for e in take} - {None})
             tx.meta_set("chain_recovery", orjson.dumps({
@@ -239,14 +246,20 @@ class ChainRecovery:
                 dropped.append((e.id, str(exc)))
                 tx.audit(e.ticket, "system", "dropped", f"{e.type} signed after this node was restored, not signed "
                                                         f"again on the recovered ticket: {exc}")
-                log.error("event %s (%s on ticket %s) not signed again after the chain recovery: %s", e.id, e.type,
-                          e.ticket, exc)
+                log.warning("event %s (%s on ticket %s) not signed again after the chain recovery: %s", e.id,
+                            e.type, e.ticket, exc)
                 self.node.log.refresh(tx, e.ticket)   # (its projection still showed the event)
         return renumbered, dropped
 
 
+def _answer(peer: Peer, data: object) -> dict:
+    if not isinstance(data, dict):
+        raise PeerError(f"{peer.node_id}'s chain answer is not a JSON object", retryable=False)
+    return data
+
+
 def _head(peer: Peer, data: dict) -> tuple[int, str] | None:
-    head = data.get("head") if isinstance(data, dict) else None
+    head = data.get("head")
     if head is None:
         return None
     if not (isinstance(head, list) and len(head) == 2 and type(head[0]) is int and isinstance(head[1], str)):

@@ -340,8 +340,7 @@ class Receiver:
                 out.append(e)
         return out
 
-    def outgoing(self, dest: str, after: int, limit: int, ack: bool = True
-                 ) -> tuple[list[tuple[int, Event]], int, bool]:
+    def outgoing(self, dest: str, after: int, limit: int) -> tuple[list[tuple[int, Event]], int, bool]:
         """What we have queued for ``dest`` after its cursor (for its pull): at most ``limit`` events, and
         at most ``BATCH_EVENTS_MAX_BYTES`` of them (``within_bytes``), as stored, sent without parsing;
         the last position queued for it; and whether the events were cut short of ``limit`` by their
@@ -353,14 +352,12 @@ class Receiver:
         peer that only pulls (a district behind NAT that we cannot push to) would never have its queue
         pruned, and anti-entropy would take all of its events for ever in flight and never repair them.
         The write is a short transaction of its own, only when the checkpoint moves, so that reading the
-        batch does not hold the write lock. ``ack=False`` (a district that has not confirmed its chain with
-        the hub since it started, node.chain): not moved. Restored from an older copy, it hands out
-        positions again that the hub's cursor passed already, and would take them as delivered."""
+        batch does not hold the write lock."""
         with self.node.storage.read() as tx:
             batch = tx.outbox_batch(dest, after, limit)
             last = tx.outbox_last_id(dest)
             acked = tx.peer(dest)["acked"]
-        if ack and min(after, last) > acked:
+        if min(after, last) > acked:
             with self.node.storage.transaction() as tx:
                 tx.advance_peer(dest, acked=min(after, last))
         items = within_bytes(batch)

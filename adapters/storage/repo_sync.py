@@ -59,6 +59,15 @@ class SyncRepo:
             for e in event_ids:  # written in this order, so outbox ids follow it
                 self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})
 
+    def outbox_sequence(self) -> int:
+        """The highest queue position ever handed out here (rows pruned since included)."""
+        if self.dialect == "sqlite":
+            return self.conn.execute(text("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'")
+                                     ).scalar_one()
+        name = self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+        row = self.conn.execute(text("SELECT last_value, is_called FROM " + name)).one()
+        return row.last_value if row.is_called else 0
+
     def queue_above(self, dest: str, floor: int) -> int:
         """Give every entry for ``dest`` not acknowledged yet, and every later one, a position above
         ``floor``: a peer that holds our positions up to ``floor`` (its cursor, from before this database
@@ -194,6 +203,11 @@ class SyncRepo:
             now = time.time() if now is None else now
             self.conn.execute(D.insert(), [{"dest": dest, "event_id": e, "reason": r, "created_at": now}
                                            for e, r in items])
+
+    def forget_refusals(self, dest: str, event_ids: Iterable[str]) -> None:
+        """Drop the dead letters of ``event_ids`` under ``dest``: they are stored here after all."""
+        for page in pages(list(event_ids)):
+            self.conn.execute(D.delete().where(D.c.dest == dest, D.c.event_id.in_(page)))
 
     def refused_ids(self, dest: str, event_ids: Iterable[str]) -> set[str]:
         """Of ``event_ids``, those on the dead-letter list under ``dest`` and not replayed."""

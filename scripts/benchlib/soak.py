@@ -10,7 +10,14 @@ threads, at bounded rates:
   archive one (sometimes while its holder is still working on it, which makes
   a real conflict);
 - chaos (main thread): SIGKILL a random process and restart it a few seconds
-  later; take the hub away for a while and bring it back.
+  later; take the hub away for a while and bring it back; copy a district's
+  database while it runs, and later lose its disk and restore that copy
+  (sometimes while the hub is away, so that it files on the older chain
+  before it can take its own back: node.chain).
+
+A district's disk is lost only once its queue to the hub is empty, with
+filing and operators kept away from it meanwhile: what a lost disk takes
+with it unsent is lost for good, and is no fault of the software.
 
 Then the faults stop, every process runs, and it waits for quiescence (no queue
 non-empty anywhere, and two identical check rounds) before the checks in
@@ -84,12 +91,14 @@ class Soak:
         # complaints whose competent institution runs in this soak (prov-kaltim is not part of it)
         self.templates = [s for s in samples() if s.get("expected_institution") in self.hosted
                           or s.get("expected_institution") is None]
+        self.paused: set[str] = set()            # districts whose disk is about to be lost
+        self.copies: dict[str, Path] = {}        # district -> a copy of its database, taken while it ran
 
     def running(self) -> bool:
         return time.monotonic() < self.deadline
 
     def up(self, name: str) -> bool:
-        return self.c.proc(name).running
+        return name not in self.paused and self.c.proc(name).running
 
     def hub(self) -> str | None:
         """A running process of the hub, at random (None while the hub is away)."""
@@ -185,7 +194,10 @@ class Soak:
             time.sleep(self.rng.uniform(6, 14))
             if not self.running():
                 break
-            if self.rng.random() < 0.3:
+            roll = self.rng.random()
+            if roll < 0.25:
+                self.copy_or_restore()
+            elif roll < 0.5:
                 say(f"  [{self.clock()}] hub outage")
                 for name in self.hubs:
                     self.c.kill(name)
@@ -202,6 +214,50 @@ class Soak:
                 time.sleep(self.rng.uniform(0.5, 5))
                 self.c.start(victim)
             self.count("restarts")
+
+    def _db(self, name: str) -> Path:
+        return self.c.proc(name).data_dir / "simpul.db"
+
+    def copy_or_restore(self) -> None:
+        """Copy a running district's database (SQLite's online backup), or restore a district from its copy."""
+        import sqlite3
+        with_copy = [d for d in DISTRICTS if d in self.copies and self.up(d)]
+        if not with_copy or self.rng.random() < 0.4:
+            name = self.rng.choice([d for d in DISTRICTS if self.up(d)] or [None])
+            if name is not None:
+                self.copies[name] = self.c.base_dir / f"{name}.copy.db"
+                with sqlite3.connect(self._db(name)) as src, sqlite3.connect(self.copies[name]) as dst:
+                    src.backup(dst)
+                self.count("database copies")
+                say(f"  [{self.clock()}] {name}'s database copied")
+            return
+        name = self.rng.choice(with_copy)
+        self.paused.add(name)
+        try:
+            time.sleep(1)    # (a filing or an action already on its way lands first)
+            client = self.c.client(name)
+            self.c.wait_until(lambda: all(p["queue_depth"] == 0 for p in client.sync_status()["peers"]
+                                          if p["peer"] == self.c.hub_id), 60, what=f"{name}'s queue to drain")
+        except Exception:  # noqa: BLE001 - the hub is away, or a restart is slow: lose this disk another time
+            self.paused.discard(name)
+            return
+        away = self.rng.random() < 0.5
+        self.c.kill(name)
+        if away:
+            for hub in self.hubs:
+                self.c.kill(hub)
+        with sqlite3.connect(self.copies.pop(name)) as src, sqlite3.connect(self._db(name)) as dst:
+            src.backup(dst)
+        self.c.start(name)
+        self.paused.discard(name)
+        self.count("restores from a copy" + (" (hub away)" if away else ""))
+        say(f"  [{self.clock()}] {name}'s disk lost: restored from its copy" + (" while the hub is away" if away
+                                                                                  else ""))
+        if away:
+            time.sleep(self.rng.uniform(5, 10))   # (it files on its older chain meanwhile)
+            for hub in self.hubs:
+                self.c.start(hub)
+            say(f"  [{self.clock()}] hub back")
 
     def clock(self) -> str:
         return f"{time.monotonic() - self.t0:5.0f}s"

@@ -7,7 +7,9 @@
 - Nothing lost: every event a district authored is at the hub, and each
   author's events at the hub number exactly its chain length (no gap, no
   duplicate: the hub's count equals the author's own count and its newest seq).
-- Every ticket the soak was told about (201 on filing) is at the hub.
+- Every ticket the soak was told about (201 on filing) is at the hub, and no two
+  tickets there share a tracking number (a district restored from a copy hands
+  out numbers again until it takes its chain back).
 - ``simpul verify`` (hashes, chains, signatures) passes on every node.
 - No event is dead-lettered and no queue is left non-empty.
 - No process logged an error or a traceback: the soak's peers send nothing
@@ -67,6 +69,12 @@ def check(cluster, filed: dict[str, str]) -> tuple[list[str], dict]:
         for tid in states[node_id]:
             if tid not in states[hub]:
                 problems.append(f"ticket {tid} is at {node_id} but not at the hub")
+    numbers: dict[str, list[str]] = defaultdict(list)
+    for tid, t in states[hub].items():
+        numbers[t["tracking_id"]].append(tid)
+    for number, tids in numbers.items():
+        if len(tids) > 1:
+            problems.append(f"tracking number {number} names {len(tids)} tickets at the hub: {', '.join(tids)}")
     for tid, t in states[hub].items():
         facts["by_status"][t["status"]] += 1
         facts["open_conflicts"] += sum(1 for c in t.get("conflicts", []) if c.get("status") == "open")

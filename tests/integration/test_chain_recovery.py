@@ -86,14 +86,21 @@ def test_checkpoints_are_the_head_then_exponentially_older():
     assert len(checkpoint_seqs(2**80)) == chain.CHECKPOINTS
 
 
-async def test_a_district_in_step_with_the_hub_asks_once(pair, sample_complaints):
+async def test_a_district_in_step_with_the_hub_asks_once(pair, sample_complaints, caplog):
+    """The hub's cursor of our queue is ahead of what it acknowledged to us (the answer to a push was lost,
+    say): nothing to move, and nothing to warn about. Only a position we never handed out is."""
     district, hub = pair
     _file(district, sample_complaints[:2])
     _push(district, hub)
     _file(district, sample_complaints[2:3])   # (not pushed yet: the hub is behind, which is normal)
+    with district.storage.read() as tx:
+        queue = tx.outbox_batch(HUB, 0, 10)
     recovery, answers = _recovery(district, hub)
     assert await recovery.confirm(Peer(HUB, "")) is None
     assert recovery.confirmed and len(answers.asked) == 1
+    with district.storage.read() as tx:
+        assert tx.outbox_batch(HUB, 0, 10) == queue
+    assert "moved past" not in caplog.text
 
 
 async def test_a_restored_district_takes_back_what_it_lost(restored):
@@ -118,6 +125,8 @@ async def test_what_a_restored_district_filed_before_it_reached_the_hub_is_signe
     district, hub, numbers, bodies = restored
     forked = _file(district, bodies[6:8])
     assert forked == numbers[3:5]
+    with district.storage.transaction() as tx:   # (anti-entropy brought one of the hub's back, and it was refused)
+        tx.add_dead_letters(HUB, [(_chain(hub)[3][1], "refused here: equivocation")])
     with district.storage.read() as tx:
         tickets = [t.ticket_id for t in tx.list_tickets(filters={}, limit=100, offset=0)[0]]
     recovery, _ = _recovery(district, hub)
@@ -134,6 +143,8 @@ async def test_what_a_restored_district_filed_before_it_reached_the_hub_is_signe
         audit = tx.audit_log(done["renumbered"][0][0])
     assert set(tickets) <= set(held) and len(set(held.values())) == len(held) == 8
     assert any(a["action"] == "renumbered" and numbers[3] in a["detail"] for a in audit)
+    with district.storage.read() as tx:
+        assert tx.dead_letter_count() == 0
     assert _file(district, bodies[:1])[0].endswith("-00009")
     assert verify_log(district.storage, district.keys).problems == []
     assert verify_log(hub.storage, hub.keys).problems == []
@@ -152,6 +163,69 @@ async def test_a_forged_copy_of_our_chain_is_refused_whole(restored, caplog):
     assert len(_chain(district)) == 3 and not recovery.confirmed
 
 
+async def test_a_copy_of_our_chain_with_a_gap_is_refused_whole(restored):
+    """The hub's copy lacks one of our events (seq 5 of 4-6): what follows it cannot follow from ours."""
+    district, hub, _, _ = restored
+
+    def withhold(answer):
+        answer["events"] = [e for e in answer.get("events", []) if e["seq"] != 5]
+        return answer
+    recovery, _ = _recovery(district, hub, withhold)
+    with pytest.raises(PeerError, match="lacks seq 5, so none of it is taken"):
+        await recovery.confirm(Peer(HUB, ""))
+    assert len(_chain(district)) == 3
+
+
+@pytest.mark.parametrize("answer", [[], "x", 5, {"head": "x", "common": 0}, {"head": None, "common": -1},
+                                    {"head": None, "common": 0, "cursor": 2**31}])
+async def test_a_chain_answer_that_cannot_be_used_is_a_peer_error(pair, answer, caplog):
+    """... and the push loop logs it and pushes unconfirmed, as before the check (an AttributeError escaped
+    it, and the district never pushed while the hub answered that way)."""
+    from node.sync import SyncEngine
+    district, _ = pair
+
+    class Answers:
+        async def chain(self, peer, request):
+            return answer
+    engine = SyncEngine(district, Answers(), None)
+    with pytest.raises(PeerError):
+        await engine.chain.confirm(Peer(HUB, ""))
+    assert await engine._confirm_chain(Peer(HUB, "")) is True
+    assert engine.chain.confirmed and "pushing unconfirmed" in caplog.text
+
+
+async def test_a_district_serves_no_pull_and_runs_no_anti_entropy_before_its_chain_is_confirmed(
+        restored, aiohttp_client):
+    """Restored, it files on the older chain: served to the hub's pull, those events were refused there as
+    equivocations and dead-lettered (and the pull took them as delivered); the hub's copy of our events, brought
+    back by anti-entropy, was refused here."""
+    import secrets
+    import time
+
+    from adapters import httpsig
+    from adapters.http.app import build_app
+    from node.anti_entropy import AntiEntropy
+    district, hub, _, bodies = restored
+    _file(district, bodies[6:7])
+    app = build_app(district)
+    client = await aiohttp_client(app)
+
+    async def pull() -> list:
+        path = "/federation/v1/events?after=0&limit=500"
+        headers = httpsig.sign_request("GET", str(client.make_url(path)), {}, b"", key_id=hub.keys.signing_key_id,
+                                       private_key=hub.keys.signing_key, now=time.time(),
+                                       nonce=secrets.token_urlsafe(16))
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 200
+        return (await resp.json())["items"]
+    sync = app["sync"]
+    sync.chain.confirmed = False   # (its first push may have tried already: the hub is not running here)
+    assert await pull() == []
+    assert await AntiEntropy(district, None, None, sync).run(Peer(HUB, "")) == 0   # (no transport touched)
+    sync.chain.confirmed = True
+    assert len(await pull()) == 4
+
+
 @pytest.mark.parametrize("body", [[], {"have": "x"}, {"have": [[0, "a"]]}, {"after": -1}, {"limit": 5000},
                                   {"have": [[1, "a"]] * 65}])
 def test_the_hub_refuses_a_malformed_chain_request(pair, body):
@@ -164,20 +238,6 @@ def test_only_a_hub_answers_for_a_chain(pair):
     district, _ = pair
     with pytest.raises(ValidationError, match="only a hub"):
         chain.answer(district, HUB, {"have": []})
-
-
-def test_a_pull_is_no_acknowledgement_before_the_chain_is_confirmed(restored):
-    """The hub pulls with its cursor of our queue (6 here), past the restored copy's positions (3): taken as an
-    acknowledgement, it would mark what the copy queues next as delivered, unsent."""
-    district, _, _, bodies = restored
-    _file(district, bodies[6:7])
-    receiver = Receiver(district, KeyDirectory(district.storage, district.keys), district_react(district))
-    receiver.outgoing(HUB, 6, 500, ack=False)
-    with district.storage.read() as tx:
-        assert tx.peer(HUB)["acked"] == 0
-    receiver.outgoing(HUB, 6, 500)
-    with district.storage.read() as tx:
-        assert tx.peer(HUB)["acked"] == 4   # (what it did before: the new complaint taken as delivered)
 
 
 async def test_an_action_no_longer_allowed_after_the_recovery_is_dropped_and_audited(pair, sample_complaints, tmp_path):
