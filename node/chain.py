@@ -101,6 +101,14 @@ class ChainRecovery:
         self.receiver = receiver
         self.now = now
         self.confirmed = False
+        self.started = now()
+
+    def serves_pulls(self) -> bool:
+        """Whether to answer the hub's pulls: once the chain is confirmed, or once a pull interval has passed
+        without it. Restored from an older copy, what a district queued on the older chain would fork the
+        hub's copy: refused there, it was dead-lettered. But a district the hub reaches and that cannot
+        reach the hub has only the hub's pulls, and must not wait for ever."""
+        return self.confirmed or self.now() - self.started >= self.node.settings.sync.pull_interval_s
 
     async def confirm(self, peer: Peer) -> dict | None:
         """Check our chain against the hub's copy and take back what we lack; None if there was nothing

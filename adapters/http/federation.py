@@ -212,10 +212,10 @@ async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict
 async def _pull(request, sender, body) -> bytes:
     after, limit = query_int(request, "after", 0, 0, 2**62), query_int(request, "limit", 500, 1, 5000)
     node, chain_check = request.app["node"], request.app["sync"].chain
-    if chain_check is not None and not chain_check.confirmed:
+    if chain_check is not None and not chain_check.serves_pulls():
         # A district that has not confirmed its chain with the hub since it started (node.chain) serves
-        # nothing yet: restored from an older copy, what it queued would fork the hub's copy of its chain,
-        # and the hub's cursor would acknowledge it. The hub asks again at its next pull.
+        # nothing for a while: restored from an older copy, what it queued would fork the hub's copy of its
+        # chain. The hub asks again at its next pull.
         return f'{{"items":[],"last":{int(after)},"more":false}}'.encode()
     items, last, more = await node.db(request.app["receiver"].outgoing, sender, after, limit)
     return f'{{"items":{items_json(items)},"last":{int(last)},"more":{"true" if more else "false"}}}'.encode()

@@ -222,6 +222,9 @@ async def test_a_district_serves_no_pull_and_runs_no_anti_entropy_before_its_cha
     sync.chain.confirmed = False   # (its first push may have tried already: the hub is not running here)
     assert await pull() == []
     assert await AntiEntropy(district, None, None, sync).run(Peer(HUB, "")) == 0   # (no transport touched)
+    sync.chain.started -= district.settings.sync.pull_interval_s   # a pull interval without reaching its hub:
+    assert len(await pull()) == 4                                  # the hub's pulls are all it has
+    sync.chain.started += district.settings.sync.pull_interval_s
     sync.chain.confirmed = True
     assert len(await pull()) == 4
 
