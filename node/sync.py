@@ -310,8 +310,9 @@ class SyncEngine:
                 await self.node.db(self._failed, peer.node_id, f"confirming our chain: {exc}")
                 return False
             if exc.peer_status in (404, 405):
-                log.warning("%s cannot compare our chain with its copy (an earlier release?): pushing unconfirmed; "
-                            "a copy of this node restored from an older backup would sign its events again", peer.node_id)
+                log.warning("%s cannot compare our chain with its copy (an earlier release?): pushing "
+                            "unconfirmed; a copy of this node restored from an older backup would sign its events "
+                            "again", peer.node_id)
             else:
                 log.error("could not confirm our chain with %s: %s; pushing unconfirmed", peer.node_id, exc)
             self.chain.confirmed = True
