@@ -7,26 +7,35 @@ given out twice.
 
 So before its first push after it starts, a district asks the hub where the hub's copy of its chain
 stands (``POST /federation/v1/chain``). It sends (seq, id) checkpoints of its own chain, its newest event
-and then exponentially older ones; the hub answers with its newest event of that chain and the newest
-checkpoint it holds as sent. In the usual case the hub's newest event is one the district holds, and that
-is all: one request per start. Pushes wait for the answer; filing does not (a district files while its hub
-is away).
+and then exponentially older ones; the hub answers with its newest event of that chain, the newest
+checkpoint it holds as sent, and its cursor of the district's queue. In the usual case the hub's newest
+event is one the district holds, and that is all: one request per start. Filing does not wait for the
+answer (a district files while its hub is away); what would send the district's events on does. Pushes
+wait, anti-entropy waits (the hub's copy of our own events would be refused here as equivocations), and
+the hub's pulls are answered with nothing for a pull interval (they would take the events of a forked
+chain to the hub, which refuses them); after that a district that the hub reaches but that cannot reach
+the hub serves them, as before.
 
 Otherwise the hub holds events of the district's chain that the district does not. The district fetches the
-hub's copy after the last checkpoint both hold, page by page, checks every signature (its own key's), and
-applies it in one transaction:
+hub's copy after the last checkpoint both hold, page by page, checks every signature (its own key's) and
+that the copy follows from its own chain without a gap (else none of it is taken), and applies it in one
+transaction:
 
 - it stores the events it lacks with their tickets' projections, and moves its chain head and its tracking
-  number counters past them;
+  number counters past them. If the hub's cursor is past every queue position this database ever handed
+  out (it is older than what the hub received), what the district has queued moves past that cursor;
 - if it signed events meanwhile (filed after the restore, before the hub could be reached), its chain forked
-  at the first seq where the two copies differ. Those events never left this node (pushes waited), so they
-  are taken out and signed again on top of the hub's copy: the same tickets and content, each on its
-  ticket's current heads, in their order. A complaint whose tracking number the hub's copy had given out
-  already gets the next free one; that is logged and audited, since the reporter's receipt shows the old
-  one. An action no longer allowed on its ticket's recovered state is dead-lettered with the reason.
+  at the first seq where the two copies differ. Those events never left this node, so they are taken out
+  and signed again on top of the hub's copy: the same tickets and content, each on its ticket's current
+  heads, in their order. A complaint whose tracking number the hub's copy had given out already gets the
+  next free one; that is logged, audited on the ticket and shown by ``simpul status`` and the dashboard,
+  since the reporter's receipt shows the old one. An action no longer allowed on its ticket's recovered
+  state is dropped, and audited on the ticket.
 
 The hub answers only a district's own chain, to the district itself: nothing it did not sign. Events of
 other authors that the copy lacks (the hub's routings, say) come back by anti-entropy, as after any loss.
+An answer that cannot be used is a ``PeerError``: the push loop logs it and pushes unconfirmed, as before
+this check.
 """
 from __future__ import annotations
 
