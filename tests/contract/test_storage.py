@@ -394,10 +394,13 @@ def test_a_queue_position_is_never_handed_out_again(storage):
         tx.advance_peer("nasional", acked=tx.outbox_last_id("nasional"))
         acked = tx.peer("nasional")["acked"]
         assert tx.prune_outbox("nasional", acked, keep_after=time.time() + 1) == 2
+    with storage.read() as tx:
+        assert tx.outbox_sequence() == acked   # (what the chain check compares the hub's cursor with)
     with storage.transaction() as tx:
         tx.enqueue("nasional", [evs[2].id])
     with storage.read() as tx:
         assert [e.id for _, e in tx.outbox_batch("nasional", acked, 10)] == [evs[2].id]
+        assert tx.outbox_sequence() == acked + 1
 
 
 def test_a_queue_moves_past_a_peer_cursor_from_before_a_restore(storage):
