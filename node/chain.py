@@ -46,7 +46,7 @@ import orjson
 
 from adapters.transport import Peer
 from node.errors import PeerError, SimpulError, ValidationError
-from schemas.events import BATCH_EVENTS_MAX_BYTES, Event
+from schemas.events import Event, within_bytes
 
 log = logging.getLogger(__name__)
 PAGE = 1000          # events per page of the hub's copy
@@ -90,15 +90,11 @@ def answer(node, sender: str, data: object) -> bytes:
         held = tx.author_seq_ids(sender, [s for s, _ in have]) if have else {}
         rows = tx.events_by_author(sender, after, limit) if limit else []
     common = max((s for s, i in have if held.get(s) == i), default=0)
-    raws, size = [], 0
-    for _, _, raw in rows:
-        size += len(raw.encode("utf-8"))
-        if size > BATCH_EVENTS_MAX_BYTES and raws:
-            break
-        raws.append(raw)
-    more = len(raws) < len(rows) or (limit > 0 and len(rows) == limit)
+    events = within_bytes([(seq, Event.unparsed(i, raw)) for seq, i, raw in rows])   # (sent as stored)
+    more = len(events) < len(rows) or (limit > 0 and len(rows) == limit)
     return (f'{{"head":{orjson.dumps(list(head) if head else None).decode()},"common":{common},"cursor":{cursor},'
-            f'"events":[{",".join(raws)}],"more":{"true" if more else "false"}}}').encode()
+            f'"events":[{",".join(e.canonical_wire() for _, e in events)}],'
+            f'"more":{"true" if more else "false"}}}').encode()
 
 
 class ChainRecovery:

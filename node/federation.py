@@ -197,11 +197,13 @@ class Receiver:
             return None
         if self._pool is None:
             self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="simpul-verify")
-        futures = [self._pool.submit(self._verify_chunk, sender, items[i:i + CHUNK])
+        futures = [self._pool.submit(self.check_items, sender, items[i:i + CHUNK])
                    for i in range(0, len(items), CHUNK)]
         return [f.result for f in futures]
 
-    def _verify_chunk(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
+    def check_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
+        """Every check of ``receive`` that needs no transaction: (pos, event) of the items that pass, and
+        (id, reason) of those refused. Run on the pool for a large batch, or on the calling thread."""
         # Items already stored byte for byte need no signature check (the stored copy had one). This is
         # only a shortcut: read before the batch ahead is stored, it just verifies a few more signatures.
         ids = [i["event"]["id"] for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)
@@ -222,16 +224,6 @@ class Receiver:
                 rejected.append((str(ident), str(exc)))
         return good, rejected
 
-    def check_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
-        """Every check of ``receive`` that needs no transaction, on the calling thread: (pos, event) of the
-        items that pass, and (id, reason) of those refused."""
-        return self._verify_chunk(sender, items)
-
-    @staticmethod
-    def chain_checked(tx, sender: str, events: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
-        """``events`` without those that break their author's chain here (``receive``'s check)."""
-        return Receiver._unequivocal(tx, sender, events, rejected)
-
     def receive(self, sender: str, after: int, items: Sequence,
                 started: list[Callable[[], tuple[list, list]]] | None = None, *,
                 dead_letter: bool = False) -> Received:
@@ -246,7 +238,7 @@ class Receiver:
         items = list(items)
         parts = started or self.start(sender, items)
         if parts is None:
-            outcome = self._verify_chunk(sender, items)
+            outcome = self.check_items(sender, items)
             parts = [lambda: outcome]
         rejected: list[tuple[str, str]] = []
         fresh: list[Event] = []
@@ -256,7 +248,7 @@ class Receiver:
             for part in parts:
                 good, bad = part()
                 rejected += bad
-                events = self._one_created(tx, sender, self._unequivocal(tx, sender, [e for _, e in good], rejected),
+                events = self._one_created(tx, sender, self.chain_checked(tx, sender, [e for _, e in good], rejected),
                                            rejected)
                 offered += len(events)
                 new, touched = self.node.log.ingest(tx, sender, events)
@@ -289,7 +281,7 @@ class Receiver:
         return cursor
 
     @staticmethod
-    def _unequivocal(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
+    def chain_checked(tx, sender: str, good: list[Event], rejected: list[tuple[str, str]]) -> list[Event]:
         """``good`` without events that claim an (author, seq) already taken by another event, stored or
         earlier in the batch, and without those whose ``prev`` is not the author's event before them where
         that one is held here (before, a broken chain was stored and sent on, and 'simpul verify' then

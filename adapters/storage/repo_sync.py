@@ -59,41 +59,40 @@ class SyncRepo:
             for e in event_ids:  # written in this order, so outbox ids follow it
                 self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})
 
+    def _outbox_pg_sequence(self) -> str:
+        return self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+
     def outbox_sequence(self) -> int:
         """The highest queue position ever handed out here (rows pruned since included)."""
         if self.dialect == "sqlite":
             return self.conn.execute(text("SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'outbox'")
                                      ).scalar_one()
-        name = self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
-        row = self.conn.execute(text("SELECT last_value, is_called FROM " + name)).one()
+        row = self.conn.execute(text("SELECT last_value, is_called FROM " + self._outbox_pg_sequence())).one()
         return row.last_value if row.is_called else 0
 
     def queue_above(self, dest: str, floor: int) -> int:
-        """Give every entry for ``dest`` not acknowledged yet, and every later one, a position above
-        ``floor``: a peer that holds our positions up to ``floor`` (its cursor, from before this database
-        was restored from an older copy) would otherwise take those entries as delivered. Return how many
-        entries moved."""
+        """Hand out positions above ``floor`` from now on, and move there, in their order, the entries for
+        ``dest`` not acknowledged yet, if any sits at or under it: a peer that holds our positions up to
+        ``floor`` (its cursor, from before this database was restored from an older copy) would otherwise
+        take them as delivered. Return how many entries sat at or under it."""
         if self.dialect == "sqlite":
             self.conn.execute(text("INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', 0 WHERE NOT EXISTS "
                                    "(SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')"))
             self.conn.execute(text("UPDATE sqlite_sequence SET seq = :floor WHERE name = 'outbox' AND seq < :floor"),
                               {"floor": floor})
         else:
-            name = self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
+            name = self._outbox_pg_sequence()
             self.conn.execute(text("SELECT setval(CAST(:name AS regclass), :floor) WHERE "
                                    "(SELECT last_value FROM " + name + ") < :floor"), {"name": name, "floor": floor})
-        acked = self.peer(dest)["acked"]
-        rows = list(self.conn.execute(select(O.c.id, O.c.event_id, O.c.enqueued_at)
-                                      .where(O.c.dest == dest, O.c.id > acked, O.c.id <= floor).order_by(O.c.id)))
-        later = list(self.conn.execute(select(O.c.id, O.c.event_id, O.c.enqueued_at)
-                                       .where(O.c.dest == dest, O.c.id > floor).order_by(O.c.id))) if rows else []
-        moving = rows + later
-        if moving:
-            self.conn.execute(O.delete().where(O.c.id.in_([r.id for r in moving])))
+        pending = list(self.conn.execute(select(O.c.id, O.c.event_id, O.c.enqueued_at)
+                                         .where(O.c.dest == dest, O.c.id > self.peer(dest)["acked"]).order_by(O.c.id)))
+        under = sum(1 for r in pending if r.id <= floor)
+        if under:
+            self.conn.execute(O.delete().where(O.c.id.in_([r.id for r in pending])))
             self.conn.execute(O.insert(), [{"dest": dest, "event_id": r.event_id, "enqueued_at": r.enqueued_at}
-                                           for r in moving])
+                                           for r in pending])
             self.queued_dests.add(dest)
-        return len(rows)
+        return under
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
         rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})

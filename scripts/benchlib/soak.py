@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import random
 import shutil
+import sqlite3
 import tempfile
 import threading
 import time
@@ -220,7 +221,6 @@ class Soak:
 
     def copy_or_restore(self) -> None:
         """Copy a running district's database (SQLite's online backup), or restore a district from its copy."""
-        import sqlite3
         with_copy = [d for d in DISTRICTS if d in self.copies and self.up(d)]
         if not with_copy or self.rng.random() < 0.4:
             name = self.rng.choice([d for d in DISTRICTS if self.up(d)] or [None])
