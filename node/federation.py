@@ -15,31 +15,26 @@ the sender, which dead-letters them; they are never applied. A batch we
 pulled has nobody to return them to: they are dead-lettered here instead
 (``dead_letter``), in the same transaction.
 
-Verification is the first limit of a sync that checks every event, and
-Ed25519 verification in libsodium releases the GIL: a large batch is
-verified in chunks on a small thread pool, while the rest of the receive path
-stays on the database thread, storing each chunk as soon as it is verified
-while the next ones are still being checked. The pool has a thread for every
-core but one (at least one, at most four): the database thread is the serial
-stage of a receive, and it gives up the GIL at every SQLite call, so each
-verification thread beyond what the cores can run beside it only makes it
-wait longer to take the GIL back. On 2 cores, one verification thread drained
-7.5% more events per second than two, with less CPU (six alternating pairs
-of 20,000-event drains: 2,395-2,877, mean 2,604, against 2,235-2,620, mean
-2,422 events/s). The outcome is the same as checking item by
-item, in order. A push's checks start as soon as its request is authenticated
-(``start``), so they overlap with the storing of the batch ahead of it.
-An item byte-for-byte equal to an event already stored (a push and a pull
-crossing, a retried batch) is not verified again: the stored copy was, with
-the same key; only its key is checked again (it may have been revoked since).
+Every check runs on the thread that stores the batch (the database thread),
+before its transaction begins. Ed25519 verification in libsodium releases the
+GIL, and a large batch used to be verified in chunks on a thread pool while
+the chunks before it were stored. On this project's 2-core VM that cost more
+than it gave: the database thread gives up the GIL at every SQLite call and
+every verification, and each hand-over between two threads running Python
+costs both. Without the pool, the hub spent 17-20% less CPU on a drain and
+drained 7% more events per second (five alternating pairs of 20,000- and
+40,000-event drains, ``scripts/PERFORMANCE.md``). A hub whose database runs
+several threads (PostgreSQL) still checks several pushes at once.
+An item byte-for-byte equal to an event already stored (a push
+and a pull crossing, a retried batch) is not verified again: the stored copy
+was, with the same key; only its key is checked again (it may have been
+revoked since).
 """
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import orjson
@@ -50,8 +45,6 @@ from node.keys import load_signing_public
 from schemas.events import Event, within_bytes
 
 log = logging.getLogger(__name__)
-PARALLEL_FROM = 64   # items; smaller batches are verified on the calling thread
-CHUNK = 100          # items verified as one task on the pool (and then stored together)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
 MAX_POSITION = 2**63 - 1   # a queue position: the largest integer the databases' columns hold
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
@@ -137,13 +130,11 @@ def _chain_problem(e: Event, taken: dict[int, str], after: dict[int, str], prev_
 
 class Receiver:
     def __init__(self, node, keys: KeyDirectory, react: Callable[[object, dict, list[Event]], None],
-                 now: Callable[[], float] = time.time, verify_threads: int | None = None):
+                 now: Callable[[], float] = time.time):
         self.node = node
         self.keys = keys
         self.react = react
         self.now = now
-        self.verify_threads = verify_threads or max(1, min(4, (os.cpu_count() or 1) - 1))
-        self._pool: ThreadPoolExecutor | None = None
         # sender -> {after: last position} of batches applied while an earlier one was still missing (two
         # pushes in flight may be answered out of order); the cursor moves over them once the gap is filled.
         # Kept in memory only: after a restart the cursor waits for the next pull instead.
@@ -188,24 +179,10 @@ class Receiver:
         keys = {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}
         return {k for k in keys if isinstance(k, str) and self.keys.lookup(k) is None}
 
-    def start(self, sender: str, items: list) -> list[Callable[[], tuple[list, list]]] | None:
-        """Start checking a large batch on the pool now; return, in order, one callable per chunk that waits
-        for its outcome, to hand to ``receive``. A push handler calls this as soon as the request is
-        authenticated, so that a batch is verified while the one ahead of it is still being stored on the
-        database thread. None for a batch small enough to be checked inline by ``receive``."""
-        if len(items) < PARALLEL_FROM:
-            return None
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(self.verify_threads, thread_name_prefix="simpul-verify")
-        futures = [self._pool.submit(self.check_items, sender, items[i:i + CHUNK])
-                   for i in range(0, len(items), CHUNK)]
-        return [f.result for f in futures]
-
     def check_items(self, sender: str, items: Sequence) -> tuple[list[tuple[int, Event]], list[tuple[str, str]]]:
         """Every check of ``receive`` that needs no transaction: (pos, event) of the items that pass, and
-        (id, reason) of those refused. Run on the pool for a large batch, or on the calling thread."""
-        # Items already stored byte for byte need no signature check (the stored copy had one). This is
-        # only a shortcut: read before the batch ahead is stored, it just verifies a few more signatures.
+        (id, reason) of those refused."""
+        # Items already stored byte for byte need no signature check (the stored copy had one).
         ids = [i["event"]["id"] for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)
                and isinstance(i["event"].get("id"), str)]
         routes = any(isinstance(i, dict) and isinstance(i.get("event"), dict) and i["event"].get("type") == "routed"
@@ -224,36 +201,18 @@ class Receiver:
                 rejected.append((str(ident), str(exc)))
         return good, rejected
 
-    def receive(self, sender: str, after: int, items: Sequence,
-                started: list[Callable[[], tuple[list, list]]] | None = None, *,
-                dead_letter: bool = False) -> Received:
-        """Check and apply one batch (``started``: its checks, if ``start`` began them already). Chunks are
-        stored as soon as they are verified, while the next ones are still being verified on the pool: the
-        same outcome as receiving them as consecutive batches, except that the role's reactions run once,
-        on the whole batch.
+    def receive(self, sender: str, after: int, items: Sequence, *, dead_letter: bool = False) -> Received:
+        """Check and apply one batch.
 
         ``dead_letter``: the rejected items go to our own dead-letter list, under the sender's name, in the
         transaction that moves the sender's cursor past them. For a batch we pulled: no sender hears of its
         rejections, so without this they would vanish."""
         items = list(items)
-        parts = started or self.start(sender, items)
-        if parts is None:
-            outcome = self.check_items(sender, items)
-            parts = [lambda: outcome]
-        rejected: list[tuple[str, str]] = []
-        fresh: list[Event] = []
-        states: dict = {}
-        offered = 0
+        good, rejected = self.check_items(sender, items)
         with self.node.storage.transaction() as tx:
-            for part in parts:
-                good, bad = part()
-                rejected += bad
-                events = self._one_created(tx, sender, self.chain_checked(tx, sender, [e for _, e in good], rejected),
-                                           rejected)
-                offered += len(events)
-                new, touched = self.node.log.ingest(tx, sender, events)
-                fresh += new
-                states.update(touched)
+            events = self._one_created(tx, sender, self.chain_checked(tx, sender, [e for _, e in good], rejected),
+                                       rejected)
+            fresh, states = self.node.log.ingest(tx, sender, events)
             if states:
                 self.react(tx, states, fresh)
             if dead_letter:   # (an id is the sender's claim: cut to the column's width, which a hash fits)
@@ -270,7 +229,7 @@ class Receiver:
             gaps[after] = last
             for oldest in sorted(gaps)[:-GAPS_KEPT]:  # (those behind the cursor, which can never match, first)
                 del gaps[oldest]
-        return Received(accepted=len(fresh), duplicates=offered - len(fresh), rejected=tuple(rejected),
+        return Received(accepted=len(fresh), duplicates=len(events) - len(fresh), rejected=tuple(rejected),
                         cursor=cursor, queued_for=queued_for)
 
     def _past_gaps(self, sender: str, cursor: int) -> int:

@@ -306,7 +306,7 @@ def _stored_fields(raw: str) -> dict[str, Any]:
 
 def _new(**fields: Any) -> Event:
     """An Event from fields already checked, without the frozen dataclass's ``__init__`` (a receive makes
-    one per item, on the verification threads)."""
+    one per item)."""
     event = object.__new__(Event)
     event.__dict__.update(fields)
     return event

@@ -133,9 +133,8 @@ def federation_handler(fn, prepare=None, *, turns: str | None = None):
     to encode).
 
     ``prepare(request, sender, body)``, if given, runs once the request's signature is verified but
-    before its nonce is spent, and its result is passed to ``fn`` as a fourth argument. Spending the
-    nonce is a write on the database thread, behind whatever is queued there; work started in
-    ``prepare`` runs meanwhile (a replayed request only costs that work: it changes nothing).
+    before its nonce is spent, and its result is passed to ``fn`` as a fourth argument: a body it refuses
+    costs no write (spending the nonce is one, on the database thread).
     ``turns``: the app key of the ``Turns`` the request takes a turn of, once its signature is verified
     and before its body is read."""
     async def handle(request: web.Request, verified: httpsig.Verified) -> web.Response:
@@ -180,26 +179,21 @@ def _json(body: bytes) -> object:
         raise ValidationError("body is not valid JSON") from exc
 
 
-def _parse_push(request, sender, body) -> tuple[dict, list | None]:
-    """The batch, and at a hub its checks already started (``Receiver.start``). A district first
-    refreshes its directory if the batch carries keys it does not know (``SyncEngine.learn_keys``), so it
-    starts its checks in ``_push``."""
+def _parse_push(request, sender, body) -> dict:
+    """The batch, refused before its nonce is spent if it is not one."""
     data = _json(body)
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("after"), int):
         raise ValidationError("body must be {'after': int, 'items': [...]}")
     if len(data["items"]) > 5000:
         raise ValidationError("at most 5000 items per batch")
-    hub = request.app["node"].role == "hub"
-    return data, request.app["receiver"].start(sender, data["items"]) if hub else None
+    return data
 
 
-async def _push(request, sender, body, parsed: tuple[dict, list | None]) -> dict:
-    data, started = parsed
+async def _push(request, sender, body, data: dict) -> dict:
     node, receiver = request.app["node"], request.app["receiver"]
-    if node.role != "hub":
+    if node.role != "hub":   # (a batch that carries keys it does not know: a directory refresh first)
         await request.app["sync"].learn_keys(sender, data["items"])
-        started = receiver.start(sender, data["items"])
-    result = await node.db(receiver.receive, sender, data["after"], data["items"], started)
+    result = await node.db(receiver.receive, sender, data["after"], data["items"])
     if result.duplicates:
         # Harmless (the inbox makes delivery idempotent) but worth seeing: a push/pull race,
         # a sender that lost its checkpoint, or a double send.

@@ -22,7 +22,7 @@ from node.federation import KeyDirectory
 
 
 @pytest.fixture
-async def held_hub(aiohttp_server, pair, request):
+async def held_hub(aiohttp_server, pair, request, monkeypatch):
     """(kab-paser's transport, the hub's peer, the pushes the hub took in, the event that lets its receives
     go on). Parametrized (indirect), the hub's ``Turns`` are made with those arguments."""
     district, hub = pair
@@ -30,17 +30,17 @@ async def held_hub(aiohttp_server, pair, request):
     if getattr(request, "param", None) is not None:
         app["push_turns"] = federation.Turns(**request.param)
     receiver, release, taken = app["receiver"], threading.Event(), []
-    start, receive = receiver.start, receiver.receive
+    receive, body_checked = receiver.receive, httpsig.verify_request_body
 
-    def counted_start(sender, items):   # (a push is taken in on the event loop; a receive calls it again)
-        if threading.current_thread() is threading.main_thread():
-            taken.append(sender)
-        return start(sender, items)
+    def counted(headers, body):   # (a push is taken in once its body is read)
+        taken.append(body)
+        return body_checked(headers, body)
 
     def held_receive(*args, **kwargs):
         release.wait(20)
         return receive(*args, **kwargs)
-    receiver.start, receiver.receive = counted_start, held_receive
+    monkeypatch.setattr(httpsig, "verify_request_body", counted)
+    receiver.receive = held_receive
     server = await aiohttp_server(app, port=urlsplit(district.settings.hub.url).port)
     transport = HttpTransport(district.keys, KeyDirectory(district.storage, district.keys).resolve, attempts=1)
     yield transport, Peer("nasional", district.settings.hub.url), taken, release

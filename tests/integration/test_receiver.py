@@ -21,12 +21,6 @@ def _queued(district, bodies) -> list[dict]:
         return [{"pos": pos, "event": e.to_wire()} for pos, e in tx.outbox_batch("nasional", 0, 100)]
 
 
-@pytest.mark.parametrize("cores, threads", [(None, 1), (1, 1), (2, 1), (3, 2), (8, 4)])
-def test_verification_takes_every_core_but_one_for_the_database_thread(monkeypatch, cores, threads):
-    monkeypatch.setattr("node.federation.os.cpu_count", lambda: cores)
-    assert Receiver(None, None, None).verify_threads == threads
-
-
 def test_batches_applied_out_of_order_move_the_cursor_once_the_gap_is_filled(pair, sample_complaints):
     district, hub = pair
     items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:6])
@@ -59,26 +53,19 @@ def test_a_batch_that_failed_to_store_is_not_passed_over(pair, sample_complaints
         assert not tx.existing_event_ids(i["event"]["id"] for i in second)
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_checks_started_before_the_batch_ahead_is_stored_give_the_same_outcome(pair, sample_complaints, threads):
-    """A push handler starts a batch's checks (Receiver.start) before the batch ahead of it is stored. The
-    outcome must not change: a forged event is still refused, and an event the batch ahead carried too
-    (not yet stored when the checks began, so verified again) is still stored once."""
-    from node.federation import PARALLEL_FROM
+def test_a_batch_that_overlaps_the_one_before_it_keeps_its_outcome(pair, sample_complaints):
+    """Two pushes in flight, or a batch sent again after a lost answer, carry some events twice. The
+    outcome must not change: a forged event is still refused, and an event the batch ahead carried too is
+    stored once."""
     district, hub = pair
-    bodies = [dict(b, title=f"{b['title']} ({i})") for i, b in enumerate(sample_complaints * 2)][:PARALLEL_FROM + 6]
+    bodies = [dict(b, title=f"{b['title']} ({i})") for i, b in enumerate(sample_complaints * 2)][:70]
     items = _queued(district, bodies)
     ahead, batch = items[:4], [dict(i) for i in items[3:]]          # items[3] travels in both
     batch[10] = {"pos": batch[10]["pos"], "event": {**batch[10]["event"],
                                                     "payload": {**batch[10]["event"]["payload"], "title": "palsu"}}}
-    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub), verify_threads=threads)
-    assert receiver.start("kab-paser", batch[:PARALLEL_FROM - 1]) is None   # small: checked inline later
-
-    started = receiver.start("kab-paser", batch)
-    assert started is not None and receiver._pool._max_workers == threads
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
     assert receiver.receive("kab-paser", 0, ahead).accepted == 4
-    receiver.start = lambda *a: pytest.fail("receive checked the batch again instead of using its started checks")
-    got = receiver.receive("kab-paser", ahead[-1]["pos"], batch, started)
+    got = receiver.receive("kab-paser", ahead[-1]["pos"], batch)
     assert [i for i, _ in got.rejected] == [batch[10]["event"]["id"]]
     assert (got.accepted, got.duplicates) == (len(batch) - 2, 1)
     assert got.cursor == items[-1]["pos"]
