@@ -15,38 +15,42 @@ the sender, which dead-letters them; they are never applied. A batch we
 pulled has nobody to return them to: they are dead-lettered here instead
 (``dead_letter``), in the same transaction.
 
-Every check runs on the thread that stores the batch (the database thread),
-before its transaction begins. Ed25519 verification in libsodium releases the
-GIL, and a large batch used to be verified in chunks on a thread pool while
-the chunks before it were stored. On this project's 2-core VM that cost more
-than it gave: the database thread gives up the GIL at every SQLite call and
-every verification, and each hand-over between two threads running Python
-costs both. Without the pool, the hub spent 17-20% less CPU on a drain and
-drained 7% more events per second (five alternating pairs of 20,000- and
-40,000-event drains, ``scripts/PERFORMANCE.md``). A hub whose database runs
-several threads (PostgreSQL) still checks several pushes at once.
-An item byte-for-byte equal to an event already stored (a push
-and a pull crossing, a retried batch) is not verified again: the stored copy
-was, with the same key; only its key is checked again (it may have been
-revoked since).
+The checks of an item are in ``node.checks``. They run on the thread that
+stores the batch (the database thread), before its transaction begins, except
+for a hub's large pushes, which ``start`` sends to a worker process as soon as
+they are authenticated (``node.check_worker``): the database thread then takes
+the events that passed, and adds the checks that need the directory. Ed25519
+verification in libsodium releases the GIL, and a large batch used to be
+verified in chunks on a thread pool instead, while the chunks before it were
+stored. On this project's 2-core VM that cost more than it gave: the database
+thread gives up the GIL at every SQLite call and every verification, and each
+hand-over between two threads running Python costs both. Without the pool, the
+hub spent 17-20% less CPU on a drain and drained 7% more events per second
+(five alternating pairs of 20,000- and 40,000-event drains,
+``scripts/PERFORMANCE.md``). An item byte-for-byte equal to an event already
+stored (a push and a pull crossing, a retried batch) is not verified again on
+the database thread: the stored copy was, with the same key; only its key is
+checked again (it may have been revoked since).
 """
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import orjson
 
-from node.clock import MAX_AHEAD_MS, too_far_ahead
+from node.check_worker import CheckContext, CheckWorker, check_body
+from node.checks import item_id, positioned, routes_within, shaped, signed_by
 from node.errors import IntegrityError, ValidationError
 from node.keys import load_signing_public
 from schemas.events import Event, within_bytes
 
 log = logging.getLogger(__name__)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
-MAX_POSITION = 2**63 - 1   # a queue position: the largest integer the databases' columns hold
+WORKER_FROM = 64     # items: a smaller pushed batch is checked on the database thread
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
 
@@ -103,12 +107,6 @@ class KeyDirectory:
         self._cache.clear()
 
 
-def _positioned(item) -> bool:
-    """Is ``item`` a batch item with an event and a queue position the databases can hold?"""
-    return isinstance(item, dict) and "event" in item and type(item.get("pos")) is int and (
-        0 <= item["pos"] <= MAX_POSITION)
-
-
 def _chain_problem(e: Event, taken: dict[int, str], after: dict[int, str], prev_of: dict[str, str],
                    refused: set[int]) -> str | None:
     """Why ``e`` breaks its author's chain here, or None: ``taken`` is the author's seq -> event id held (or
@@ -135,42 +133,17 @@ class Receiver:
         self.keys = keys
         self.react = react
         self.now = now
+        self.worker = CheckWorker()
         # sender -> {after: last position} of batches applied while an earlier one was still missing (two
         # pushes in flight may be answered out of order); the cursor moves over them once the gap is filled.
         # Kept in memory only: after a restart the cursor waits for the next pull instead.
         self._ahead: dict[str, dict[int, int]] = {}
 
     def _check(self, sender: str, item, known: dict[str, str], hosts: dict[str, str]) -> tuple[int, Event]:
-        if not _positioned(item):
-            raise ValidationError(f"item must be an object with 'pos' (an integer from 0 to {MAX_POSITION}) "
-                                  "and 'event'")
-        event = Event.from_wire(item["event"])
-        if event.type == "created" and event.payload.get("hub") not in (None, self.node.hub_id):
-            raise ValidationError(f"event {event.id}: the ticket names {event.payload['hub']} as its hub, not "
-                                  f"{self.node.hub_id}")
-        if event.type == "routed" and event.author != self.node.hub_id and (
-                event.payload["node"] != event.author or hosts.get(event.payload["institution"]) != event.author):
-            raise ValidationError(f"event {event.id}: {event.author} routes to {event.payload['institution']} at "
-                                  f"{event.payload['node']}, not an institution it hosts (only the hub routes "
-                                  "elsewhere)")
-        if self.node.role == "hub" and event.author != sender:
-            raise ValidationError(f"{sender} may only send its own events, not {event.author}'s")
-        if self.node.role != "hub" and sender != self.node.hub_id:
-            raise ValidationError(f"only the hub may forward events, not {sender}")
-        if too_far_ahead(event.hlc, int(self.now() * 1000)):
-            raise ValidationError(f"event {event.id}: its clock {event.hlc} is more than {MAX_AHEAD_MS // 60000} "
-                                  "minutes ahead of this node's")
-        entry = self.keys.lookup(event.key)
-        if entry is None:
-            raise IntegrityError(f"event {event.id}: unknown or revoked signing key {event.key}")
-        if entry[0] != event.author:
-            raise IntegrityError(f"event {event.id}: key {event.key} does not belong to author {event.author}")
-        try:
-            if event.id not in known or known[event.id] != event.canonical_wire():
-                event.verify(entry[1])
-        except ValueError as exc:   # (RFC 8785 cannot encode it: a number past 2**53, say)
-            raise ValidationError(f"event {event.id}: has no canonical form: {exc}") from exc
-        return item["pos"], event
+        pos, event = shaped(item, sender, self.node.role, self.node.hub_id, int(self.now() * 1000))
+        routes_within(event, self.node.hub_id, hosts)
+        signed_by(event, self.keys.lookup(event.key), known)
+        return pos, event
 
     def unknown_keys(self, items: Sequence) -> set[str]:
         """The signing key ids that ``items`` (wire batch items) name and that are not valid here: unknown
@@ -195,20 +168,61 @@ class Receiver:
             try:
                 good.append(self._check(sender, item, known, hosts))
             except (ValidationError, IntegrityError) as exc:
-                ident = item.get("event", {}).get("id", "?") if isinstance(item, dict) and isinstance(
-                    item.get("event"), dict) else "?"
-                log.warning("rejected event %s from %s: %s", ident, sender, exc)
-                rejected.append((str(ident), str(exc)))
+                log.warning("rejected event %s from %s: %s", item_id(item), sender, exc)
+                rejected.append((item_id(item), str(exc)))
         return good, rejected
 
-    def receive(self, sender: str, after: int, items: Sequence, *, dead_letter: bool = False) -> Received:
-        """Check and apply one batch.
+    def start(self, sender: str, body: bytes, items: list) -> Future | None:
+        """Start checking a large pushed batch (``body``, parsed as ``items``) in the worker process; the
+        future to hand to ``receive``, or None (a small batch, or no worker: ``receive`` checks it). Called
+        as soon as the push is authenticated, so that it is checked while the batch ahead is stored."""
+        if len(items) < WORKER_FROM:
+            return None
+        keys = {}
+        for k in {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}:
+            entry = self.keys.lookup(k) if isinstance(k, str) else None
+            if entry is not None:
+                keys[k] = (entry[0], entry[1].public_bytes_raw())
+        ctx = CheckContext(sender, self.node.role, self.node.hub_id, int(self.now() * 1000), keys)
+        return self.worker.submit(check_body, body, ctx)
+
+    def _checked_by_worker(self, sender: str, started: Future) -> tuple[list, list] | None:
+        """The outcome of ``start``'s checks, with the routing check added (it needs the directory's
+        institutions); None if the worker failed (the batch is then checked here)."""
+        try:
+            answers = started.result()
+        except Exception as exc:   # (the worker died, BrokenProcessPool; or what it raised)
+            self.worker.lost(exc)
+            return None
+        good, rejected, hosts = [], [], None
+        for ok, a, b in answers:
+            if not ok:
+                log.warning("rejected event %s from %s: %s", a, sender, b)
+                rejected.append((a, b))
+                continue
+            event = Event.from_stored(b)   # (checked in the worker)
+            if event.type == "routed" and hosts is None:
+                with self.node.storage.read() as tx:
+                    hosts = {i["id"]: i["node_id"] for i in tx.institutions()}
+            try:
+                routes_within(event, self.node.hub_id, hosts or {})
+            except ValidationError as exc:
+                log.warning("rejected event %s from %s: %s", event.id, sender, exc)
+                rejected.append((event.id, str(exc)))
+                continue
+            good.append((a, event))
+        return good, rejected
+
+    def receive(self, sender: str, after: int, items: Sequence, started: Future | None = None, *,
+                dead_letter: bool = False) -> Received:
+        """Check and apply one batch (``started``: its checks, if ``start`` began them).
 
         ``dead_letter``: the rejected items go to our own dead-letter list, under the sender's name, in the
         transaction that moves the sender's cursor past them. For a batch we pulled: no sender hears of its
         rejections, so without this they would vanish."""
         items = list(items)
-        good, rejected = self.check_items(sender, items)
+        outcome = self._checked_by_worker(sender, started) if started is not None else None
+        good, rejected = outcome or self.check_items(sender, items)
         with self.node.storage.transaction() as tx:
             events = self._one_created(tx, sender, self.chain_checked(tx, sender, [e for _, e in good], rejected),
                                        rejected)
@@ -217,7 +231,7 @@ class Receiver:
                 self.react(tx, states, fresh)
             if dead_letter:   # (an id is the sender's claim: cut to the column's width, which a hash fits)
                 tx.add_dead_letters(sender, [(i[:64], f"refused here: {r}") for i, r in rejected])
-            last = max((i["pos"] for i in items if _positioned(i)), default=None)
+            last = max((i["pos"] for i in items if positioned(i)), default=None)
             ahead = last is not None and after > tx.peer(sender)["cursor"]
             if last is not None and not ahead:
                 tx.advance_peer(sender, cursor=self._past_gaps(sender, last))

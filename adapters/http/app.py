@@ -83,6 +83,8 @@ def build_app(node: Node) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         app["checkpointer"] = node.storage.checkpoint_in_background()
+        if node.role == "hub":   # (its start-up, off the first large push's way)
+            receiver.worker.warm()
         await sync.start()
         scheduler = build_scheduler(node, sync, refresh_directory, anti_entropy)
         scheduler.start()
@@ -103,6 +105,7 @@ def build_app(node: Node) -> web.Application:
         await sync.stop()
         if app["checkpointer"] is not None:
             app["checkpointer"].stop()
+        receiver.worker.close()
         node.close()
 
     app.on_startup.append(on_startup)

@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from concurrent.futures import Future
 
 import orjson
 from aiohttp import web
@@ -179,21 +180,24 @@ def _json(body: bytes) -> object:
         raise ValidationError("body is not valid JSON") from exc
 
 
-def _parse_push(request, sender, body) -> dict:
-    """The batch, refused before its nonce is spent if it is not one."""
+def _parse_push(request, sender, body) -> tuple[dict, Future | None]:
+    """The batch, refused before its nonce is spent if it is not one, and at a hub its checks started in
+    the worker process (``Receiver.start``)."""
     data = _json(body)
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not isinstance(data.get("after"), int):
         raise ValidationError("body must be {'after': int, 'items': [...]}")
     if len(data["items"]) > 5000:
         raise ValidationError("at most 5000 items per batch")
-    return data
+    hub = request.app["node"].role == "hub"
+    return data, request.app["receiver"].start(sender, body, data["items"]) if hub else None
 
 
-async def _push(request, sender, body, data: dict) -> dict:
+async def _push(request, sender, body, parsed: tuple[dict, Future | None]) -> dict:
+    data, started = parsed
     node, receiver = request.app["node"], request.app["receiver"]
     if node.role != "hub":   # (a batch that carries keys it does not know: a directory refresh first)
         await request.app["sync"].learn_keys(sender, data["items"])
-    result = await node.db(receiver.receive, sender, data["after"], data["items"])
+    result = await node.db(receiver.receive, sender, data["after"], data["items"], started)
     if result.duplicates:
         # Harmless (the inbox makes delivery idempotent) but worth seeing: a push/pull race,
         # a sender that lost its checkpoint, or a double send.

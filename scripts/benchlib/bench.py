@@ -197,6 +197,11 @@ def report(args, res: dict) -> tuple[str, bool]:
                        .get("vmhwm_mb", 0.0))
             row(f"  peak RSS {name} ({dr['events']:,} backlog)", peak, "MB", None, "<= 200 MB",
                 peak <= TARGET_RSS_MB)
+            helpers = [h["vmhwm_mb"] for h in p.get("helpers", [])]
+            if helpers:   # (a hub's check worker and multiprocessing's resource tracker)
+                row(f"    its {len(helpers)} worker processes", " / ".join(f"{h:.1f}" for h in helpers), "MB", None,
+                    "<= 200 MB", max(helpers) <= TARGET_RSS_MB)
+                row(f"    {name}, all its processes (sum of peaks)", round(peak + sum(helpers), 1), "MB")
     if "intake" in res:
         row("  peak RSS intake node", res["intake"]["memory_mb"].get("VmHWM", 0.0), "MB", None, "<= 200 MB",
             res["intake"]["memory_mb"].get("VmHWM", 0.0) <= TARGET_RSS_MB)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import time
 
 from benchlib import backlog, ceiling
-from benchlib.common import PgDb, ReadOnlyDb, cpu_seconds, node_db, proc_memory, say
+from benchlib.common import PgDb, ReadOnlyDb, cpu_seconds, descendants, node_db, proc_memory, say
 
 
 def _hub_db(cluster) -> ReadOnlyDb | PgDb:
@@ -54,7 +54,9 @@ def _usage(cluster, names, cpu0: dict) -> dict:
     for n in names:
         pid = cluster.proc(n).popen.pid
         out[n] = {"pid": pid, **{k.lower() + "_mb": round(v, 1) for k, v in proc_memory(pid).items()},
-                  "cpu_s": round(cpu_seconds(pid) - cpu0.get(n, 0.0), 2)}
+                  "cpu_s": round(cpu_seconds(pid) - cpu0.get(n, 0.0), 2),   # (its worker processes' included)
+                  "helpers": [{"pid": h, "vmhwm_mb": round(proc_memory(h).get("VmHWM", 0.0), 1)}
+                              for h in descendants(pid)]}
     return out
 
 

@@ -3,6 +3,10 @@
 With two pushes in flight, a hub may apply a district's second batch before its first. The cursor (how far
 the hub holds the district's queue, where its pulls start) must then wait for the first and move over both.
 """
+import os
+import signal
+
+import orjson
 import pytest
 
 from node.cluster import Cluster
@@ -12,6 +16,23 @@ from node.federation import KeyDirectory, Receiver
 from node.reactions import hub_react
 from node.verify import verify_log
 from schemas.complaints import ComplaintIn
+
+
+@pytest.fixture(params=["database-thread", "worker-process"])
+def checked(request, monkeypatch):
+    """``receive(receiver, sender, after, batch)`` with the batch's checks on the database thread, or in the
+    worker process, as a hub's large push (node.check_worker): the outcome must be the same."""
+    def receive(receiver, sender, after, batch):
+        if request.param == "database-thread":
+            return receiver.receive(sender, after, batch)
+        monkeypatch.setattr("node.federation.WORKER_FROM", 1)
+        started = receiver.start(sender, orjson.dumps({"after": after, "items": batch}), batch)
+        assert started is not None
+        try:
+            return receiver.receive(sender, after, batch, started)
+        finally:
+            receiver.worker.close()
+    return receive
 
 
 def _queued(district, bodies) -> list[dict]:
@@ -53,7 +74,7 @@ def test_a_batch_that_failed_to_store_is_not_passed_over(pair, sample_complaints
         assert not tx.existing_event_ids(i["event"]["id"] for i in second)
 
 
-def test_a_batch_that_overlaps_the_one_before_it_keeps_its_outcome(pair, sample_complaints):
+def test_a_batch_that_overlaps_the_one_before_it_keeps_its_outcome(pair, sample_complaints, checked):
     """Two pushes in flight, or a batch sent again after a lost answer, carry some events twice. The
     outcome must not change: a forged event is still refused, and an event the batch ahead carried too is
     stored once."""
@@ -65,13 +86,69 @@ def test_a_batch_that_overlaps_the_one_before_it_keeps_its_outcome(pair, sample_
                                                     "payload": {**batch[10]["event"]["payload"], "title": "palsu"}}}
     receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
     assert receiver.receive("kab-paser", 0, ahead).accepted == 4
-    got = receiver.receive("kab-paser", ahead[-1]["pos"], batch)
+    got = checked(receiver, "kab-paser", ahead[-1]["pos"], batch)
     assert [i for i, _ in got.rejected] == [batch[10]["event"]["id"]]
     assert (got.accepted, got.duplicates) == (len(batch) - 2, 1)
     assert got.cursor == items[-1]["pos"]
     with hub.storage.read() as tx:
         assert tx.count_events() >= len(items) - 1
         assert not tx.existing_event_ids([batch[10]["event"]["id"]])
+
+
+def test_a_push_whose_worker_died_is_checked_on_the_database_thread(pair, sample_complaints, monkeypatch, caplog):
+    """The worker process killed (the OOM killer, say) while a push waits for it: the push is checked here
+    instead, with the same outcome, and the next push starts another worker."""
+    district, hub = pair
+    monkeypatch.setattr("node.federation.WORKER_FROM", 1)
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:4])
+    forged = {**items[1], "event": {**items[1]["event"], "payload": {**items[1]["event"]["payload"], "title": "x"}}}
+    batch = [items[0], forged, *items[2:]]
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    try:
+        first = receiver.worker.submit(os.getpid).result(timeout=60)
+        os.kill(first, signal.SIGKILL)
+        started = receiver.start("kab-paser", orjson.dumps({"after": 0, "items": batch}), batch)
+        got = receiver.receive("kab-paser", 0, batch, started)
+        assert [i for i, _ in got.rejected] == [forged["event"]["id"]]
+        assert got.accepted == len(batch) - 1
+        assert "check worker process failed" in caplog.text
+        assert receiver.worker.submit(os.getpid).result(timeout=60) not in (None, first)
+    finally:
+        receiver.worker.close()
+
+
+def test_the_worker_exits_when_its_node_is_killed(tmp_path):
+    """Nothing else would stop it: the node SIGKILLed (or OOM-killed) leaves no worker behind."""
+    import subprocess
+    import sys
+    import time
+    script = ("import os, sys, time\nfrom node.check_worker import CheckWorker\n"
+              "w = CheckWorker()\nprint(w.submit(os.getpid).result(timeout=60), flush=True)\ntime.sleep(120)\n")
+    node = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=os.getcwd())
+    try:
+        worker = int(node.stdout.readline())
+        os.kill(node.pid, signal.SIGKILL)
+        node.wait(10)
+        for _ in range(100):
+            try:
+                os.kill(worker, 0)
+            except ProcessLookupError:
+                break
+            _reap(worker)
+            time.sleep(0.1)
+        else:
+            os.kill(worker, signal.SIGKILL)
+            pytest.fail("the worker outlived its node")
+    finally:
+        node.kill()
+
+
+def _reap(pid: int) -> None:
+    """(An orphan is reaped by init; here, if this test process adopted it as a subreaper, by us.)"""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
 
 
 def _forged(district, items, case: str, seq: int = 1000) -> dict:
@@ -122,7 +199,7 @@ def _forged(district, items, case: str, seq: int = 1000) -> dict:
     ("seq-past-2**53", "seq"), ("chain-broken", "chain broken"),
     ("routed-elsewhere-by-a-district", "not an institution it hosts"),
     ("routed-to-another-node-by-a-district", "not an institution it hosts")])
-def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case, reason):
+def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case, reason, checked):
     """Each forgery is signed by the sender itself, so only the rule refuses it: the rest of its batch is
     stored, the sender learns why, and the hub's clock does not follow a clock far ahead of its own."""
     district, hub = pair
@@ -133,7 +210,7 @@ def test_an_event_breaking_a_rule_is_refused_alone(pair, sample_complaints, case
         batch.insert(-1, {"pos": items[-1]["pos"] + 1, "event": _forged(district, items, "another", seq=1000)})
         batch[-1] = {"pos": items[-1]["pos"] + 2, "event": forged}
     receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
-    result = receiver.receive("kab-paser", 0, batch)
+    result = checked(receiver, "kab-paser", 0, batch)
     assert [i for i, _ in result.rejected] == [forged["id"]]
     assert reason in result.rejected[0][1]
     assert result.accepted == len(batch) - 1
