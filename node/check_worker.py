@@ -7,9 +7,10 @@ beside it does not help: the GIL's hand-overs cost more than they save
 (node.federation). A process does. A push's body goes to the worker as soon
 as the push is authenticated, is checked there while the batch ahead of it is
 stored, and the database thread takes the events that passed as their
-canonical JSON, a few microseconds each. In alternating 20,000-event drains on
-a 2-core VM, a hub drained 24-28% more events per second with the worker, for
-about 5% more CPU across its processes (``scripts/PERFORMANCE.md``).
+canonical JSON, a few microseconds each. In three alternating pairs of
+20,000-event drains on a 2-core VM, a hub drained 31% more events per second
+with the worker (3,424-3,546 against 2,542-2,793), for 8% more CPU across its
+processes (``scripts/PERFORMANCE.md``).
 
 What needs the directory's institutions or the database stays on the database
 thread: that a district routes only to institutions it hosts, and the chain,
