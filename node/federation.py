@@ -51,6 +51,7 @@ from schemas.events import Event, within_bytes
 log = logging.getLogger(__name__)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
 WORKER_FROM = 64     # items: a smaller pushed batch is checked on the database thread
+WORKER_KEYS = 4      # signing keys a batch for the worker names at most (a district's own, rotations included)
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
 
@@ -178,8 +179,11 @@ class Receiver:
         as soon as the push is authenticated, so that it is checked while the batch ahead is stored."""
         if len(items) < WORKER_FROM:
             return None
+        named = {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}
+        if len(named) > WORKER_KEYS:   # (a key not cached is read from the database, here on the event loop)
+            return None
         keys = {}
-        for k in {i["event"].get("key") for i in items if isinstance(i, dict) and isinstance(i.get("event"), dict)}:
+        for k in named:
             entry = self.keys.lookup(k) if isinstance(k, str) else None
             if entry is not None:
                 keys[k] = (entry[0], entry[1].public_bytes_raw())

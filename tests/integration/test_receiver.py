@@ -117,6 +117,19 @@ def test_a_push_whose_worker_died_is_checked_on_the_database_thread(pair, sample
         receiver.worker.close()
 
 
+@pytest.mark.parametrize("items, keys", [(63, 1), (64, 5)])
+def test_a_small_push_or_one_naming_many_keys_is_checked_on_the_database_thread(pair, items, keys):
+    """Only a large batch is worth the trip to the worker; and resolving many keys would read the directory on
+    the event loop, so a batch naming more than a district's few goes to the database thread."""
+    from node.federation import WORKER_FROM, WORKER_KEYS
+    assert (items, keys) in ((WORKER_FROM - 1, 1), (WORKER_FROM, WORKER_KEYS + 1))
+    district, hub = pair
+    batch = [{"pos": i, "event": {"key": f"kab-paser#sig-{i % keys}"}} for i in range(items)]
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    assert receiver.start("kab-paser", orjson.dumps({"after": 0, "items": batch}), batch) is None
+    assert receiver.worker._pool is None
+
+
 def test_the_worker_exits_when_its_node_is_killed(tmp_path):
     """Nothing else would stop it: the node SIGKILLed (or OOM-killed) leaves no worker behind."""
     import subprocess
