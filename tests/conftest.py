@@ -16,12 +16,20 @@ import uuid
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from sqlalchemy import MetaData, create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from node import samples
 
 SAMPLE_DIR = samples.sample_dir()   # (the fixture below is also named sample_dir)
+
+# The property tests run the same examples in every run, so that a run's outcome does not depend on its luck:
+# a fresh clone has no example database, and CI once failed on an example no run before had drawn (the
+# strict xfail in tests/unit/test_merge.py). SIMPUL_HYPOTHESIS_EXPLORE=1 draws new ones, to look for more.
+settings.register_profile("fixed", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile("explore" if os.environ.get("SIMPUL_HYPOTHESIS_EXPLORE") == "1" else "fixed")
 META_KEYS = ("filed_at", "note")
 
 

@@ -59,7 +59,8 @@ def _stat(pid: int) -> list[str] | None:
 
 
 def descendants(pid: int) -> list[int]:
-    """The live processes started by ``pid``, and by them (a node's verification worker and its forkserver)."""
+    """The live processes started by ``pid``, and by them (a hub's check worker and multiprocessing's
+    resource tracker)."""
     parents: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
