@@ -114,6 +114,8 @@ class CheckWorker:
         log.warning("the check worker process failed (%s); checking on the database thread meanwhile", exc)
         pool, self._pool = self._pool, None
         if pool is not None:
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.kill()   # (one that hangs would otherwise stay; the pool has no public way)
             pool.shutdown(wait=False, cancel_futures=True)
 
     def close(self) -> None:

@@ -38,6 +38,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import orjson
@@ -51,6 +52,7 @@ from schemas.events import Event, within_bytes
 log = logging.getLogger(__name__)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
 WORKER_FROM = 64     # items: a smaller pushed batch is checked on the database thread
+WORKER_WAIT_S = 60.0 # how long the database thread waits for the worker's answer (500 events take ~0.1 s)
 WORKER_KEYS = 4      # signing keys a batch for the worker names at most (a district's own, rotations included)
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
@@ -194,9 +196,12 @@ class Receiver:
         """The outcome of ``start``'s checks, with the routing check added (it needs the directory's
         institutions); None if the worker failed (the batch is then checked here)."""
         try:
-            answers = started.result()
-        except Exception as exc:   # (the worker died, BrokenProcessPool; or what it raised)
+            answers = started.result(timeout=WORKER_WAIT_S)
+        except (BrokenProcessPool, TimeoutError) as exc:   # (it died, or hangs: another next time)
             self.worker.lost(exc)
+            return None
+        except Exception as exc:   # (what the checks raised there: here, they raise it again, or pass)
+            log.warning("checking a push from %s in the worker process raised %r; checking it here", sender, exc)
             return None
         good, rejected, hosts = [], [], None
         for ok, a, b in answers:

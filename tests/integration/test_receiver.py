@@ -117,6 +117,30 @@ def test_a_push_whose_worker_died_is_checked_on_the_database_thread(pair, sample
         receiver.worker.close()
 
 
+def test_a_push_whose_worker_hangs_is_checked_on_the_database_thread(pair, sample_complaints, monkeypatch, caplog):
+    """A worker that does not answer (stopped, say) holds a push for ``WORKER_WAIT_S`` at most: it is then checked
+    here, and the worker is replaced."""
+    district, hub = pair
+    monkeypatch.setattr("node.federation.WORKER_FROM", 1)
+    monkeypatch.setattr("node.federation.WORKER_WAIT_S", 2.0)
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    stopped = receiver.worker.submit(os.getpid).result(timeout=60)
+    try:
+        os.kill(stopped, signal.SIGSTOP)
+        started = receiver.start("kab-paser", orjson.dumps({"after": 0, "items": items}), items)
+        got = receiver.receive("kab-paser", 0, items, started)
+        assert (got.accepted, got.rejected) == (len(items), ())
+        assert "check worker process failed" in caplog.text
+        assert receiver.worker.submit(os.getpid).result(timeout=60) != stopped
+    finally:
+        receiver.worker.close()
+        try:
+            os.kill(stopped, signal.SIGKILL)
+        except ProcessLookupError:   # (killed by the receiver already)
+            pass
+
+
 @pytest.mark.parametrize("items, keys", [(63, 1), (64, 5)])
 def test_a_small_push_or_one_naming_many_keys_is_checked_on_the_database_thread(pair, items, keys):
     """Only a large batch is worth the trip to the worker; and resolving many keys would read the directory on
