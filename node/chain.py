@@ -45,13 +45,13 @@ import time
 import orjson
 
 from adapters.transport import Peer
+from node.checks import MAX_POSITION
 from node.errors import PeerError, SimpulError, ValidationError
 from schemas.events import Event, within_bytes
 
 log = logging.getLogger(__name__)
 PAGE = 1000          # events per page of the hub's copy
 CHECKPOINTS = 64     # (seq, id) pairs a district sends at most
-MAX_CURSOR = 2**31 - 1   # a queue position: what the databases' outbox and checkpoint columns hold
 
 
 def checkpoint_seqs(head: int) -> list[int]:
@@ -125,7 +125,7 @@ class ChainRecovery:
         have = await self.node.db(self._checkpoints)
         first = _answer(peer, await ask(peer, {"have": have, "after": 0, "limit": 0}))
         head, common, cursor = _head(peer, first), first.get("common"), first.get("cursor", 0)
-        if type(common) is not int or common < 0 or type(cursor) is not int or not 0 <= cursor <= MAX_CURSOR:
+        if type(common) is not int or common < 0 or type(cursor) is not int or not 0 <= cursor <= MAX_POSITION:
             raise PeerError(f"{peer.node_id}'s chain answer has no 'common' seq or 'cursor'", retryable=False)
         await self.node.db(self._queue_above, peer.node_id, cursor)
         if head is None or await self.node.db(self._holds, head):

@@ -40,12 +40,14 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import orjson
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from node.checks import item_id, shaped, signed_by
 from node.errors import IntegrityError, ValidationError
 
 log = logging.getLogger(__name__)
 PARENT_CHECK_S = 1.0   # how often the worker looks whether its node is still there
+WAIT_S = 60.0          # how long an answer is waited for (500 events take ~0.1 s): a worker past it hangs
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,6 @@ class CheckContext:
 def check_body(body: bytes, ctx: CheckContext) -> list[tuple]:
     """In the worker: each item of the pushed ``body`` as (True, pos, canonical JSON) if it passes every
     check that needs neither the directory's institutions nor the database, else (False, id, reason)."""
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
     publics = {k: (node, Ed25519PublicKey.from_public_bytes(raw)) for k, (node, raw) in ctx.keys.items()}
     out: list[tuple] = []
     for item in orjson.loads(body)["items"]:
@@ -108,6 +109,18 @@ class CheckWorker:
         except (BrokenProcessPool, RuntimeError, OSError) as exc:
             self.lost(exc)
             return None
+
+    def answer(self, future: Future, what: str):
+        """What ``future`` (from ``submit``) returned, or None if the worker failed to give it: one that died
+        or hangs is replaced (``lost``); an exception the work itself raised leaves the worker as it is."""
+        try:
+            return future.result(timeout=WAIT_S)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            self.lost(exc)
+        except Exception as exc:   # (the caller does the work itself, and meets it again there, or not)
+            log.warning("checking %s in the worker process raised %r; checking it on the database thread", what,
+                        exc)
+        return None
 
     def lost(self, exc: BaseException) -> None:
         """The worker failed (``exc``): the next ``submit`` starts another."""

@@ -12,7 +12,9 @@ from node.clock import MAX_AHEAD_MS, too_far_ahead
 from node.errors import IntegrityError, ValidationError
 from schemas.events import Event
 
-MAX_POSITION = 2**63 - 1   # a queue position: the largest integer the databases' columns hold
+# A queue position: what the outbox ids and the peers' checkpoints hold on PostgreSQL (INTEGER, 4 bytes);
+# SQLite's hold more, but no node hands out a position past it.
+MAX_POSITION = 2**31 - 1
 
 
 def positioned(item) -> bool:

@@ -38,7 +38,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 
 import orjson
@@ -52,7 +51,6 @@ from schemas.events import Event, within_bytes
 log = logging.getLogger(__name__)
 GAPS_KEPT = 64       # batches applied ahead of a missing one, remembered per sender
 WORKER_FROM = 64     # items: a smaller pushed batch is checked on the database thread
-WORKER_WAIT_S = 60.0 # how long the database thread waits for the worker's answer (500 events take ~0.1 s)
 WORKER_KEYS = 4      # signing keys a batch for the worker names at most (a district's own, rotations included)
 KEY_CACHE_S = 5.0    # how long a directory key is trusted before it is read again (a revocation's delay)
 
@@ -110,6 +108,16 @@ class KeyDirectory:
         self._cache.clear()
 
 
+def _hosts(tx) -> dict[str, str]:
+    """Institution -> the node that hosts it (``node.checks.routes_within``)."""
+    return {i["id"]: i["node_id"] for i in tx.institutions()}
+
+
+def _refuse(sender: str, rejected: list[tuple[str, str]], event_id: str, reason: str) -> None:
+    log.warning("rejected event %s from %s: %s", event_id, sender, reason)
+    rejected.append((event_id, reason))
+
+
 def _chain_problem(e: Event, taken: dict[int, str], after: dict[int, str], prev_of: dict[str, str],
                    refused: set[int]) -> str | None:
     """Why ``e`` breaks its author's chain here, or None: ``taken`` is the author's seq -> event id held (or
@@ -165,14 +173,13 @@ class Receiver:
                      for i in items)
         with self.node.storage.read() as tx:   # (institution -> its node, in the same read, if anything routes)
             known = tx.stored_raw(ids)
-            hosts = {i["id"]: i["node_id"] for i in tx.institutions()} if routes else {}
+            hosts = _hosts(tx) if routes else {}
         good, rejected = [], []
         for item in items:
             try:
                 good.append(self._check(sender, item, known, hosts))
             except (ValidationError, IntegrityError) as exc:
-                log.warning("rejected event %s from %s: %s", item_id(item), sender, exc)
-                rejected.append((item_id(item), str(exc)))
+                _refuse(sender, rejected, item_id(item), str(exc))
         return good, rejected
 
     def start(self, sender: str, body: bytes, items: list) -> Future | None:
@@ -195,31 +202,26 @@ class Receiver:
     def _checked_by_worker(self, sender: str, started: Future) -> tuple[list, list] | None:
         """The outcome of ``start``'s checks, with the routing check added (it needs the directory's
         institutions); None if the worker failed (the batch is then checked here)."""
-        try:
-            answers = started.result(timeout=WORKER_WAIT_S)
-        except (BrokenProcessPool, TimeoutError) as exc:   # (it died, or hangs: another next time)
-            self.worker.lost(exc)
+        answers = self.worker.answer(started, f"a push from {sender}")
+        if answers is None:
             return None
-        except Exception as exc:   # (what the checks raised there: here, they raise it again, or pass)
-            log.warning("checking a push from %s in the worker process raised %r; checking it here", sender, exc)
-            return None
-        good, rejected, hosts = [], [], None
+        good, rejected = [], []
         for ok, a, b in answers:
-            if not ok:
-                log.warning("rejected event %s from %s: %s", a, sender, b)
-                rejected.append((a, b))
-                continue
-            event = Event.from_stored(b)   # (checked in the worker)
-            if event.type == "routed" and hosts is None:
-                with self.node.storage.read() as tx:
-                    hosts = {i["id"]: i["node_id"] for i in tx.institutions()}
-            try:
-                routes_within(event, self.node.hub_id, hosts or {})
-            except ValidationError as exc:
-                log.warning("rejected event %s from %s: %s", event.id, sender, exc)
-                rejected.append((event.id, str(exc)))
-                continue
-            good.append((a, event))
+            if ok:
+                good.append((a, Event.from_stored(b)))   # (checked in the worker)
+            else:
+                _refuse(sender, rejected, a, b)
+        if any(e.type == "routed" for _, e in good):
+            with self.node.storage.read() as tx:
+                hosts = _hosts(tx)
+            refused = set()
+            for _, event in good:
+                try:
+                    routes_within(event, self.node.hub_id, hosts)
+                except ValidationError as exc:
+                    _refuse(sender, rejected, event.id, str(exc))
+                    refused.add(event.id)
+            good = [(pos, e) for pos, e in good if e.id not in refused]
         return good, rejected
 
     def receive(self, sender: str, after: int, items: Sequence, started: Future | None = None, *,

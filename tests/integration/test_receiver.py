@@ -28,6 +28,8 @@ def checked(request, monkeypatch):
         monkeypatch.setattr("node.federation.WORKER_FROM", 1)
         started = receiver.start(sender, orjson.dumps({"after": after, "items": batch}), batch)
         assert started is not None
+        monkeypatch.setattr(receiver, "check_items", lambda *a: pytest.fail("checked on the database thread, "
+                                                                            "not in the worker"))
         try:
             return receiver.receive(sender, after, batch, started)
         finally:
@@ -118,11 +120,11 @@ def test_a_push_whose_worker_died_is_checked_on_the_database_thread(pair, sample
 
 
 def test_a_push_whose_worker_hangs_is_checked_on_the_database_thread(pair, sample_complaints, monkeypatch, caplog):
-    """A worker that does not answer (stopped, say) holds a push for ``WORKER_WAIT_S`` at most: it is then checked
-    here, and the worker is replaced."""
+    """A worker that does not answer (stopped, say) holds a push for ``check_worker.WAIT_S`` at most: it is
+    then checked here, and the worker is replaced."""
     district, hub = pair
     monkeypatch.setattr("node.federation.WORKER_FROM", 1)
-    monkeypatch.setattr("node.federation.WORKER_WAIT_S", 2.0)
+    monkeypatch.setattr("node.check_worker.WAIT_S", 2.0)
     items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
     receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
     stopped = receiver.worker.submit(os.getpid).result(timeout=60)
@@ -371,7 +373,7 @@ def test_routing_follows_a_rule_another_process_adds(pair, sample_complaints):
         assert tx.get_ticket(later[-1]["event"]["ticket"]).institution == "kanal-baru"
 
 
-@pytest.mark.parametrize("pos", [True, 2**63, -1, "1"])
+@pytest.mark.parametrize("pos", [True, 2**63, 2**31, -1, "1"])
 def test_an_item_whose_position_is_not_a_position_is_refused_alone(pair, sample_complaints, pos):
     """Before, a position of true or past 2**63 failed the whole push with an unsigned 500."""
     district, hub = pair
