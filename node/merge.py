@@ -43,7 +43,7 @@ state) replaces the provisional choice everywhere it replicates.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from schemas.events import Event
@@ -119,11 +119,20 @@ def holder_after(events: Sequence[Event]) -> str | None:
     return _holder_seen(frozenset(by_id), by_id)
 
 
-def find_conflicts(events: Sequence[Event], hub: str | None) -> list[ConflictSpec]:
+def find_conflicts(events: Sequence[Event], hub: str | None,
+                   holder_at: Callable[[frozenset[str]], str | None] | None = None) -> list[ConflictSpec]:
+    """The conflicts among ``events`` that no rule settles.
+
+    An event is the holder's progress if its author held the ticket as it saw it: ``holder_at`` gives the
+    holder after a set of events (the event's ancestors). The fold passes its own (``node.ticket``), which
+    follows the provisional winner of a rerouting that raced an accept: the holder that kept the ticket
+    goes on progressing after it saw the losing rerouting, and an archive concurrent with that progress is
+    a conflict too. Without it, the node of the newest routing among the ancestors (``_holder_seen``)."""
     by_id = {e.id: e for e in events}
     anc = ancestors(events)
     concurrent = lambda x, y: x.id not in anc[y.id] and y.id not in anc[x.id]  # noqa: E731
-    progress = [e for e in events if e.type in PROGRESS and e.author == _holder_seen(anc[e.id], by_id)]
+    seen = holder_at or (lambda ids: _holder_seen(ids, by_id))
+    progress = [e for e in events if e.type in PROGRESS and e.author == seen(anc[e.id])]
     routes = [e for e in events if e.type == "routed" and e.author == hub]
     specs: list[ConflictSpec] = []
     for anchor in sorted((e for e in events if e.type == "archived" and e.author == hub), key=order_key):

@@ -246,7 +246,12 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     if created is None:
         return None
     hub = _hub_of(created)
-    specs = merge.find_conflicts(ordered, hub)
+    by_id = {e.id: e for e in ordered}
+
+    def holder_at(ids: frozenset[str]) -> str | None:   # (ancestors only: a smaller set, so this ends)
+        state = fold(by_id[i] for i in ids)
+        return state.holder_node if state is not None else None
+    specs = merge.find_conflicts(ordered, hub, holder_at)
     settled = merge.resolutions(ordered, hub=hub, origin=created.author, specs=specs)
     left_out = merge.excluded_events(specs, settled)
     # A resolution applies its merged state only as the one that settles a conflict found here: before,

@@ -184,12 +184,11 @@ def vector_concurrent(a, b, clocks):
     return not le and not ge
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "known defect, found by the property test below in a fresh clone: find_conflicts judges whether an event is "
-    "the holder's progress by the newest routing among its ancestors (merge._holder_seen), not by the "
-    "provisional winner of the reroute_vs_progress conflict among them, so the follow-up of the holder that "
-    "kept the ticket is not progress there, and the archive concurrent with it raises no conflict"))
 def test_an_archive_concurrent_with_progress_after_a_lost_rerouting_is_a_conflict():
+    """Found by the property test below in a fresh clone: whether an event is the holder's progress was judged
+    by the newest routing among its ancestors, not by who held the ticket as its author saw it (the holder that
+    won the reroute_vs_progress conflict provisionally), so the archive concurrent with its follow-up raised
+    no conflict."""
     hub, origin, holder = routed_ticket()
     reroute = hub.author("routed", {"institution": "bpp-pu", "node": OTHER})
     accepted = holder.author("accepted", wall=10)        # concurrent, and later: the holder keeps the ticket
