@@ -47,7 +47,8 @@ class HubLink(BaseModel):
 class SyncSettings(BaseModel):
     model_config = {"extra": "forbid"}
     # (Each duration has an upper bound: 1e300 passed, and the scheduler overflowed once the node served.)
-    batch_size: int = Field(500, ge=1, le=5000)
+    # 1,000, not 500: each batch costs both ends a request, a transaction and a commit; see scripts/PERFORMANCE.md
+    batch_size: int = Field(1000, ge=1, le=5000)
     inflight: int = Field(2, ge=1, le=8)   # batches sent before the first is answered
     wake_interval_s: float = Field(5.0, gt=0, le=DAY)
     pull_interval_s: float = Field(30.0, gt=0, le=DAY)
