@@ -105,9 +105,12 @@ def test_anti_entropy_brings_back_a_deleted_event(linked, sample_dir):
     cluster.wait_until(lambda: node.event_ids(ticket) == hub.event_ids(ticket), 30, what="both hold every event")
     routed = next(e for e in node.events(ticket) if e["type"] == "routed")
 
-    def settled():  # nothing in flight either way: a push retried after the deletion would bring it back too
-        return (next(p["queue_depth"] for p in hub.sync_status()["peers"] if p["peer"] == NODE) == 0
-                and next(p["queue_depth"] for p in node.sync_status()["peers"] if p["peer"] == HUB) == 0)
+    def settled():  # nothing in flight either way: a push retried after the deletion would bring it back too,
+        # and so would a pull from a cursor behind what the hub's pushes delivered (not anti-entropy's repair)
+        at_hub = next(p for p in hub.sync_status()["peers"] if p["peer"] == NODE)
+        at_node = next(p for p in node.sync_status()["peers"] if p["peer"] == HUB)
+        return (at_hub["queue_depth"] == 0 and at_node["queue_depth"] == 0
+                and at_node["checkpoint"]["cursor"] >= at_hub["checkpoint"]["acked"])
     cluster.wait_until(settled, 30, what="both queues acknowledged")
     repairs_before = next(p["repairs"] for p in node.sync_status()["peers"] if p["peer"] == HUB)
 
