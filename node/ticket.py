@@ -246,13 +246,18 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
     if created is None:
         return None
     hub = _hub_of(created)
-    by_id = {e.id: e for e in ordered}
+    state, passed_over = _fold_with(ordered, hub, created.author, frozenset())
+    if passed_over:   # whose progress each event is, again without them (merge.find_conflicts)
+        state, _ = _fold_with(ordered, hub, created.author, passed_over)
+    return state
 
-    def holder_at(ids: frozenset[str]) -> str | None:   # (ancestors only: a smaller set, so this ends)
-        state = fold(by_id[i] for i in ids)
-        return state.holder_node if state is not None else None
-    specs = merge.find_conflicts(ordered, hub, holder_at)
-    settled = merge.resolutions(ordered, hub=hub, origin=created.author, specs=specs)
+
+def _fold_with(ordered: Sequence[Event], hub: str | None, origin: str,
+               passed_over: frozenset[str]) -> tuple[TicketState | None, frozenset[str]]:
+    """The state, judging the holder's progress without the routings and returns in ``passed_over``; and
+    the routings and returns this fold left out (the losing side of a conflict) or ignored."""
+    specs = merge.find_conflicts(ordered, hub, passed_over)
+    settled = merge.resolutions(ordered, hub=hub, origin=origin, specs=specs)
     left_out = merge.excluded_events(specs, settled)
     # A resolution applies its merged state only as the one that settles a conflict found here: before,
     # any resolution (naming no conflict, on a ticket without one) set whatever state it carried.
@@ -268,7 +273,8 @@ def _fold_concurrent(ordered: Sequence[Event]) -> TicketState | None:
         state = apply(state, event)
     if specs and state is not None:
         state = replace(state, conflicts=tuple(_conflict_record(spec, settled.get(spec.id)) for spec in specs))
-    return state
+    not_applied = left_out | {i for i, _ in state.ignored} if state is not None else left_out
+    return state, frozenset(e.id for e in ordered if e.type in ("routed", "returned") and e.id in not_applied)
 
 
 def _conflict_record(spec: merge.ConflictSpec, resolution: Event | None) -> dict:

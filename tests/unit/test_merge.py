@@ -202,6 +202,27 @@ def test_an_archive_concurrent_with_progress_after_a_lost_rerouting_is_a_conflic
     assert sorted(c["kind"] for c in hub.state().conflicts) == ["archive_vs_progress", "reroute_vs_progress"]
 
 
+def test_an_archive_concurrent_with_progress_after_an_ignored_rerouting_is_a_conflict():
+    """Found by the property test with fresh examples: the hub rerouted on a view that lacked the holder's
+    accept (it held a later event of the origin's, not the accept itself), so the fold ignores the rerouting
+    (not allowed while the ticket is in progress) and the holder keeps the ticket; its follow-up, made after
+    it saw the rerouting, is its progress all the same, and the archive concurrent with it a conflict."""
+    hub, origin, holder = routed_ticket()
+    accepted = holder.author("accepted")
+    origin.receive([accepted])
+    replied = origin.author("reporter_replied")
+    hub.receive([replied])                                  # not the accept it follows
+    reroute = hub.author("routed", {"institution": "bpp-pu", "node": OTHER})
+    holder.receive([replied, reroute])
+    assert holder.state().holder_node == HOLDER            # (the rerouting is ignored: in progress)
+    followed = holder.author("followed_up")
+    archived = hub.author("archived")                      # the hub has not seen the follow-up
+    exchange(hub, origin, holder)
+    assert [c["kind"] for c in hub.state().conflicts] == ["archive_vs_progress"]
+    assert hub.state() == holder.state() == origin.state()
+    assert {followed.id, archived.id} == {i for side in hub.state().conflicts[0]["sides"] for i in side}
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.sampled_from([HUB, ORIGIN, HOLDER]), st.integers(0, 5), st.booleans()),
                       min_size=1, max_size=14),
