@@ -223,6 +223,25 @@ def test_an_archive_concurrent_with_progress_after_an_ignored_rerouting_is_a_con
     assert {followed.id, archived.id} == {i for side in hub.state().conflicts[0]["sides"] for i in side}
 
 
+def test_a_long_ticket_after_a_conflict_is_folded_with_two_looks_at_its_conflicts(monkeypatch):
+    """Judging each event by the fold of its own ancestors made a fold per event: 600 follow-ups after a
+    conflict took 25 s to fold. The fold looks for conflicts at most twice, however long the ticket."""
+    from node import merge, ticket
+    hub, origin, holder = routed_ticket()
+    reroute = hub.author("routed", {"institution": "bpp-pu", "node": OTHER})
+    accepted = holder.author("accepted", wall=10)
+    hub.receive([accepted])
+    holder.receive([reroute])
+    hub.receive([holder.author("followed_up") for _ in range(200)])
+    looks = []
+    real = merge.find_conflicts
+    monkeypatch.setattr(merge, "find_conflicts", lambda *a, **k: looks.append(1) or real(*a, **k))
+    ticket._FOLDED.clear()
+    state = hub.state()
+    assert len(looks) == 2 and state.holder_node == HOLDER and [c["kind"] for c in state.conflicts] == [
+        "reroute_vs_progress"]
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(st.tuples(st.sampled_from([HUB, ORIGIN, HOLDER]), st.integers(0, 5), st.booleans()),
                       min_size=1, max_size=14),
