@@ -104,11 +104,12 @@ class ConflictSpec:
     legacy_id: str = ""                             # the id it had when rivals counted in it (see ``_spec``)
 
 
-def _holder_seen(anc: frozenset[str], by_id: dict[str, Event], lost: frozenset[str] = frozenset()) -> str | None:
+def _holder_seen(anc: frozenset[str], by_id: dict[str, Event],
+                 passed_over: frozenset[str] = frozenset()) -> str | None:
     """The holder an event whose ancestors are ``anc`` saw: the node of the newest routing among them, or None
-    after a return; a routing or return in ``lost`` is passed over (``find_conflicts``)."""
-    last = max((by_id[i] for i in anc if by_id[i].type in ("routed", "returned") and i not in lost), key=order_key,
-               default=None)
+    after a return; a routing or return in ``passed_over`` does not count (``find_conflicts``)."""
+    moves = (by_id[i] for i in anc if by_id[i].type in ("routed", "returned") and i not in passed_over)
+    last = max(moves, key=order_key, default=None)
     return None if last is None or last.type == "returned" else last.payload.get("node")
 
 
@@ -121,11 +122,11 @@ def holder_after(events: Sequence[Event]) -> str | None:
 
 
 def find_conflicts(events: Sequence[Event], hub: str | None,
-                   lost: frozenset[str] = frozenset()) -> list[ConflictSpec]:
+                   passed_over: frozenset[str] = frozenset()) -> list[ConflictSpec]:
     """The conflicts among ``events`` that no rule settles.
 
     An event is the holder's progress if its author held the ticket as it saw it: the node of the newest
-    routing among its ancestors, or none after a return, passing over those in ``lost``. The fold
+    routing among its ancestors, or none after a return, passing over those in ``passed_over``. The fold
     (``node.ticket``) looks twice: first passing over none, then, if it left routings or returns out (the
     losing side of a conflict) or ignored them (not allowed then, or not their author's), passing over
     those. A holder that kept its ticket against a rerouting goes on progressing after it saw the
@@ -135,7 +136,7 @@ def find_conflicts(events: Sequence[Event], hub: str | None,
     by_id = {e.id: e for e in events}
     anc = ancestors(events)
     concurrent = lambda x, y: x.id not in anc[y.id] and y.id not in anc[x.id]  # noqa: E731
-    progress = [e for e in events if e.type in PROGRESS and e.author == _holder_seen(anc[e.id], by_id, lost)]
+    progress = [e for e in events if e.type in PROGRESS and e.author == _holder_seen(anc[e.id], by_id, passed_over)]
     routes = [e for e in events if e.type == "routed" and e.author == hub]
     specs: list[ConflictSpec] = []
     for anchor in sorted((e for e in events if e.type == "archived" and e.author == hub), key=order_key):

@@ -75,10 +75,11 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a live process and the processes it started have used so far."""
+def cpu_seconds(pid: int, helpers: list[int] | None = None) -> float:
+    """User + system CPU seconds a live process and the processes it started (``helpers``, if the caller
+    found them already: ``descendants`` reads every process's stat) have used so far."""
     total = 0.0
-    for p in [pid, *descendants(pid)]:
+    for p in [pid, *(descendants(pid) if helpers is None else helpers)]:
         fields = _stat(p)
         if fields is not None:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -53,10 +53,10 @@ def _usage(cluster, names, cpu0: dict) -> dict:
     out = {}
     for n in names:
         pid = cluster.proc(n).popen.pid
+        helpers = descendants(pid)
         out[n] = {"pid": pid, **{k.lower() + "_mb": round(v, 1) for k, v in proc_memory(pid).items()},
-                  "cpu_s": round(cpu_seconds(pid) - cpu0.get(n, 0.0), 2),   # (its worker processes' included)
-                  "helpers": [{"pid": h, "vmhwm_mb": round(proc_memory(h).get("VmHWM", 0.0), 1)}
-                              for h in descendants(pid)]}
+                  "cpu_s": round(cpu_seconds(pid, helpers) - cpu0.get(n, 0.0), 2),   # (its worker processes' included)
+                  "helpers": [{"pid": h, "vmhwm_mb": round(proc_memory(h).get("VmHWM", 0.0), 1)} for h in helpers]}
     return out
 
 
