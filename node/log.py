@@ -5,7 +5,7 @@ node's chain head, takes the ticket's current heads as parents, ticks the
 hybrid clock, signs, writes the event, refreshes the ticket projection and
 queues the event for its destinations, all in the caller's transaction.
 ``EventLog.ingest`` stores events received from a peer (already verified) the
-same way, with their inbox rows.
+same way, with an inbox row for each one stored fresh.
 
 Who receives an event is a policy passed in (``Fanout``): a district sends
 what it authors to the hub; the hub sends each event to the ticket's origin
@@ -77,7 +77,7 @@ class EventLog:
         # transaction's cache then gains the new events without reading them back).
         tx.prefetch_ticket_events(e.ticket for e in events)
         fresh = tx.insert_events(events)
-        tx.inbox_add(origin, [e.id for e in events])
+        tx.inbox_add(origin, [e.id for e in fresh])
         states: dict[str, TicketState] = {}
         by_ticket: dict[str, list[Event]] = {}
         for e in fresh:

@@ -41,6 +41,8 @@ _OUTBOX_BATCH = (select(O.c.id, O.c.event_id, E.c.raw).join(E, E.c.id == O.c.eve
                  .where(O.c.dest == bindparam("dest"), O.c.id > bindparam("after")).order_by(O.c.id)
                  .limit(bindparam("limit")))
 
+_INSERT_INBOX = InboxRow.__table__.insert()
+
 PEER_FIELDS = ("url", "last_contact", "acked", "cursor", "failures", "next_attempt_at", "last_error",
                "lease_owner", "lease_until", "repairs", "anti_entropy_at")
 
@@ -128,11 +130,12 @@ class SyncRepo:
 
     # -- inbox ------------------------------------------------------------------
     def inbox_add(self, origin: str, event_ids: Sequence[str], now: float | None = None) -> None:
+        """Note that ``origin`` delivered ``event_ids``, events this transaction stores fresh (a duplicate
+        has its row from its first delivery: ``EventLog.ingest`` passes only the fresh ones)."""
         if event_ids:
             now = time.time() if now is None else now
-            stmt = insert_ignore(self.dialect, InboxRow.__table__)
             for e in event_ids:
-                self.defer(stmt, {"origin": origin, "event_id": e, "received_at": now})
+                self.defer(_INSERT_INBOX, {"origin": origin, "event_id": e, "received_at": now})
 
     def inbox_count(self, origin: str | None = None) -> int:
         I = InboxRow.__table__

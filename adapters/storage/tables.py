@@ -71,9 +71,13 @@ class OutboxRow(SQLModel, table=True):
 
 
 class InboxRow(SQLModel, table=True):
+    """One row per event stored from a peer: who delivered it, and when. Written in the transaction that
+    stores the event, for the events stored fresh only, so each is there once (migration 0005)."""
     __tablename__ = "inbox"
-    origin: str = Field(primary_key=True, max_length=64)
-    event_id: str = Field(primary_key=True, max_length=64)
+    id: Optional[int] = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer, "sqlite"),
+                                                             primary_key=True, autoincrement=True))
+    origin: str = Field(max_length=64)
+    event_id: str = Field(max_length=64)
     received_at: float
 
 

@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from adapters.storage import SqlStorage, migrate, repo_events
@@ -106,6 +107,26 @@ def test_migration_0003_moves_the_pending_identity_array_into_rows_and_back(empt
     _migrate_to(empty_storage, "0002", down=True)
     with empty_storage.read() as tx:
         assert tx.meta_get("identity:pending") == '["t1", "t2"]'
+
+
+def test_migration_0005_keeps_the_inbox_rows_in_arrival_order_and_back(empty_storage):
+    _migrate_to(empty_storage, "0004")
+    with empty_storage.engine.connect() as conn:
+        conn.info["write"] = True
+        conn.execute(text("INSERT INTO inbox (origin, event_id, received_at) VALUES "
+                          "('nasional', 'e2', 20.0), ('nasional', 'e1', 10.0), ('kab-ppu', 'e1', 30.0)"))
+        conn.commit()
+    migrate.upgrade(empty_storage)
+    with empty_storage.transaction() as tx:
+        assert (tx.inbox_count("nasional"), tx.inbox_count()) == (2, 3)
+        tx.inbox_add("nasional", ["e3"])
+        rows = tx.conn.execute(text("SELECT event_id FROM inbox ORDER BY id")).scalars().all()
+    assert rows == ["e1", "e2", "e1", "e3"]   # (by arrival: the old rows by received_at, then the new one)
+    with empty_storage.transaction() as tx:
+        tx.inbox_add("nasional", ["e3"])   # (a row the old key would refuse: the way down keeps one)
+    _migrate_to(empty_storage, "0004", down=True)
+    with empty_storage.read() as tx:
+        assert (tx.inbox_count("nasional"), tx.inbox_count()) == (3, 4)
 
 
 def test_dialect_matches_backend(storage):
@@ -566,16 +587,16 @@ def test_nonce_reuse_rejected(storage):
         assert tx.use_nonce("kab-paser#sig-1", "n2", expires_at=200.0, now=150.0)
 
 
-def test_inbox_ignores_duplicates(storage):
+def test_inbox_notes_who_delivered_each_event(storage):
+    """One row per delivery the caller notes (``EventLog.ingest`` notes the events stored fresh only)."""
     with storage.transaction() as tx:
         tx.inbox_add("nasional", ["e1", "e2"])
     with storage.transaction() as tx:
-        tx.inbox_add("nasional", ["e2", "e3", "e3"])
-        tx.inbox_add("kab-ppu", ["e1"])
+        tx.inbox_add("kab-ppu", ["e3"])
         tx.inbox_add("kab-ppu", [])
     with storage.read() as tx:
-        assert tx.inbox_count("nasional") == 3
-        assert tx.inbox_count() == 4
+        assert tx.inbox_count("nasional") == 2
+        assert tx.inbox_count() == 3
 
 
 def test_directory(storage):

@@ -329,6 +329,20 @@ def test_serving_a_pull_moves_the_pullers_acked_checkpoint(pair, sample_complain
     assert acked() == queued[-1]
 
 
+def test_a_batch_received_twice_leaves_one_inbox_row_per_event(pair, sample_complaints):
+    """The inbox notes who delivered each event stored (design: an (origin, event id) row in the event's
+    transaction). It has no key on that pair (migration 0005): a row is written only for an event stored
+    fresh, so a retried push or a push and a pull crossing add none."""
+    district, hub = pair
+    items = _queued(district, sample_complaints[:3])
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    first = receiver.receive("kab-paser", 0, items)
+    again = receiver.receive("kab-paser", 0, items)
+    assert (first.accepted, again.accepted, again.duplicates) == (len(items), 0, len(items))
+    with hub.storage.read() as tx:
+        assert tx.inbox_count("kab-paser") == tx.inbox_count() == len(items)
+
+
 def test_a_receive_names_the_destinations_it_gave_work(pair, sample_complaints):
     """The push handler wakes only these loops (a hub has hundreds of peers, and each woken loop takes its
     lease in a write transaction): the holder and origin of the tickets the batch touched."""
