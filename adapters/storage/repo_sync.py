@@ -60,6 +60,7 @@ class SyncRepo:
             now = time.time() if now is None else now
             for e in event_ids:  # written in this order, so outbox ids follow it
                 self.defer(_ENQUEUE, {"dest": dest, "event_id": e, "enqueued_at": now})
+            self.queued_here.setdefault(dest, set()).update(event_ids)
 
     def _outbox_pg_sequence(self) -> str:
         return self.conn.execute(text("SELECT pg_get_serial_sequence('outbox', 'id')")).scalar_one()
@@ -125,8 +126,18 @@ class SyncRepo:
 
     def queued_for(self, dest: str, event_ids: Iterable[str], after: int = 0) -> set[str]:
         """Which of ``event_ids`` are queued for ``dest`` past the position ``after``. Asked about a page of
-        ids at a time, so a long queue is never read whole."""
-        return {r.event_id for r in self.select_in(_QUEUED_FOR, "ids", event_ids, dest=dest, after=after)}
+        ids at a time, so a long queue is never read whole.
+
+        What this transaction queued and has not written yet counts without being written first
+        (``queued_here``: their positions will follow every one handed out, so they are past any ``after``
+        a peer acknowledged), and no other deferred write can change the answer (only ``enqueue`` defers
+        outbox rows). A hub asks this for every ticket that a
+        receive gives a new holder, and writing out the transaction's deferred rows before each question
+        split a receive's statements into a round per routed ticket."""
+        ids = set(event_ids)
+        here = ids & self.queued_here.get(dest, set())
+        return here | {r.event_id for r in self.select_in(_QUEUED_FOR, "ids", ids - here, dest=dest, after=after,
+                                                          unwritten=True)}
 
     # -- inbox ------------------------------------------------------------------
     def inbox_add(self, origin: str, event_ids: Sequence[str], now: float | None = None) -> None:

@@ -106,21 +106,24 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
         self._deferred: dict[tuple, tuple] = {}
         self.write = write
         self.queued_dests: set[str] = set()
+        self.queued_here: dict[str, set[str]] = {}   # dest -> event ids queued for it and not written yet
         # A cycle (the connection flushes the transaction's writes) that ``SqlStorage.transaction`` breaks
         # when the transaction ends: a cycle is freed only by the garbage collector, and the transaction's
         # caches (every event of the tickets it read) and its SQLAlchemy connection with it.
         self.conn = _Conn(conn, self)
         self.dialect = dialect
 
-    def select_in(self, stmt, name: str, values: Iterable, **params) -> list:
+    def select_in(self, stmt, name: str, values: Iterable, *, unwritten: bool = False, **params) -> list:
         """The rows of ``stmt`` for every one of ``values``, bound to its expanding IN parameter ``name`` a
         page at a time (``common.pages``). On SQLite the statement goes to the driver, written out once per
         page length: SQLAlchemy renders an expanding IN again at every execution, which cost three times
-        what SQLite takes to answer it (a receive asks several per batch)."""
+        what SQLite takes to answer it (a receive asks several per batch). ``unwritten``: without writing
+        the deferred rows first, for a caller that knows none of them can change the answer."""
         rows: list = []
+        conn = self.conn._raw if unwritten else self.conn
         for page in pages(values):
             if self.dialect != "sqlite":
-                rows += self.conn.execute(stmt, {**params, name: page})
+                rows += conn.execute(stmt, {**params, name: page})
                 continue
             sql, order = _in_sql(stmt, name, len(page))
             args: list = []
@@ -129,7 +132,7 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
                     args += page
                 else:
                     args.append(params[key])
-            rows += self.conn.exec_driver_sql(sql, tuple(args))
+            rows += conn.exec_driver_sql(sql, tuple(args))
         return rows
 
     def defer(self, stmt, values: dict, key=None, *, slot=None) -> None:
@@ -142,6 +145,7 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
 
     def flush(self) -> None:
         pending, self._deferred = self._deferred, {}
+        self.queued_here = {}   # (written now: the outbox answers for them, positions included)
         groups: dict[tuple, list[dict]] = {}
         for stmt, values in pending.values():
             groups.setdefault((stmt, tuple(values)), []).append(values)

@@ -587,6 +587,25 @@ def test_nonce_reuse_rejected(storage):
         assert tx.use_nonce("kab-paser#sig-1", "n2", expires_at=200.0, now=150.0)
 
 
+def test_queued_for_counts_the_transactions_own_queue_without_writing_it_first(storage):
+    """A hub asks for every ticket a receive gives a new holder: writing out the deferred rows before each
+    question split a receive's statements into a round per routed ticket."""
+    with storage.transaction() as tx:
+        tx.enqueue("kab-ppu", ["e1"])
+    with storage.transaction() as tx:
+        tx.enqueue("kab-ppu", ["e2"])
+        tx.enqueue("kab-paser", ["e3"])
+        tx.audit("t1", "system", "noted", "a deferred write that is not the outbox's")
+        assert tx.queued_for("kab-ppu", ["e1", "e2", "e3", "e4"]) == {"e1", "e2"}
+        assert tx.queued_for("kab-paser", ["e1", "e3"]) == {"e3"}
+        assert tx._deferred   # (nothing written for the questions)
+        last = tx.outbox_last_id("kab-ppu")   # (a statement: the deferred rows are written before it)
+        assert tx.queued_for("kab-ppu", ["e1", "e2"], after=last - 1) == {"e2"}
+        assert tx.queued_for("kab-ppu", ["e1", "e2"], after=last) == set()
+    with storage.read() as tx:
+        assert tx.queued_for("kab-ppu", ["e1", "e2", "e3"]) == {"e1", "e2"}
+
+
 def test_inbox_notes_who_delivered_each_event(storage):
     """One row per delivery the caller notes (``EventLog.ingest`` notes the events stored fresh only)."""
     with storage.transaction() as tx:
