@@ -8,6 +8,7 @@ operator reopens).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from enum import Enum
 
@@ -60,8 +61,10 @@ class Decision:
     reason: str = ""
 
 
+@functools.lru_cache(maxsize=512)
 def decide(current: Status | None, event_type: str) -> Decision:
-    """May an event of ``event_type`` follow a ticket in status ``current``?"""
+    """May an event of ``event_type`` follow a ticket in status ``current``? (Remembered: a fold asks for
+    every event, and the answer depends on these two values only.)"""
     if event_type == "created":
         return Decision(current is None, S.RECEIVED, "" if current is None else "ticket already exists")
     if current is None:

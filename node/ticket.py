@@ -164,12 +164,12 @@ def apply(state: TicketState | None, event: Event) -> TicketState | None:
     """Apply one event; return the new state (None only before 'created')."""
     if state is None:
         return _created(event) if event.type == "created" else None
-    reason = check(state, event)
-    decision = decide(state.status, event.type)
-    if reason is not None:
-        return _ignored(state, event, reason)
+    decision = decide(state.status, event.type)   # (``check``, with the decision kept)
     if not decision.allowed:
         return _ignored(state, event, decision.reason)
+    refusal = merge.authorised(event, hub=state.hub, origin=state.origin, holder=state.holder_node)
+    if refusal is not None:
+        return _ignored(state, event, refusal)
     changes = _effect(state, event)
     status = changes.pop("status", decision.to)
     return replace(state, status=status, event_count=state.event_count + 1,
