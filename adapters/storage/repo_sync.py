@@ -131,9 +131,9 @@ class SyncRepo:
         What this transaction queued and has not written yet counts without being written first
         (``queued_here``: their positions will follow every one handed out, so they are past any ``after``
         a peer acknowledged), and no other deferred write can change the answer (only ``enqueue`` defers
-        outbox rows). A hub asks this for every ticket that a
-        receive gives a new holder, and writing out the transaction's deferred rows before each question
-        split a receive's statements into a round per routed ticket."""
+        outbox rows). A hub asks this for every ticket that a receive gives a new holder, and writing out
+        the deferred rows before each question split a receive's statements into a round per routed
+        ticket."""
         ids = set(event_ids)
         here = ids & self.queued_here.get(dest, set())
         return here | {r.event_id for r in self.select_in(_QUEUED_FOR, "ids", ids - here, dest=dest, after=after,

@@ -165,8 +165,8 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
 # more pages than the default holds, so SQLite wrote some of them out in the middle of the transaction and
 # read pages back from the file at every batch. In an in-process replay of a 100,000-event backlog into a hub,
 # 8 MiB took its database thread from 3.0 reads and 4.2 writes of the file per event to 0.7 and 2.9; 16 and
-# 64 MiB read a little less again (0.56). It is memory each busy connection keeps (a node's database thread
-# uses one): 8 MiB is a few percent of a node's peak.
+# 64 MiB read a little less again (0.56). It is memory a busy connection keeps (a node's database thread
+# uses one): in 100,000-event drains the hub peaked 8-13 MB higher and the district 14-16 MB.
 CACHE_KIB = 8192
 
 

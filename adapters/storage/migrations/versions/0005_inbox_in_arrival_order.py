@@ -2,12 +2,13 @@
 
 An inbox row says who delivered an event stored here. Its primary key, (origin,
 event id), put every row at a random place of a B-tree, since event ids are
-hashes: each receive of 1,000 events wrote about as many pages of that index
-as of everything else together, and more as the table grew. A hub drained a
-backlog of 100,000 events with its database thread spending a seventh less
-time per event without it (scripts/PERFORMANCE.md). The key kept nothing out:
-a row is written only for an event stored fresh, which the events table's
-unique id already decides once. The rows now take an id in arrival order.
+hashes: a receive of 1,000 events dirtied a page of that index for most of its
+events, and each was written to the log at the commit and copied again by the
+checkpoint. In an in-process replay of a 100,000-event backlog into a hub, its
+database thread spent a seventh less time per event without the key
+(scripts/PERFORMANCE.md). The key kept nothing out: a row is written only for
+an event stored fresh, which the events table's unique id decides once. The
+rows now take an id in arrival order.
 
 Revision ID: 0005
 Revises: 0004
