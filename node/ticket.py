@@ -164,14 +164,11 @@ def apply(state: TicketState | None, event: Event) -> TicketState | None:
     """Apply one event; return the new state (None only before 'created')."""
     if state is None:
         return _created(event) if event.type == "created" else None
-    decision = decide(state.status, event.type)   # (``check``, with the decision kept)
-    if not decision.allowed:
-        return _ignored(state, event, decision.reason)
-    refusal = merge.authorised(event, hub=state.hub, origin=state.origin, holder=state.holder_node)
-    if refusal is not None:
-        return _ignored(state, event, refusal)
+    reason = check(state, event)
+    if reason is not None:
+        return _ignored(state, event, reason)
     changes = _effect(state, event)
-    status = changes.pop("status", decision.to)
+    status = changes.pop("status", decide(state.status, event.type).to)   # (allowed; remembered since check)
     return replace(state, status=status, event_count=state.event_count + 1,
                    last_hlc=max(state.last_hlc, event.hlc), **changes)
 
@@ -273,8 +270,9 @@ def _fold_with(ordered: Sequence[Event], hub: str | None, origin: str,
         state = apply(state, event)
     if specs and state is not None:
         state = replace(state, conflicts=tuple(_conflict_record(spec, settled.get(spec.id)) for spec in specs))
-    not_applied = left_out | {i for i, _ in state.ignored} if state is not None else left_out
-    return state, frozenset(e.id for e in ordered if e.type in ("routed", "returned") and e.id in not_applied)
+    ignored = {i for i, _ in state.ignored} if state is not None else set()
+    return state, frozenset(e.id for e in ordered if e.type in ("routed", "returned")
+                            and (e.id in left_out or e.id in ignored))
 
 
 def _conflict_record(spec: merge.ConflictSpec, resolution: Event | None) -> dict:
