@@ -15,6 +15,12 @@ Design (after Synapse's federation sender):
 - A loop only transmits while it holds the destination's lease in the
   database, so several processes sharing one database (hubs on PostgreSQL)
   never send the same queue twice.
+- A loop that has just sent something waits ``sync.push_gap_s`` after that
+  push before the next one, so that what is queued meanwhile travels
+  together: a hub storing a district's backlog queues a few routings for it
+  at every batch, and pushed them back one small push per batch, each a
+  signed request and two transactions at both ends. A loop woken after a
+  quiet spell sends at once.
 - Short failures are retried inside the transport (tenacity). When those give
   up, the destination's failure count and next attempt time are stored
   (node.backoff: exponential, capped, jittered) and the loop waits; contact
@@ -223,14 +229,19 @@ class SyncEngine:
 
     async def _loop(self, name: str) -> None:
         waker = self._wakers[name]
+        clock = asyncio.get_running_loop().time
         while self._running:
+            sent = 0
             try:
-                await self.drain(self._peers[name])
+                sent = await self.drain(self._peers[name])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a loop must outlive any one failure; it is logged
                 log.exception("sync loop for %s failed; retrying at the next wake", name)
+            ended = clock()
             await waker.wait()   # (``wake`` on new work, or the tick's ``wake_due``)
+            if sent and (rest := ended + self.cfg.push_gap_s - clock()) > 0:
+                await asyncio.sleep(rest)   # (what is queued meanwhile goes in the same push)
             waker.clear()
 
     # -- push --------------------------------------------------------------------------

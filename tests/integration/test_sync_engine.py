@@ -253,6 +253,49 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
 
 
 
+async def test_what_is_queued_soon_after_a_push_waits_out_the_gap_and_goes_in_one_push(
+        make_node, tmp_path, sample_complaints):
+    """A hub storing a district's backlog queued a few routings for it at every batch, and pushed each lot
+    back at once: a small push per batch, each a signed request and two transactions at both ends. What is
+    queued within ``sync.push_gap_s`` of a push now waits out the gap and goes in one push."""
+    from schemas.complaints import ComplaintIn
+    node, positions = _queued(make_node, tmp_path, sample_complaints, n=1)
+    clock = asyncio.get_running_loop().time
+    pushes: list[tuple[float, float, int]] = []   # (started, answered, items)
+
+    class Recording(NoTransport):
+        async def push(self, peer, after, items):
+            started = clock()
+            await asyncio.sleep(0.01)
+            pushes.append((started, clock(), len(items)))
+            return PushResult(accepted=len(items), duplicates=0, rejected=(), cursor=0)
+
+    engine = SyncEngine(node, Recording(), None)
+    gap = 2.0
+    engine.cfg = engine.cfg.model_copy(update={"push_gap_s": gap})
+
+    async def peers():
+        return [Peer("nasional", "http://127.0.0.1:9")]
+    engine.peers = peers
+
+    async def pushed(n):
+        for _ in range(1000):
+            if sum(k for _, _, k in pushes) >= n:
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{sum(k for _, _, k in pushes)} items pushed, not {n}")
+    await engine.start()
+    await pushed(len(positions))                  # the first push after a quiet spell: at once
+    for body in sample_complaints[1:4]:           # three filings, a moment apart, each waking the loop
+        node.complaints.file(ComplaintIn.model_validate(body))
+        engine.wake("nasional")
+        await asyncio.sleep(0.05)
+    await pushed(len(positions) + 3)
+    await engine.stop()
+    assert [k for _, _, k in pushes] == [len(positions), 3]
+    assert pushes[1][0] - pushes[0][1] >= gap
+
+
 @pytest.mark.parametrize("wake", ["tick", "broadcast", "by name"])
 async def test_a_wake_reaches_only_the_loops_with_something_to_send(make_node, tmp_path, sample_complaints, wake,
                                                                    monkeypatch):
