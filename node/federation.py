@@ -199,16 +199,16 @@ class Receiver:
         ctx = CheckContext(sender, self.node.role, self.node.hub_id, int(self.now() * 1000), keys)
         return self.worker.submit(check_body, body, ctx)
 
-    def _checked_by_worker(self, sender: str, started: Future) -> tuple[list, list] | None:
-        """The outcome of ``start``'s checks, with the routing check added (it needs the directory's
-        institutions); None if the worker failed (the batch is then checked here)."""
+    def _checked_by_worker(self, sender: str, items: list, started: Future) -> tuple[list, list] | None:
+        """The outcome of ``start``'s checks of ``items``, with the routing check added (it needs the
+        directory's institutions); None if the worker failed (the batch is then checked here)."""
         answers = self.worker.answer(started, f"a push from {sender}")
-        if answers is None:
+        if answers is None or len(answers) != len(items):
             return None
         good, rejected = [], []
-        for ok, a, b in answers:
-            if ok:
-                good.append((a, Event.from_stored(b)))   # (checked in the worker)
+        for item, (ok, a, b) in zip(items, answers):
+            if ok:   # (the worker checked the same bytes that were parsed as ``item``: not parsed again)
+                good.append((a, Event.checked(item["event"], b)))
             else:
                 _refuse(sender, rejected, a, b)
         if any(e.type == "routed" for _, e in good):
@@ -232,7 +232,7 @@ class Receiver:
         transaction that moves the sender's cursor past them. For a batch we pulled: no sender hears of its
         rejections, so without this they would vanish."""
         items = list(items)
-        outcome = self._checked_by_worker(sender, started) if started is not None else None
+        outcome = self._checked_by_worker(sender, items, started) if started is not None else None
         good, rejected = outcome or self.check_items(sender, items)
         with self.node.storage.transaction() as tx:
             events = self._one_created(tx, sender, self.chain_checked(tx, sender, [e for _, e in good], rejected),

@@ -234,6 +234,16 @@ class Event:
                     payload=dict(data["payload"]), key=data["key"])
 
     @staticmethod
+    def checked(data: Mapping[str, Any], wire: str) -> "Event":
+        """The event of the wire fields ``data`` that passed ``from_wire`` and ``verify`` already, in another
+        process (node.check_worker), as parsed from the same bytes; ``wire``: its canonical JSON, as that
+        check made it. Taking the fields as they are cost a hub's database thread half what parsing
+        ``wire`` again did (about 1.5 us an event against 3.5)."""
+        return _new(id=data["id"], sig=data["sig"], ticket=data["ticket"], author=data["author"], seq=data["seq"],
+                    prev=data["prev"], parents=tuple(data["parents"]), hlc=data["hlc"], type=data["type"],
+                    payload=dict(data["payload"]), key=data["key"], _wire=wire)
+
+    @staticmethod
     def unparsed(event_id: str, raw: str) -> "Event":
         """The event stored as ``raw`` under ``event_id``, to be sent on as it is (``UnparsedEvent``)."""
         event = object.__new__(UnparsedEvent)

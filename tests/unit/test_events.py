@@ -50,6 +50,19 @@ def test_an_unparsed_event_sends_its_stored_json_and_parses_it_when_read():
         lazy.no_such_field  # noqa: B018
 
 
+def test_an_event_checked_in_another_process_is_the_one_its_canonical_json_holds():
+    e = new_event(type="created", payload={"tracking_id": "KAB-PASER-1", "type": "pengaduan", "category": "x",
+                                           "region": "6401", "title": "Judul", "body": "Isi", "anonim": False,
+                                           "rahasia": False, "channel": "web", "filed_at": "2026-10-07T01:02:03Z"})
+    raw = e.canonical_wire()
+    wire = json.loads(raw)
+    checked = Event.checked(wire, raw)
+    assert checked == e == Event.from_stored(raw) and type(checked.parents) is tuple
+    assert checked.canonical_wire() is raw and checked.to_wire() == e.to_wire()
+    assert checked.payload is not wire["payload"]   # (its own copy, as from_wire's)
+    checked.verify(KEY.public_key())
+
+
 def test_id_depends_on_content_not_on_key_order():
     a = new_event(payload={"x": 1, "y": "é"})
     b = new_event(payload={"y": "é", "x": 1})
