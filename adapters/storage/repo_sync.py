@@ -52,6 +52,7 @@ class SyncRepo:
     dialect: str
     queued_dests: set[str]  # Tx: the destinations this transaction queued events for (whose loops to wake)
     select_in: object  # Tx.select_in
+    rows: object  # Tx.rows
 
     # -- outbox ---------------------------------------------------------------
     def enqueue(self, dest: str, event_ids: Sequence[str], now: float | None = None) -> None:
@@ -98,8 +99,8 @@ class SyncRepo:
         return under
 
     def outbox_batch(self, dest: str, after: int, limit: int) -> list[tuple[int, Event]]:
-        rows = self.conn.execute(_OUTBOX_BATCH, {"dest": dest, "after": after, "limit": limit})
-        return [(r.id, event_to_send(r.event_id, r.raw)) for r in rows]
+        rows = self.rows(_OUTBOX_BATCH, dest=dest, after=after, limit=limit)
+        return [(pos, event_to_send(event_id, raw)) for pos, event_id, raw in rows]
 
     def outbox_depth(self, dest: str, after: int, cap: int | None = None) -> int:
         """Entries queued for ``dest`` after ``after``; with ``cap``, counting stops past it (cheap on a

@@ -606,6 +606,22 @@ def test_queued_for_counts_the_transactions_own_queue_without_writing_it_first(s
         assert tx.queued_for("kab-ppu", ["e1", "e2", "e3"]) == {"e1", "e2"}
 
 
+def test_rows_sees_the_transactions_own_writes_and_binds_what_the_statement_binds_itself(storage):
+    """``Tx.rows`` (on SQLite, the statement compiled once and run by the driver): the rows the transaction
+    deferred are written before it runs, and a value the statement holds itself (an OFFSET) is bound."""
+    from sqlalchemy import bindparam, select
+
+    from adapters.storage.tables import EventRow
+    E = EventRow.__table__
+    evs = [ev(ticket=f"t{i}", seq=i, at=1000 + i) for i in range(1, 5)]
+    with storage.transaction() as tx:
+        tx.insert_events(evs)
+        tx.enqueue("nasional", [e.id for e in evs])
+        assert [(pos, e.id) for pos, e in tx.outbox_batch("nasional", 0, 2)] == [(1, evs[0].id), (2, evs[1].id)]
+        by_seq = select(E.c.id, E.c.seq).order_by(E.c.seq).limit(bindparam("n")).offset(1)
+        assert [tuple(r) for r in tx.rows(by_seq, n=2)] == [(evs[1].id, 2), (evs[2].id, 3)]
+
+
 def test_inbox_notes_who_delivered_each_event(storage):
     """One row per delivery the caller notes (``EventLog.ingest`` notes the events stored fresh only)."""
     with storage.transaction() as tx:
