@@ -80,8 +80,8 @@ class EventLog:
         tx.inbox_add(origin, [e.id for e in fresh])
         states: dict[str, TicketState] = {}
         by_ticket: dict[str, list[Event]] = {}
+        self.clock.observe_all(e.hlc for e in fresh)
         for e in fresh:
-            self.clock.observe(e.hlc)
             by_ticket.setdefault(e.ticket, []).append(e)
         own = [e for e in fresh if e.author == self.node_id]
         if own:   # our own events back from a peer (a restored copy catching up, node.chain)
