@@ -121,6 +121,13 @@ def test_an_event_checks_with_plain_openssl_too():
     assert not signature_valid(public, unb64u(e.sig), canonical(e.body()) + b" ")
 
 
+def test_an_event_signed_by_libsodium_carries_the_signature_openssl_makes():
+    e = new_event()
+    data = canonical(e.body())
+    assert unb64u(e.sig) == KEY.sign(data)
+    KEY.public_key().verify(unb64u(e.sig), data)   # (raises if not)
+
+
 def test_a_small_order_key_signs_nothing():
     """With the identity point as public key, R = identity and S = 0 satisfy Ed25519's equation for every
     message: OpenSSL accepts that signature, libsodium refuses it."""
