@@ -50,7 +50,7 @@ class SyncSettings(BaseModel):
     # 1,000, not 500: each batch costs both ends a request, a transaction and a commit; see scripts/PERFORMANCE.md
     batch_size: int = Field(1000, ge=1, le=5000)
     inflight: int = Field(2, ge=1, le=8)   # batches sent before the first is answered
-    push_gap_s: float = Field(0.5, ge=0, le=60)   # after a push, the wait before the next (node.sync)
+    push_gap_s: float = Field(0.5, ge=0, le=60)   # a batch less than full waits this long after the last push
     wake_interval_s: float = Field(5.0, gt=0, le=DAY)
     pull_interval_s: float = Field(30.0, gt=0, le=DAY)
     anti_entropy_interval_s: float = Field(120.0, gt=0, le=DAY)

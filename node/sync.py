@@ -15,12 +15,13 @@ Design (after Synapse's federation sender):
 - A loop only transmits while it holds the destination's lease in the
   database, so several processes sharing one database (hubs on PostgreSQL)
   never send the same queue twice.
-- A loop that has just sent something waits ``sync.push_gap_s`` after that
-  push before the next one, so that what is queued meanwhile travels
-  together: a hub storing a district's backlog queues a few routings for it
-  at every batch, and pushed them back one small push per batch, each a
-  signed request and two transactions at both ends. A loop woken after a
-  quiet spell sends at once.
+- A batch smaller than a full one waits until ``sync.push_gap_s`` after the
+  last push to that peer started, and is read again then, so that what is
+  queued meanwhile travels with it: a hub storing a district's backlog
+  queues a few routings for it at every batch, and pushed them back one
+  small push per batch, each a signed request and two transactions at both
+  ends. A full batch (a backlog) goes at once, and so does the first push
+  after a quiet spell.
 - Short failures are retried inside the transport (tenacity). When those give
   up, the destination's failure count and next attempt time are stored
   (node.backoff: exponential, capped, jittered) and the loop waits; contact
@@ -107,6 +108,7 @@ class SyncEngine:
         self._contacted: set[str] = set()       # peers whose loop a request of theirs woke (work unknown)
         self._peers: dict[str, Peer] = {}
         self._held: dict[str, tuple[str, int]] = {}  # peer -> (pulled event holding our cursor, pulls so far)
+        self._pushed_at: dict[str, float] = {}  # peer -> when our last push to it started (the event loop's clock)
         self._tasks: dict[str, asyncio.Task] = {}
         self._looking: asyncio.Future | None = None   # a broadcast wake's look for loops with work
         self._look_again = False
@@ -229,39 +231,43 @@ class SyncEngine:
 
     async def _loop(self, name: str) -> None:
         waker = self._wakers[name]
-        clock = asyncio.get_running_loop().time
         while self._running:
-            sent = 0
             try:
-                sent = await self.drain(self._peers[name])
+                await self.drain(self._peers[name])
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a loop must outlive any one failure; it is logged
                 log.exception("sync loop for %s failed; retrying at the next wake", name)
-            ended = clock()
             await waker.wait()   # (``wake`` on new work, or the tick's ``wake_due``)
-            if sent and (rest := ended + self.cfg.push_gap_s - clock()) > 0:
-                await asyncio.sleep(rest)   # (what is queued meanwhile goes in the same push)
             waker.clear()
 
     # -- push --------------------------------------------------------------------------
     def _next_batch(self, dest: str, after: int | None = None, if_queued: bool = False):
-        """(after, items) to send next, from the acknowledged checkpoint or from ``after`` if later.
-        ``if_queued``: first read whether anything is queued, and take no lease (a write) if not."""
+        """(after, items, full) to send next, from the acknowledged checkpoint or from ``after`` if later;
+        ``full``: the batch is as large as a batch may be (more may wait behind it). ``if_queued``: first
+        read whether anything is queued, and take no lease (a write) if not."""
         now = self.now()
         if if_queued:
             with self.node.storage.read() as tx:
                 if tx.has_queued(dest) is False:
-                    return None, None
+                    return None, None, False
         with self.node.storage.transaction() as tx:
             peer = tx.peer(dest)
             if peer["next_attempt_at"] > now:
                 self._rest(dest, peer["next_attempt_at"])
-                return None, None
+                return None, None, False
             if not tx.take_lease(dest, self.owner, now, self.cfg.lease_ttl_s):
-                return None, None
+                return None, None, False
             after = peer["acked"] if after is None else max(after, peer["acked"])
-            return after, within_bytes(tx.outbox_batch(dest, after, self.cfg.batch_size))
+            read = tx.outbox_batch(dest, after, self.cfg.batch_size)
+            items = within_bytes(read)
+            return after, items, len(read) == self.cfg.batch_size or len(items) < len(read)
+
+    def _gap_left(self, dest: str) -> float:
+        """Seconds until a batch that is not full may go to ``dest``: ``sync.push_gap_s`` after our last
+        push to it started."""
+        pushed = self._pushed_at.get(dest)
+        return 0.0 if pushed is None else pushed + self.cfg.push_gap_s - asyncio.get_running_loop().time()
 
     async def drain(self, peer: Peer) -> int:
         """Send everything queued for ``peer`` now; return how many items went.
@@ -283,12 +289,17 @@ class SyncEngine:
         # or the tick's, which read the queue already, need not.)
         contacted = peer.node_id in self._contacted
         self._contacted.discard(peer.node_id)
-        after, batch = await self.node.db(self._next_batch, peer.node_id, None, contacted)
+        after, batch, full = await self.node.db(self._next_batch, peer.node_id, None, contacted)
         try:
             while (batch or window) and (self._running or not self._tasks):
                 while batch and len(window) < self.cfg.inflight:
+                    if not full and (rest := self._gap_left(peer.node_id)) > 0:
+                        await asyncio.sleep(rest)   # what is queued meanwhile goes in this push: read again
+                        after, batch, full = await self.node.db(self._next_batch, peer.node_id, after)
+                        continue
+                    self._pushed_at[peer.node_id] = asyncio.get_running_loop().time()
                     window.append((batch, asyncio.ensure_future(self.transport.push(peer, after, batch))))
-                    after, batch = await self.node.db(self._next_batch, peer.node_id, batch[-1][0])
+                    after, batch, full = await self.node.db(self._next_batch, peer.node_id, batch[-1][0])
                 sending, push = window.popleft()
                 try:
                     result = await push

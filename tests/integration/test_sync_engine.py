@@ -256,8 +256,9 @@ async def test_a_peer_no_longer_enrolled_gets_no_loop(make_node, tmp_path):
 async def test_what_is_queued_soon_after_a_push_waits_out_the_gap_and_goes_in_one_push(
         make_node, tmp_path, sample_complaints):
     """A hub storing a district's backlog queued a few routings for it at every batch, and pushed each lot
-    back at once: a small push per batch, each a signed request and two transactions at both ends. What is
-    queued within ``sync.push_gap_s`` of a push now waits out the gap and goes in one push."""
+    back at once: a small push per batch, each a signed request and two transactions at both ends. A batch
+    less than full now waits until ``sync.push_gap_s`` after the last push, and what is queued meanwhile
+    goes with it; a full batch goes at once."""
     from schemas.complaints import ComplaintIn
     node, positions = _queued(make_node, tmp_path, sample_complaints, n=1)
     clock = asyncio.get_running_loop().time
@@ -291,9 +292,15 @@ async def test_what_is_queued_soon_after_a_push_waits_out_the_gap_and_goes_in_on
         engine.wake("nasional")
         await asyncio.sleep(0.05)
     await pushed(len(positions) + 3)
-    await engine.stop()
     assert [k for _, _, k in pushes] == [len(positions), 3]
-    assert pushes[1][0] - pushes[0][1] >= gap
+    assert pushes[1][0] - pushes[0][0] >= gap
+    engine.cfg = engine.cfg.model_copy(update={"batch_size": 2, "push_gap_s": 3600.0})
+    for body in sample_complaints[4:6]:           # a full batch: at once, whatever the gap
+        node.complaints.file(ComplaintIn.model_validate(body))
+    engine.wake("nasional")
+    await pushed(len(positions) + 5)
+    await engine.stop()
+    assert [k for _, _, k in pushes] == [len(positions), 3, 2]
 
 
 @pytest.mark.parametrize("wake", ["tick", "broadcast", "by name"])
