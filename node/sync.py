@@ -20,8 +20,8 @@ Design (after Synapse's federation sender):
   queued meanwhile travels with it: a hub storing a district's backlog
   queues a few routings for it at every batch, and pushed them back one
   small push per batch, each a signed request and two transactions at both
-  ends. A full batch (a backlog) goes at once, and so does the first push
-  after a quiet spell.
+  ends. A full batch goes at once, and so does the first push after a quiet
+  spell or after a full one (the end of a backlog).
 - Short failures are retried inside the transport (tenacity). When those give
   up, the destination's failure count and next attempt time are stored
   (node.backoff: exponential, capped, jittered) and the loop waits; contact
@@ -108,7 +108,7 @@ class SyncEngine:
         self._contacted: set[str] = set()       # peers whose loop a request of theirs woke (work unknown)
         self._peers: dict[str, Peer] = {}
         self._held: dict[str, tuple[str, int]] = {}  # peer -> (pulled event holding our cursor, pulls so far)
-        self._pushed_at: dict[str, float] = {}  # peer -> when our last push to it started (the event loop's clock)
+        self._pushed_at: dict[str, tuple[float, bool]] = {}  # peer -> (when our last push to it started, full?)
         self._tasks: dict[str, asyncio.Task] = {}
         self._looking: asyncio.Future | None = None   # a broadcast wake's look for loops with work
         self._look_again = False
@@ -265,9 +265,9 @@ class SyncEngine:
 
     def _gap_left(self, dest: str) -> float:
         """Seconds until a batch that is not full may go to ``dest``: ``sync.push_gap_s`` after our last
-        push to it started."""
-        pushed = self._pushed_at.get(dest)
-        return 0.0 if pushed is None else pushed + self.cfg.push_gap_s - asyncio.get_running_loop().time()
+        push to it started, unless that push was full (the end of a backlog goes at once)."""
+        started, full = self._pushed_at.get(dest, (None, True))
+        return 0.0 if full else started + self.cfg.push_gap_s - asyncio.get_running_loop().time()
 
     async def drain(self, peer: Peer) -> int:
         """Send everything queued for ``peer`` now; return how many items went.
@@ -297,7 +297,7 @@ class SyncEngine:
                         await asyncio.sleep(rest)   # what is queued meanwhile goes in this push: read again
                         after, batch, full = await self.node.db(self._next_batch, peer.node_id, after)
                         continue
-                    self._pushed_at[peer.node_id] = asyncio.get_running_loop().time()
+                    self._pushed_at[peer.node_id] = (asyncio.get_running_loop().time(), full)
                     window.append((batch, asyncio.ensure_future(self.transport.push(peer, after, batch))))
                     after, batch, full = await self.node.db(self._next_batch, peer.node_id, batch[-1][0])
                 sending, push = window.popleft()

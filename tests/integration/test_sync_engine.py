@@ -258,7 +258,7 @@ async def test_what_is_queued_soon_after_a_push_waits_out_the_gap_and_goes_in_on
     """A hub storing a district's backlog queued a few routings for it at every batch, and pushed each lot
     back at once: a small push per batch, each a signed request and two transactions at both ends. A batch
     less than full now waits until ``sync.push_gap_s`` after the last push, and what is queued meanwhile
-    goes with it; a full batch goes at once."""
+    goes with it; a full batch goes at once, and so does the one after it (the end of a backlog)."""
     from schemas.complaints import ComplaintIn
     node, positions = _queued(make_node, tmp_path, sample_complaints, n=1)
     clock = asyncio.get_running_loop().time
@@ -299,8 +299,11 @@ async def test_what_is_queued_soon_after_a_push_waits_out_the_gap_and_goes_in_on
         node.complaints.file(ComplaintIn.model_validate(body))
     engine.wake("nasional")
     await pushed(len(positions) + 5)
+    node.complaints.file(ComplaintIn.model_validate(sample_complaints[6]))
+    engine.wake("nasional")                       # after a full push (the end of a backlog): at once too
+    await pushed(len(positions) + 6)
     await engine.stop()
-    assert [k for _, _, k in pushes] == [len(positions), 3, 2]
+    assert [k for _, _, k in pushes] == [len(positions), 3, 2, 1]
 
 
 @pytest.mark.parametrize("wake", ["tick", "broadcast", "by name"])
