@@ -203,7 +203,11 @@ class Receiver:
         """The outcome of ``start``'s checks of ``items``, with the routing check added (it needs the
         directory's institutions); None if the worker failed (the batch is then checked here)."""
         answers = self.worker.answer(started, f"a push from {sender}")
-        if answers is None or len(answers) != len(items):
+        if answers is None:
+            return None
+        if len(answers) != len(items):   # (not the batch it was given: never seen)
+            log.warning("the check worker answered %d items of a push of %d from %s; checking it here",
+                        len(answers), len(items), sender)
             return None
         good, rejected = [], []
         for item, (ok, a, b) in zip(items, answers):

@@ -119,6 +119,28 @@ def test_a_push_whose_worker_died_is_checked_on_the_database_thread(pair, sample
         receiver.worker.close()
 
 
+def test_a_worker_answer_that_is_not_the_batch_it_was_given_is_checked_on_the_database_thread(
+        pair, sample_complaints, monkeypatch, caplog):
+    """The database thread takes each checked event's fields from the item the event loop parsed, in the
+    worker's order: an answer of another length cannot be matched to the items, so the batch is checked
+    here instead."""
+    district, hub = pair
+    items = _queued(district, [b for b in sample_complaints if b.get("reporter")][:3])
+    forged = {**items[1], "event": {**items[1]["event"], "payload": {**items[1]["event"]["payload"], "title": "x"}}}
+    batch = [items[0], forged, items[2]]
+    receiver = Receiver(hub, KeyDirectory(hub.storage, hub.keys), hub_react(hub))
+    answer = receiver.worker.answer
+    monkeypatch.setattr(receiver.worker, "answer", lambda *a: answer(*a)[1:])
+    monkeypatch.setattr("node.federation.WORKER_FROM", 1)
+    try:
+        started = receiver.start("kab-paser", orjson.dumps({"after": 0, "items": batch}), batch)
+        got = receiver.receive("kab-paser", 0, batch, started)
+    finally:
+        receiver.worker.close()
+    assert [i for i, _ in got.rejected] == [forged["event"]["id"]] and got.accepted == 2
+    assert "answered 2 items of a push of 3" in caplog.text
+
+
 def test_a_push_whose_worker_hangs_is_checked_on_the_database_thread(pair, sample_complaints, monkeypatch, caplog):
     """A worker that does not answer (stopped, say) holds a push for ``check_worker.WAIT_S`` at most: it is
     then checked here, and the worker is replaced."""
