@@ -23,16 +23,16 @@ Measured with ``scripts/bench --skip drain,catchup --concurrency 128 --intake
 against 1,004 with the writer checkpointing (higher in six pairs of seven).
 20,000-event drains moved within their noise.
 
-Every second, not every half second: a hub storing a drain commits about
-eight batches a second, and each one dirties much the same pages again (the
-leaves of the index on event ids, which are hashes, take rows everywhere). A checkpoint copies a page once however often it changed since
-the last, so checkpoints half as often copied well under half as much: in a
-100,000-event drain the hub's checkpoint thread spent 1.6 us of CPU an event
-against 5.2. While a drain commits, the log never restarts (a restart needs
-the whole log copied when a transaction begins), so it grows until the
-writer checkpoints it itself at the backstop: 20,000 pages, reached every
-three seconds or so of such a drain, instead of 10,000 every second and a
-half.
+Every second, not every half second: a hub storing a drain commits about eight
+batches a second, and each one dirties much the same pages again (the leaves
+of the index on event ids, which are hashes, take rows everywhere). A
+checkpoint copies a page once however often it changed since the last, so
+checkpoints half as often copied well under half as much: in a 100,000-event
+drain the hub's checkpoint thread spent 1.6 us of CPU an event against 5.2.
+While a drain commits, the log never restarts (a restart needs the whole log
+copied when a transaction begins), so it grows until the writer checkpoints it
+itself at the backstop: 20,000 pages, reached every three seconds or so of
+such a drain, instead of 10,000 every second and a half.
 """
 from __future__ import annotations
 
