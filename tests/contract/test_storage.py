@@ -7,14 +7,18 @@ database.
 from __future__ import annotations
 
 import gc
+import subprocess
+import sys
 import time
 import weakref
+from pathlib import Path
 
 import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 from sqlmodel import SQLModel
@@ -77,6 +81,26 @@ def test_migrations_apply_and_check_passes(empty_storage):
     migrate.upgrade(empty_storage)  # idempotent
     migrate.check(empty_storage)
     assert empty_storage.ping()
+
+
+def test_the_revisions_a_node_checks_against_are_the_scripts_chain():
+    scripts = ScriptDirectory(str(migrate.SCRIPTS))
+    assert migrate.REVISIONS == tuple(reversed([s.revision for s in scripts.walk_revisions()]))
+    assert migrate.head_revision() == scripts.get_current_head()
+
+
+def test_a_node_checks_its_schema_without_loading_alembic(tmp_path):
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    storage = SqlStorage(url)
+    migrate.upgrade(storage)
+    storage.dispose()
+    code = ("import sys; import node.core, node.cli, adapters.http.app; from adapters.storage import SqlStorage, "
+            "migrate; migrate.check(SqlStorage(sys.argv[1])); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako', 'pygments'}))")
+    out = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def _migrate_to(storage, revision, *, down=False):
