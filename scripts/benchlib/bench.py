@@ -18,6 +18,7 @@ from pathlib import Path
 
 from benchlib import ceiling, drain, intake, pg, setup
 from benchlib.common import ROOT, hub_id, samples, say, table
+from node.config import SyncSettings
 from node.netlink import TcpLink
 
 TARGET_DRAIN_RATIO = 0.5       # of the single-core verification ceiling
@@ -43,8 +44,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--profile", default=None, metavar="DIR",
                    help="record py-spy profiles of the node processes during intake and drain into DIR")
     p.add_argument("--rtt", type=float, default=0.0, metavar="MS",
-                   help="also drain over a loopback link with this round-trip time, one and then two batches "
-                        "in flight (a district on a slow wide-area link)")
+                   help="also drain over a loopback link with this round-trip time, one batch and then "
+                        "sync.inflight's default in flight (a district on a slow wide-area link)")
     p.add_argument("--rtt-events", type=int, default=10_000, help="backlog for --rtt (default 10,000)")
     p.add_argument("--skip", default="", help="comma-separated phases to skip: intake,drain,catchup")
     p.add_argument("--postgres", action="store_true",
@@ -248,7 +249,7 @@ def main(argv=None) -> int:
             res["drains"][str(args.large_events)] = phase_drain(args, base, args.large_events, "drain-large",
                                                                 with_catchup=False)
         if args.rtt:
-            res["links"] = {str(k): phase_link(args, base, k) for k in (1, 2)}
+            res["links"] = {str(k): phase_link(args, base, k) for k in (1, SyncSettings().inflight)}
         res["machine"]["load_avg_end"] = os.getloadavg()
         res["seconds"] = round(time.monotonic() - t0, 1)
         text, ok = report(args, res)
