@@ -8,8 +8,10 @@ the caller can trust it. Rejections are logged with the reason.
 At most ``PUSHES_AT_ONCE`` pushes are read, checked and stored at once. A
 push's batch takes about ten times its body in memory once parsed and under
 verification (500 events in a 335 KB body: 4 MB, by tracemalloc), and each
-district may have two in flight: a hub that a hundred districts reach at
-once after an outage would otherwise hold them all. A push waits for its
+district may have ``sync.inflight`` (four) in flight: a hub that a hundred
+districts reach at once after an outage would otherwise hold them all. One
+district draining a backlog fills the four turns alone, so what a hub holds
+then is what it holds with any number of districts. A push waits for its
 turn once its signature is verified from its headers (the signature covers
 the body's digest, checked when the body is read), so that only enrolled
 nodes hold turns; while it waits, aiohttp buffers no more of its body than its
