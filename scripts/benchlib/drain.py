@@ -19,7 +19,6 @@ events), so that watching costs the nodes next to nothing.
 """
 from __future__ import annotations
 
-import os
 import time
 
 from benchlib import backlog, ceiling
@@ -69,26 +68,7 @@ def build(cluster, district: str, samples, n: int, seed: int) -> dict:
         if time.monotonic() - last["t"] > 10:
             say(f"    backlog: {events:,}/{n:,} events ({events / secs:,.0f}/s)")
             last["t"] = time.monotonic()
-    built = backlog.build(cluster.proc(district).config, samples, n, seed=seed, progress=progress)
-    # The backlog's pages on disk before any clock starts. The kernel writes dirty pages back about 30 s after
-    # they were written, so without this the drain of 1,000,000 events shared the disk with the writeback of
-    # the GB just built (0.49 and 0.53 of the ceiling in two full runs at 1bc74d9; 0.50-0.53 in drains of a
-    # backlog copied and synced first). A real backlog builds up over hours of an outage.
-    dirty, t = _dirty_mb(), time.monotonic()
-    os.sync()
-    built["flushed"] = {"dirty_mb": dirty, "seconds": round(time.monotonic() - t, 2)}
-    say(f"    backlog on disk: {dirty:,.0f} MB of dirty pages flushed in {built['flushed']['seconds']}s")
-    return built
-
-
-def _dirty_mb() -> float:
-    """The kernel's dirty and writeback pages, in MB (0 where /proc/meminfo does not say)."""
-    try:
-        with open("/proc/meminfo") as f:
-            fields = dict(line.split(":", 1) for line in f)
-    except OSError:
-        return 0.0
-    return sum(int(fields.get(k, "0 kB").split()[0]) for k in ("Dirty", "Writeback")) / 1024
+    return backlog.build(cluster.proc(district).config, samples, n, seed=seed, progress=progress)
 
 
 def drain(cluster, district: str, samples, n: int, timeout: float, seed: int = 11) -> dict:
