@@ -50,7 +50,7 @@ class SyncSettings(BaseModel):
     # 1,000, not 500: each batch costs both ends a request, a transaction and a commit; see scripts/PERFORMANCE.md
     batch_size: int = Field(1000, ge=1, le=5000)
     # 4, not 2: a hub's database thread stalls on the disk now and then, and a deeper window keeps its check
-    # worker fed meanwhile (a 1,000,000-event drain: 0.50-0.53 of the ceiling against 0.45-0.47 with 2); a hub
+    # worker fed meanwhile (a 1,000,000-event drain: 0.49-0.53 of the ceiling against 0.45-0.47 with 2); a hub
     # takes in four pushes at once whoever sends them, so its memory is bounded as before (PERFORMANCE.md)
     inflight: int = Field(4, ge=1, le=8)   # batches sent before the first is answered
     push_gap_s: float = Field(0.5, ge=0, le=60)   # a batch less than full waits this long after the last push
