@@ -52,7 +52,7 @@ class EventLog:
         events = tx.ticket_events(ticket_id)
         before = fold(events)
         if events:  # later than its parents, even if another process of this node received them
-            self.clock.observe(max(e.hlc for e in events))
+            self.clock.observe_all(e.hlc for e in events)
         seq, prev = tx.chain_head(self.node_id, lock=True)
         event = make_event(ticket=ticket_id, author=self.node_id, seq=seq + 1, prev=prev,
                            parents=heads(events), hlc=self.clock.tick(), type=type, payload=payload,

@@ -61,23 +61,27 @@ def _driver_sql(stmt, keys: tuple[str, ...]) -> str | None:
     return compiled.string if tuple(compiled.positiontup) == keys else None
 
 
-@functools.lru_cache(maxsize=2048)
-def _in_sql(stmt, name: str, n: int) -> tuple[str, tuple[str, ...]]:
-    """``stmt`` as SQLite SQL with its expanding IN parameter ``name`` written out for ``n`` values, and the
-    parameter names in placeholder order."""
-    compiled = stmt.compile(dialect=_SQLITE)
-    marker = f"(__[POSTCOMPILE_{name}])"
-    if compiled.string.count(marker) != 1:
-        raise ValueError(f"statement has no single expanding IN parameter {name!r}")
-    return compiled.string.replace(marker, "(" + ", ".join("?" * n) + ")"), tuple(compiled.positiontup)
-
-
 @functools.lru_cache(maxsize=256)
 def _select_sql(stmt) -> tuple[str, tuple[str, ...], dict]:
     """``stmt`` as SQLite SQL, the names of its parameters in placeholder order, and the values it binds
     itself (an OFFSET's 0, say)."""
     compiled = stmt.compile(dialect=_SQLITE)
     return compiled.string, tuple(compiled.positiontup), {k: v for k, v in compiled.params.items() if v is not None}
+
+
+@functools.lru_cache(maxsize=2048)
+def _in_sql(stmt, name: str, n: int) -> tuple[str, tuple[str, ...], dict]:
+    """``_select_sql`` with the expanding IN parameter ``name`` written out for ``n`` values."""
+    sql, order, own = _select_sql(stmt)
+    marker = f"(__[POSTCOMPILE_{name}])"
+    if sql.count(marker) != 1:
+        raise ValueError(f"statement has no single expanding IN parameter {name!r}")
+    return sql.replace(marker, "(" + ", ".join("?" * n) + ")"), order, own
+
+
+def _args(order: tuple[str, ...], own: dict, params: dict) -> tuple:
+    """The values for a statement's placeholders: ``params``, else the value the statement binds itself."""
+    return tuple(params[k] if k in params else own[k] for k in order)
 
 
 class _Conn:
@@ -133,13 +137,10 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
             if self.dialect != "sqlite":
                 rows += conn.execute(stmt, {**params, name: page})
                 continue
-            sql, order = _in_sql(stmt, name, len(page))
+            sql, order, own = _in_sql(stmt, name, len(page))
             args: list = []
-            for key in order:
-                if key == name:
-                    args += page
-                else:
-                    args.append(params[key])
+            for key in order:   # (the page where the IN list goes)
+                args += page if key == name else _args((key,), own, params)
             rows += conn.exec_driver_sql(sql, tuple(args))
         return rows
 
@@ -150,7 +151,7 @@ class Tx(EventRepo, SyncRepo, DirectoryRepo):
         if self.dialect != "sqlite":
             return list(self.conn.execute(stmt, params))
         sql, order, own = _select_sql(stmt)
-        return self.conn.exec_driver_sql(sql, tuple(params[k] if k in params else own[k] for k in order)).fetchall()
+        return self.conn.exec_driver_sql(sql, _args(order, own, params)).fetchall()
 
     def defer(self, stmt, values: dict, key=None, *, slot=None) -> None:
         """Write ``values`` with ``stmt`` later in this transaction. With ``key``, a later ``defer`` of the
